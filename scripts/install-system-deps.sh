@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite drives (real clients and peers).
+# Idempotent: installs only what is missing. Needs root (or sudo) when something is missing.
+set -euo pipefail
+need=()
+check() { command -v "$1" >/dev/null 2>&1 || need+=("$2"); }
+check swaks swaks
+check curl curl
+check msmtp msmtp
+check mbsync isync
+check fetchmail fetchmail
+check offlineimap offlineimap3
+check openssl openssl
+[ -x /usr/sbin/postfix ] || need+=(postfix)
+if [ ${#need[@]} -eq 0 ]; then exit 0; fi
+echo "installing system packages: ${need[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+if [ -n "$(printf '%s\n' "${need[@]}" | grep -x postfix)" ]; then
+  echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+fi
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,3 @@
+from caducee.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The domain, without I/O: identities, addresses, mailbox types, errors, audit event types."""
