@@ -71,9 +71,7 @@ class SendResult:
 
 def xtext(value: str) -> str:
     """RFC 3461 §4 xtext encoding of a parameter value."""
-    return "".join(
-        c if ("!" <= c <= "~" and c not in "+=") else f"+{ord(c):02X}" for c in value
-    )
+    return "".join(c if ("!" <= c <= "~" and c not in "+=") else f"+{ord(c):02X}" for c in value)
 
 
 class DotStuffer:
@@ -148,7 +146,7 @@ class OutboundSession:
         *,
         ssl_context: ssl.SSLContext,
         helo_name: str,
-        timeout: float = 30.0,
+        timeout: float = 30.0,  # noqa: ASYNC109 - applies to each step, not the whole call
     ) -> OutboundSession:
         """Connects, reads the greeting, EHLO, STARTTLS (mandatory), EHLO again.
 
@@ -178,14 +176,18 @@ class OutboundSession:
                 raise PeerError(f"STARTTLS refused: {reply}", temporary=reply.code < 500)
             # Not wrapped in wait_for: on Python 3.11 that can lose the ClientHello under load;
             # the handshake has its own timeout.
-            await writer.start_tls(
-                ssl_context, server_hostname=host, ssl_handshake_timeout=timeout
-            )
+            await writer.start_tls(ssl_context, server_hostname=host, ssl_handshake_timeout=timeout)
             ssl_obj = writer.get_extra_info("ssl_object")
             if not isinstance(ssl_obj, ssl.SSLObject):
                 raise PeerError("TLS was not established")
             session.peer_cert_der = ssl_obj.getpeercert(binary_form=True)
             await session._ehlo(helo_name)
+        except ssl.SSLError:
+            session.abort()
+            raise
+        except (OSError, TimeoutError) as exc:
+            session.abort()
+            raise PeerError(f"session with {host}:{port} failed: {exc!r}") from exc
         except BaseException:
             session.abort()
             raise
