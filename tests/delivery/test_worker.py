@@ -265,7 +265,9 @@ async def test_refuses_a_peer_with_a_wrong_certificate(
     if case == "dn_not_listed":
         bad = ca.issue_server("mx.ch-b.mssante.test", "750712184", "AUTRE ORG", "Paris (75)")
     elif case == "expired":
-        bad = ca.issue_server("mx.ch-b.mssante.test", "750712184", "CH B", "Paris (75)", expired=True)
+        bad = ca.issue_server(
+            "mx.ch-b.mssante.test", "750712184", "CH B", "Paris (75)", expired=True
+        )
     else:
         other = TrustSpaceCA.create_other(tmp_path / "other")
         bad = other.issue_server("mx.ch-b.mssante.test", "750712184", "CH B", "Paris (75)")

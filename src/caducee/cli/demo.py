@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import shlex
 import smtplib
 import ssl
@@ -93,7 +94,9 @@ def send_demo_message(
     return str(msg["Message-ID"])
 
 
-def _pick(info: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
+def _pick(
+    info: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
     ops = [op for op in info.get("operators", []) if op.get("accounts") and op.get("submission")]
     if len(ops) < 2:
         raise ConfigError(["sandbox.json: the demo needs two operators with accounts"])
@@ -105,8 +108,14 @@ def _pick(info: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[st
     return a, sender, b, recipient
 
 
-def _howto(info: dict[str, Any], directory: Path, a: dict[str, Any], sender: dict[str, Any],
-           b: dict[str, Any], recipient: dict[str, Any]) -> str:
+def _howto(
+    info: dict[str, Any],
+    directory: Path,
+    a: dict[str, Any],
+    sender: dict[str, Any],
+    b: dict[str, Any],
+    recipient: dict[str, Any],
+) -> str:
     ca = Path(str(info.get("ca_bundle", directory / "ca-bundle.pem")))
     ca_q = shlex.quote(str(ca.resolve() if not ca.is_absolute() else ca))
     sub_host, sub_port = _hostport(a["submission"])
@@ -145,19 +154,19 @@ def _howto(info: dict[str, Any], directory: Path, a: dict[str, Any], sender: dic
     return "\n".join(lines)
 
 
-async def _wait_in_inbox(op: Any, address: str, before: int, timeout: float) -> int:
+async def _wait_in_inbox(op: Any, address: str, before: int, limit: float) -> int:
     storage = op.storage
     mailbox = await storage.accounts.get_mailbox(address)
     if mailbox is None:
         raise ConfigError([f"no mailbox {address} on {op.name}"])
     folder = await storage.messages.get_folder(mailbox.mailbox_id, "INBOX")
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         msgs = await storage.messages.list_messages(folder.folder_id)
         if len(msgs) > before:
             return int(msgs[-1].uid)
         await asyncio.sleep(0.05)
-    raise CaduceeError(f"the message did not reach {address} within {timeout:.0f} s")
+    raise CaduceeError(f"the message did not reach {address} within {limit:.0f} s")
 
 
 async def _inbox_count(op: Any, address: str) -> int:
@@ -220,10 +229,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     async def stop() -> None:
         await stop_all(operators)
 
-    try:
+    with contextlib.suppress(_Done):
         asyncio.run(run_until_signalled(start, stop))
-    except _Done:
-        pass
     return 0
 
 

@@ -22,14 +22,16 @@ from caducee.core.identifiers import holder_for
 from caducee.core.model import Address, AuditEvent, MailboxType
 from caducee.storage.interfaces import Storage
 
-__all__ = ["FULL_RIGHTS", "DELEGATE_RIGHTS", "register"]
+__all__ = ["DELEGATE_RIGHTS", "FULL_RIGHTS", "register"]
 
 FULL_RIGHTS = "lrswipkxtea"  # RFC 4314: everything, for the holder's own account
 DELEGATE_RIGHTS = "lrswipktea"  # delegates: all but administering the folder tree (x)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("mailbox", help="manage mailboxes (BAL) and accounts", description=__doc__)
+    parser = sub.add_parser(
+        "mailbox", help="manage mailboxes (BAL) and accounts", description=__doc__
+    )
     cmds = parser.add_subparsers(dest="mailbox_command", metavar="COMMAND", required=True)
 
     add = cmds.add_parser("add", help="create a mailbox", description="Creates a BAL.")
@@ -96,9 +98,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _check_domain(domains: list[str], address: str) -> Address:
     addr = Address.parse(address)
     if addr.domain not in {d.lower() for d in domains}:
-        raise InvalidInput(
-            f"{addr.domain} is not a domain of this node ({', '.join(domains)})"
-        )
+        raise InvalidInput(f"{addr.domain} is not a domain of this node ({', '.join(domains)})")
     return addr
 
 

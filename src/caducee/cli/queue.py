@@ -14,7 +14,9 @@ __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("queue", help="inspect and act on the delivery queue", description=__doc__)
+    parser = sub.add_parser(
+        "queue", help="inspect and act on the delivery queue", description=__doc__
+    )
     cmds = parser.add_subparsers(dest="queue_command", metavar="COMMAND", required=True)
     lst = cmds.add_parser("list", help="list queued items (one per message and domain)")
     add_config_arg(lst)
@@ -36,7 +38,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _age(created: datetime) -> str:
     now = datetime.now(UTC)
-    seconds = int((now - (created if created.tzinfo else created.replace(tzinfo=UTC))).total_seconds())
+    seconds = int(
+        (now - (created if created.tzinfo else created.replace(tzinfo=UTC))).total_seconds()
+    )
     if seconds < 120:
         return f"{seconds}s"
     if seconds < 7200:

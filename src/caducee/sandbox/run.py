@@ -103,9 +103,7 @@ async def stop_all(operators: list[Operator]) -> None:
 def describe(operators: list[Operator]) -> str:
     lines = []
     for op in operators:
-        parts = [
-            f"{name} {h}:{p}" for name, addrs in op.addresses.items() for h, p in addrs[:1]
-        ]
+        parts = [f"{name} {h}:{p}" for name, addrs in op.addresses.items() for h, p in addrs[:1]]
         lines.append(f"  {op.name} ({', '.join(op.cfg.domains)}): {'; '.join(parts)}")
     return "\n".join(lines)
 
