@@ -9,7 +9,6 @@ AES-256-GCM encrypted on both (``storage.blobcrypto``), keys in ``storage.keyrin
 from __future__ import annotations
 
 from pathlib import Path
-from typing import cast
 
 from caducee.config.model import NodeConfig, read_secret
 from caducee.storage.interfaces import Storage
@@ -64,7 +63,7 @@ async def open_postgres(
     except BaseException:
         await storage.close()
         raise
-    return cast(Storage, storage)
+    return storage
 
 
 async def open_storage(cfg: NodeConfig) -> Storage:
