@@ -19,7 +19,8 @@ from typing import Any, Protocol
 
 from caducee.config.model import NodeConfig
 from caducee.core.errors import CaduceeError, ConfigError
-from caducee.smtp.worker import OutboundWorker, WorkerSettings
+from caducee.smtp.relay import DeliveredMessage
+from caducee.smtp.worker import OutboundWorker, WorkerSettings, delivery_receipt
 from caducee.storage import open_storage
 from caducee.storage.interfaces import Storage
 from caducee.trust.listeblanche import ListeBlanche, load_liste_blanche
@@ -104,20 +105,47 @@ class Operator:
 
         if cfg.smtp.relay_listen:
             self.servers["relay"] = RelayServer(
-                cfg, self.storage, self.policy, on_queued=self.worker.wake
+                cfg, self.storage, self.policy, on_delivered=self._receipt
             )
         if cfg.smtp.submission_listen:
             self.servers["submission"] = SubmissionServer(
-                cfg, self.storage, self.policy, on_queued=self.worker.wake
+                cfg,
+                self.storage,
+                self.policy,
+                on_queued=self.worker.wake,
+                on_delivered=self._receipt,
             )
         imap_cls = _optional("caducee.imap.server", "ImapServer")
         if imap_cls is not None and (cfg.imap.listen or cfg.imap.listen_tls):
-            self.servers["imap"] = imap_cls(cfg, self.storage, self.policy)
+            self.servers["imap"] = imap_cls(
+                cfg, self.storage, self.policy.submission_server_context(), self.storage.accounts
+            )
         await self.worker.start()
         for name, server in self.servers.items():
             self.addresses[name] = await server.start()
             log.info("%s: %s listening on %s", cfg.name, name, self.addresses[name])
         self._refresh = asyncio.create_task(self._refresh_loop(), name=f"refresh-{cfg.name}")
+
+    def add_route(self, domain: str, hostport: str) -> None:
+        """Routes ``domain`` to ``host:port`` (sandbox and tests, where ports are bound late)."""
+        if self.worker is None:
+            raise RuntimeError("operator not started")
+        self.worker.router.set_route(domain, hostport)
+
+    async def _receipt(self, msg: DeliveredMessage) -> None:
+        """NOTIFY=SUCCESS on a local delivery: the "accusé de réception" (RFC 3461 §5.2.2)."""
+        if self.storage is None:
+            return
+        await delivery_receipt(
+            self.cfg,
+            self.storage,
+            queue_id=f"{self.cfg.name}:{msg.queue_id}",
+            sender=msg.sender,
+            recipients=[(r.address, r.notify, r.orcpt) for r in msg.recipients],
+            blob=msg.blob,
+            envid=msg.envid,
+            on_queued=self.worker.wake if self.worker is not None else None,
+        )
 
     async def stop(self) -> None:
         """Graceful: stop accepting, let the worker park its items, close the storage."""

@@ -267,7 +267,9 @@ class OutboundSession:
             if notify:
                 params.append("NOTIFY=" + ",".join(sorted(n.upper() for n in notify)))
             if orcpt:
-                params.append(f"ORCPT={orcpt}")
+                kind, sep, addr = orcpt.partition(";")
+                value = f"{kind};{xtext(addr)}" if sep else f"rfc822;{xtext(orcpt)}"
+                params.append(f"ORCPT={value}")
         tail = (" " + " ".join(params)) if params else ""
         return f"RCPT TO:<{address}>{tail}\r\n".encode()
 

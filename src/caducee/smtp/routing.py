@@ -39,6 +39,10 @@ class Router:
         self._routes = {k.lower().rstrip("."): v for k, v in routes.items()}
         self._port = port
 
+    def set_route(self, domain: str, hostport: str) -> None:
+        """Adds or replaces a static route (sandbox, tests: ports known after binding)."""
+        self._routes[domain.lower().rstrip(".")] = hostport
+
     async def destinations(self, domain: str) -> list[tuple[str, int]]:
         domain = domain.lower().rstrip(".")
         route = self._routes.get(domain)

@@ -29,13 +29,20 @@ from typing import Protocol
 
 from caducee.config.model import NodeConfig
 from caducee.core.errors import CaduceeError, QuotaExceeded
-from caducee.core.model import AuditEvent, QueueItem, QueueRecipient, RecipientState
+from caducee.core.model import AuditEvent, BlobRef, QueueItem, QueueRecipient, RecipientState
 from caducee.smtp.dsn import RecipientStatus, build_dsn, header_block, should_notify
 from caducee.smtp.outbound import OutboundSession, PeerError, Reply
 from caducee.smtp.routing import RouteError, Router
 from caducee.storage.interfaces import Storage
 
-__all__ = ["OutboundPolicy", "OutboundWorker", "PeerVerdictLike", "WorkerSettings"]
+__all__ = [
+    "OutboundPolicy",
+    "OutboundWorker",
+    "PeerVerdictLike",
+    "WorkerSettings",
+    "deliver_notification",
+    "delivery_receipt",
+]
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +136,10 @@ class OutboundWorker:
         self.attempts = 0
 
     # -- life cycle -------------------------------------------------------------------------
+
+    @property
+    def router(self) -> Router:
+        return self._router
 
     def wake(self) -> None:
         """Something was queued: look at the queue now."""
@@ -515,7 +526,8 @@ class OutboundWorker:
         key = f"dsn:{kind}:{item.blob.blob_id}:{item.domain}:{item.item_id}:" + ",".join(
             sorted(s.final_recipient.lower() for s in wanted)
         )
-        await deliver_notification(self._cfg, self._storage, item.sender, raw, key)
+        if await deliver_notification(self._cfg, self._storage, item.sender, raw, key):
+            self.wake()
 
     async def _original(self, item: QueueItem, full: bool) -> bytes:
         if full:
@@ -536,24 +548,70 @@ class OutboundWorker:
             log.warning("outbound: audit failed: %s", exc)
 
 
+async def delivery_receipt(
+    cfg: NodeConfig,
+    storage: Storage,
+    *,
+    queue_id: str,
+    sender: str,
+    recipients: list[tuple[str, frozenset[str], str | None]],
+    blob: BlobRef,
+    envid: str | None,
+    on_queued: Callable[[], None] | None = None,
+) -> None:
+    """The MSSanté "accusé de réception": a success DSN (Action: delivered, RFC 3464) for the
+    local recipients that asked NOTIFY=SUCCESS, sent once the message is in their BAL.
+
+    ``recipients``: (address, NOTIFY, ORCPT). Deduplicated by ``queue_id`` for local senders.
+    """
+    if not sender:
+        return
+    now = datetime.now(UTC)
+    statuses = [
+        RecipientStatus(addr, "delivered", "2.0.0", orcpt, None, None, now)
+        for addr, notify, orcpt in recipients
+        if should_notify(notify, "delivered")
+    ]
+    if not statuses:
+        return
+    head = bytearray()
+    async for chunk in storage.blobs.stream(blob):
+        head += chunk
+        if b"\r\n\r\n" in head or b"\n\n" in head or len(head) > 256 * 1024:
+            break
+    raw = build_dsn(
+        reporting_mta=cfg.smtp.hostname,
+        to=sender,
+        recipients=statuses,
+        original=header_block(bytes(head)),
+        ret="HDRS",
+        envid=envid,
+        arrival_date=now,
+        now=now,
+    )
+    queued = await deliver_notification(cfg, storage, sender, raw, f"dsn:delivered:{queue_id}")
+    if queued and on_queued is not None:
+        on_queued()
+
+
 async def deliver_notification(
     cfg: NodeConfig, storage: Storage, to: str, raw: bytes, dedup_key: str
-) -> None:
+) -> bool:
     """Delivers a DSN to ``to``: into the local BAL (deduplicated), else queued outbound with
-    the null reverse-path (RFC 3461 §6.2)."""
+    the null reverse-path (RFC 3461 §6.2). True when it was queued (wake the worker)."""
     domain = to.rpartition("@")[2].lower()
     if domain in {d.lower() for d in cfg.domains}:
         mailbox = await storage.accounts.get_mailbox(to)
         if mailbox is None:
             log.info("outbound: DSN for a mailbox that no longer exists dropped")
-            return
+            return False
         blob = await storage.blobs.put(raw)
         try:
             await storage.messages.deliver(blob, [mailbox.mailbox_id], dedup_key=dedup_key)
         except QuotaExceeded:
             log.warning("outbound: DSN not delivered, mailbox %s over quota", mailbox.mailbox_id)
             await storage.blobs.delete(blob)
-        return
+        return False
     blob = await storage.blobs.put(raw)
     await storage.queue.enqueue(
         "",
@@ -562,6 +620,7 @@ async def deliver_notification(
         domain,
         expires=datetime.now(UTC) + timedelta(seconds=cfg.smtp.queue_lifetime_seconds),
     )
+    return True
 
 
 def _pending(item: QueueItem) -> list[QueueRecipient]:
