@@ -242,9 +242,13 @@ class MessageStore(Protocol):
         ...
 
 
-class ChangeSubscription(AsyncIterator[int], Protocol):
-    """Changed folder ids of one BAL (0: the folder list changed), coalesced; registered at
-    creation, so no change after ``subscribe()`` returns is missed."""
+class ChangeSubscription(Protocol):
+    """An async iterator of changed folder ids of one BAL (0: the folder list changed),
+    coalesced; registered at creation, so no change after ``subscribe()`` returns is missed."""
+
+    def __aiter__(self) -> ChangeSubscription: ...
+
+    async def __anext__(self) -> int: ...
 
     async def aclose(self) -> None: ...
 
