@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from functools import partial
 
-from caducee.core.errors import NotFound, StorageError
+from caducee.core.errors import ConfigError, NotFound, StorageError
 from caducee.core.model import BlobRef
 from caducee.storage.blobcrypto import (
     SEGMENT,
@@ -155,6 +155,12 @@ class PgBlobStore:
         self.runner = runner
         self.keyring = keyring
 
+    def _key(self, key_id: str) -> bytes:
+        try:
+            return self.keyring.key(key_id)
+        except ConfigError as exc:
+            raise StorageError(f"blob key {key_id!r} is not in the keyring") from exc
+
     def writer(self) -> _Writer:
         return _Writer(self)
 
@@ -175,7 +181,7 @@ class PgBlobStore:
         if meta is None:
             raise NotFound("blob not found")
         key_id, size, salt = meta
-        cipher = BlobCipher(self.keyring.key(key_id), ref.blob_id, salt)
+        cipher = BlobCipher(self._key(key_id), ref.blob_id, salt)
         end = size if end is None else min(end, size)
         start = max(0, start)
         if start >= end and size > 0:
