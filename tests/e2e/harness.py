@@ -154,7 +154,11 @@ def make_trust_space(root: Path, names: dict[str, str], *, fixed_ports: bool = F
         create_keyring(keyring)
         ports = {"relay": free_port(), "submission": free_port()} if fixed_ports else {}
         nodes[name] = NodeSpec(name, domain, cert, keyring, root / name / "data", ports)
-        entries.append(DomainEntry(name=domain, dn=cert.subject_dn, description=name))
+        entries.append(
+            DomainEntry(
+                name=domain, dn=cert.subject_dn, description=name, updated=datetime.now(UTC)
+            )
+        )
     liste_path = root / "listeblanche.xml"
     save_liste_blanche(ListeBlanche(datetime.now(UTC), entries), liste_path)
     return TrustSpace(root, ca, liste_path, nodes)

@@ -73,7 +73,7 @@ class OutboundPolicy(Protocol):
 class WorkerSettings:
     batch: int = 100  # items claimed at once
     max_inflight: int = 400  # items held in memory (claimed, not finished)
-    lease_seconds: float = 900.0
+    lease_seconds: float = 300.0
     connections_per_domain: int = 4
     idle_seconds: float = 5.0  # an idle session is kept this long for the next message
     timeout: float = 60.0  # connect, TLS handshake, each reply
@@ -167,8 +167,20 @@ class OutboundWorker:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(*pending, return_exceptions=True)
+        # Items claimed but not started: due again at once for the next run.
+        for dest in self._dests.values():
+            while dest.items:
+                item = dest.items.popleft()
+                with contextlib.suppress(CaduceeError):
+                    await self._storage.queue.release(item.item_id)
 
     async def _run(self) -> None:
+        try:
+            released = await self._storage.queue.release_node(self._node)
+            if released:
+                log.info("outbound: %d item(s) leased before a restart are due again", released)
+        except CaduceeError as exc:
+            log.warning("outbound: releasing old leases failed: %s", exc)
         await self._scan_next_due()
         while not self._stopping:
             self._wake.clear()
