@@ -19,8 +19,9 @@ from typing import Any, Protocol
 
 from caducee.config.model import NodeConfig
 from caducee.core.errors import CaduceeError, ConfigError
+from caducee.smtp.receipts import delivery_receipt
 from caducee.smtp.relay import DeliveredMessage
-from caducee.smtp.worker import OutboundWorker, WorkerSettings, delivery_receipt
+from caducee.smtp.worker import OutboundWorker, WorkerSettings
 from caducee.storage import open_storage
 from caducee.storage.interfaces import Storage
 from caducee.trust.listeblanche import ListeBlanche, load_liste_blanche

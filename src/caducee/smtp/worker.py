@@ -28,10 +28,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from caducee.config.model import NodeConfig
-from caducee.core.errors import CaduceeError, QuotaExceeded
-from caducee.core.model import AuditEvent, BlobRef, QueueItem, QueueRecipient, RecipientState
-from caducee.smtp.dsn import RecipientStatus, build_dsn, header_block, should_notify
+from caducee.core.errors import CaduceeError
+from caducee.core.model import AuditEvent, QueueItem, QueueRecipient, RecipientState
+from caducee.smtp.dsn import RecipientStatus, build_dsn, should_notify
 from caducee.smtp.outbound import OutboundSession, PeerError, Reply
+from caducee.smtp.receipts import deliver_notification, read_headers
 from caducee.smtp.routing import RouteError, Router
 from caducee.storage.interfaces import Storage
 
@@ -40,8 +41,6 @@ __all__ = [
     "OutboundWorker",
     "PeerVerdictLike",
     "WorkerSettings",
-    "deliver_notification",
-    "delivery_receipt",
 ]
 
 log = logging.getLogger(__name__)
@@ -544,12 +543,7 @@ class OutboundWorker:
     async def _original(self, item: QueueItem, full: bool) -> bytes:
         if full:
             return await self._storage.blobs.get(item.blob)
-        head = bytearray()
-        async for chunk in self._storage.blobs.stream(item.blob):
-            head += chunk
-            if b"\r\n\r\n" in head or b"\n\n" in head or len(head) > 256 * 1024:
-                break
-        return header_block(bytes(head))
+        return await read_headers(self._storage, item.blob)
 
     async def _audit(self, kind: str, outcome: str, target: str, details: dict[str, str]) -> None:
         try:
@@ -558,81 +552,6 @@ class OutboundWorker:
             )
         except CaduceeError as exc:
             log.warning("outbound: audit failed: %s", exc)
-
-
-async def delivery_receipt(
-    cfg: NodeConfig,
-    storage: Storage,
-    *,
-    queue_id: str,
-    sender: str,
-    recipients: list[tuple[str, frozenset[str], str | None]],
-    blob: BlobRef,
-    envid: str | None,
-    on_queued: Callable[[], None] | None = None,
-) -> None:
-    """The MSSanté "accusé de réception": a success DSN (Action: delivered, RFC 3464) for the
-    local recipients that asked NOTIFY=SUCCESS, sent once the message is in their BAL.
-
-    ``recipients``: (address, NOTIFY, ORCPT). Deduplicated by ``queue_id`` for local senders.
-    """
-    if not sender:
-        return
-    now = datetime.now(UTC)
-    statuses = [
-        RecipientStatus(addr, "delivered", "2.0.0", orcpt, None, None, now)
-        for addr, notify, orcpt in recipients
-        if should_notify(notify, "delivered")
-    ]
-    if not statuses:
-        return
-    head = bytearray()
-    async for chunk in storage.blobs.stream(blob):
-        head += chunk
-        if b"\r\n\r\n" in head or b"\n\n" in head or len(head) > 256 * 1024:
-            break
-    raw = build_dsn(
-        reporting_mta=cfg.smtp.hostname,
-        to=sender,
-        recipients=statuses,
-        original=header_block(bytes(head)),
-        ret="HDRS",
-        envid=envid,
-        arrival_date=now,
-        now=now,
-    )
-    queued = await deliver_notification(cfg, storage, sender, raw, f"dsn:delivered:{queue_id}")
-    if queued and on_queued is not None:
-        on_queued()
-
-
-async def deliver_notification(
-    cfg: NodeConfig, storage: Storage, to: str, raw: bytes, dedup_key: str
-) -> bool:
-    """Delivers a DSN to ``to``: into the local BAL (deduplicated), else queued outbound with
-    the null reverse-path (RFC 3461 §6.2). True when it was queued (wake the worker)."""
-    domain = to.rpartition("@")[2].lower()
-    if domain in {d.lower() for d in cfg.domains}:
-        mailbox = await storage.accounts.get_mailbox(to)
-        if mailbox is None:
-            log.info("outbound: DSN for a mailbox that no longer exists dropped")
-            return False
-        blob = await storage.blobs.put(raw)
-        try:
-            await storage.messages.deliver(blob, [mailbox.mailbox_id], dedup_key=dedup_key)
-        except QuotaExceeded:
-            log.warning("outbound: DSN not delivered, mailbox %s over quota", mailbox.mailbox_id)
-            await storage.blobs.delete(blob)
-        return False
-    blob = await storage.blobs.put(raw)
-    await storage.queue.enqueue(
-        "",
-        [QueueRecipient(to, frozenset({"NEVER"}))],
-        blob,
-        domain,
-        expires=datetime.now(UTC) + timedelta(seconds=cfg.smtp.queue_lifetime_seconds),
-    )
-    return True
 
 
 def _pending(item: QueueItem) -> list[QueueRecipient]:
