@@ -297,3 +297,19 @@ async def test_refuses_a_peer_with_a_wrong_certificate(
 async def _attempted(node: Node, item_id: int) -> bool:
     item = await node.storage.queue.get(item_id)
     return item is not None and item.attempts >= 1
+
+
+async def test_delay_notice_sent_once_on_notify_delay(
+    peer: Peer, make_node: Callable[..., Awaitable[Node]]
+) -> None:
+    peer.data_reply = lambda n: "450 4.2.1 mailbox busy" if n <= 4 else "250 ok"
+    node = await make_node(
+        peer.port, settings=WorkerSettings(idle_seconds=0.5, delay_notice_seconds=0.0)
+    )
+    await node.enqueue([QueueRecipient(f"r@{B}", frozenset({"DELAY", "FAILURE"}))])
+    await wait_until(lambda: _empty(node))
+    (dsn,) = await node.inbox()  # one notice although four attempts were deferred
+    (block,) = dsn_fields(dsn)
+    assert block["Action"] == "delayed" and block["Status"] == "4.2.1"
+    assert block["Will-Retry-Until"]
+    assert len(peer.received) == 1
