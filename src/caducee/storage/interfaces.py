@@ -87,6 +87,11 @@ class AccountStore(Protocol):
 
     async def get_account(self, login: str) -> Account | None: ...
 
+    async def get_account_by_idnps(self, idnps: str) -> Account | None:
+        """The account whose ``idnps`` is this one (bearer-token logins map a token's
+        SubjectNameID to an account); None when there is none."""
+        ...
+
     async def list_accounts(self) -> list[Account]: ...
 
     async def set_password(self, login: str, password: str) -> None: ...
@@ -302,6 +307,10 @@ class QueueStore(Protocol):
 
     async def release(self, item_id: int) -> None:
         """Gives a claimed item's lease back without counting an attempt (shutdown)."""
+        ...
+
+    async def release_node(self, node: str) -> int:
+        """Gives back every lease held by ``node`` (at its start-up after a crash); how many."""
         ...
 
 
