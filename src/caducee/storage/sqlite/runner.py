@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import queue
 import sqlite3
 import threading
@@ -89,6 +90,8 @@ class SqliteRunner:
         self._closed = False
         self.batches = 0  # number of group commits (for tests and the benchmark)
         self.batched_jobs = 0
+        if not path.exists():  # only the operator may read the database (addresses, audit)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         conn = _connect(path, readonly=False)  # create the file and switch to WAL now
         conn.close()
         self._writer.start()
