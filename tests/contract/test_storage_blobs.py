@@ -7,6 +7,7 @@ import base64
 import quopri
 import sqlite3
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -189,3 +190,13 @@ async def test_nothing_in_plaintext_at_rest(
             ).fetchall():
                 raw = text.encode()
                 assert not [f for f in forms if f in raw], table
+
+
+async def test_orphans_of_an_unfinished_upload_are_collected(storage: Storage) -> None:
+    kept = await storage.blobs.put(_pattern(2 * SEG))
+    w = storage.blobs.writer()
+    await w.write(_pattern(20 * SEG))  # flushed to disk / chunk rows, never committed
+    assert await storage.blobs.gc_orphans(datetime.now(UTC) - timedelta(hours=1)) == 0
+    assert await storage.blobs.gc_orphans(datetime.now(UTC) + timedelta(seconds=5)) >= 1
+    assert await storage.blobs.get(kept) == _pattern(2 * SEG)
+    await w.abort()  # the writer of a crashed process would be gone; here it lets go its file
