@@ -49,15 +49,20 @@ def _commit(
     salt: bytes,
     rows: list[tuple[int, bytes]],
     created: int,
+    durable: bool,
 ) -> Op[None]:
-    # One statement, no BEGIN/COMMIT round trips: a small message's blob costs one commit.
+    if not durable:
+        # The commit does not wait for its WAL flush; the caller's next durable transaction
+        # flushes the WAL past it (the log is sequential), making the blob durable with it.
+        yield Q("SET LOCAL synchronous_commit = off")
+    # One statement: a small message's blob costs one round trip.
     yield Q(
         "WITH b AS (INSERT INTO blobs (blob_id, key_id, size, salt, created)"
         " VALUES (?, ?, ?, ?, ?)) INSERT INTO blob_chunks (blob_id, seq, data, created)"
         " SELECT ?, u.s, u.d, ? FROM unnest(?::bigint[], ?::bytea[]) AS u(s, d)",
         (blob_id, key_id, size, salt, created, blob_id, created,
          [seq for seq, _ in rows], [data for _, data in rows]),
-        only=True,
+        only=durable,
     )  # fmt: skip
 
 
@@ -127,14 +132,14 @@ class _Writer:
             self._wrote_chunks = True
             await self._store.runner.write(lambda: _chunks(self._blob_id, rows, self._created))
 
-    async def commit(self) -> BlobRef:
+    async def commit(self, *, durable: bool = True) -> BlobRef:
         if self._done:
             raise StorageError("blob writer already committed or aborted")
         self._done = True
         last = self._cipher.seal(self._index, bytes(self._plain), last=True)
         self._plain.clear()
         rows, self._rows = [*self._rows, (self._index, last)], []
-        args = (self._blob_id, self._key_id, self._size, self._salt, rows, self._created)
+        args = (self._blob_id, self._key_id, self._size, self._salt, rows, self._created, durable)
         try:
             await self._store.runner.write(lambda: _commit(*args))
         except BaseException:
@@ -170,12 +175,12 @@ class PgBlobStore:
     def writer(self) -> _Writer:
         return _Writer(self)
 
-    async def put(self, data: bytes) -> BlobRef:
+    async def put(self, data: bytes, *, durable: bool = True) -> BlobRef:
         w = self.writer()
         view = memoryview(data)
         for start in range(0, len(data), SEGMENT * _BATCH_SEGMENTS):
             await w.write(bytes(view[start : start + SEGMENT * _BATCH_SEGMENTS]))
-        return await w.commit()
+        return await w.commit(durable=durable)
 
     async def get(self, ref: BlobRef) -> bytes:
         return b"".join([part async for part in self.stream(ref)])
