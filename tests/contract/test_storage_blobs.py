@@ -3,10 +3,12 @@ nothing in plaintext at rest (files of the data directory, rows of the database)
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import quopri
 import sqlite3
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -189,3 +191,35 @@ async def test_nothing_in_plaintext_at_rest(
             ).fetchall():
                 raw = text.encode()
                 assert not [f for f in forms if f in raw], table
+
+
+async def test_orphans_of_an_unfinished_upload_are_collected(storage: Storage) -> None:
+    kept = await storage.blobs.put(_pattern(2 * SEG))
+    w = storage.blobs.writer()
+    await w.write(_pattern(20 * SEG))  # flushed to disk / chunk rows, never committed
+    assert await storage.blobs.gc_orphans(datetime.now(UTC) - timedelta(hours=1)) == 0
+    assert await storage.blobs.gc_orphans(datetime.now(UTC) + timedelta(seconds=5)) >= 1
+    assert await storage.blobs.get(kept) == _pattern(2 * SEG)
+    await w.abort()  # the writer of a crashed process would be gone; here it lets go its file
+
+
+async def test_non_durable_blob_becomes_durable_with_the_delivery(
+    opener: Opener, mailbox: Mailbox
+) -> None:
+    st = await opener()
+    try:
+        refs = await asyncio.gather(
+            *(st.blobs.put(_pattern(n), durable=False) for n in (10, SEG + 10, 3 * SEG))
+        )
+        for ref in refs:
+            await st.messages.deliver(ref, [mailbox.mailbox_id])
+    finally:
+        await st.close()
+    st = await opener()
+    try:
+        for ref, n in zip(refs, (10, SEG + 10, 3 * SEG), strict=True):
+            assert await st.blobs.get(ref) == _pattern(n)
+        with pytest.raises(NotFound):  # a reference to a blob that never was: refused
+            await st.messages.deliver(BlobRef("f" * 32, refs[0].key_id, 5), [mailbox.mailbox_id])
+    finally:
+        await st.close()
