@@ -282,6 +282,9 @@ def run(engine: str, opts: argparse.Namespace) -> dict[str, Any]:
         arrived = asyncio.run(_inbox(cfgs[1], rcpt["address"], True))
         start_of = {seq: t0 for seq, t0, _ in sent}
         lat = sorted(ts - start_of[seq] for seq, ts in arrived if seq in start_of)
+        acked_at = {seq: t1 for seq, _, t1 in sent}
+        relay_lat = sorted(ts - acked_at[seq] for seq, ts in arrived if seq in acked_at)
+        sub_lat = sorted(t1 - t0 for _, t0, t1 in sent)
         t_last = max((ts for seq, ts in arrived if seq in start_of), default=t_accepted)
         peak = {
             name: _vmhwm(pid) for name, pid in zip(("operator1", "operator2"), pids, strict=True)
@@ -298,6 +301,14 @@ def run(engine: str, opts: argparse.Namespace) -> dict[str, Any]:
             "delivered_per_s": len(lat) / max(1e-9, t_last - t_start),
             "p50_ms": 1000 * statistics.median(lat) if lat else None,
             "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else None,
+            "submission_p50_ms": 1000 * statistics.median(sub_lat) if sub_lat else None,
+            "after_250_p50_ms": 1000 * statistics.median(relay_lat) if relay_lat else None,
+            "after_250_p99_ms": (
+                1000 * relay_lat[min(len(relay_lat) - 1, int(0.99 * len(relay_lat)))]
+                if relay_lat
+                else None
+            ),
+            "load_avg_1m": os.getloadavg()[0],
             "cpu_ms_per_msg": 1000 * (cpu1 - cpu0) / max(1, len(lat)),
             "peak_rss_mb": {k: v / 2**20 for k, v in peak.items()},
         }
