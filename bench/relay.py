@@ -244,7 +244,8 @@ def run(engine: str, opts: argparse.Namespace) -> dict[str, Any]:
             _wait_port(op["relay"])
         before = len(asyncio.run(_inbox(cfgs[1], rcpt["address"], False)))
         pids = [p.pid for p in procs if p.pid is not None]
-        cpu0 = sum(_cpu(pid) for pid in pids)
+        cpu0_each = [_cpu(pid) for pid in pids]
+        cpu0 = sum(cpu0_each)
         n = opts.messages
         largs = {
             "ca_bundle": info["ca_bundle"],
@@ -278,7 +279,8 @@ def run(engine: str, opts: argparse.Namespace) -> dict[str, Any]:
             if got >= len(sent):
                 break
             time.sleep(0.2)
-        cpu1 = sum(_cpu(pid) for pid in pids)
+        cpu1_each = [_cpu(pid) for pid in pids]
+        cpu1 = sum(cpu1_each)
         arrived = asyncio.run(_inbox(cfgs[1], rcpt["address"], True))
         start_of = {seq: t0 for seq, t0, _ in sent}
         lat = sorted(ts - start_of[seq] for seq, ts in arrived if seq in start_of)
@@ -310,6 +312,9 @@ def run(engine: str, opts: argparse.Namespace) -> dict[str, Any]:
             ),
             "load_avg_1m": os.getloadavg()[0],
             "cpu_ms_per_msg": 1000 * (cpu1 - cpu0) / max(1, len(lat)),
+            "cpu_ms_per_msg_each": [
+                1000 * (b - a) / max(1, len(lat)) for a, b in zip(cpu0_each, cpu1_each, strict=True)
+            ],
             "peak_rss_mb": {k: v / 2**20 for k, v in peak.items()},
         }
     finally:
