@@ -128,9 +128,11 @@ def _loader(
                         if data is None:
                             data = _message(seq, args["size"], args["sender"], args["rcpt"])
                         else:
-                            data = re.sub(
-                                rb"X-Bench-Seq: \d+", f"X-Bench-Seq: {seq}".encode(), data, count=1
-                            )
+                            # same body, but its own Message-ID: the relay deduplicates by it
+                            head, sep, rest = data.partition(b"\r\n\r\n")
+                            head = re.sub(rb"X-Bench-Seq: \d+", b"X-Bench-Seq: %d" % seq, head)
+                            head = re.sub(rb"<bench-\d+-", b"<bench-%d-" % seq, head)
+                            data = head + sep + rest
                         t0 = time.time()
                         client.sendmail(args["sender"], [args["rcpt"]], data)
                         t1 = time.time()
