@@ -11,6 +11,7 @@ import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -25,7 +26,7 @@ NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    files: dict[str, bytes] = {}
+    files: ClassVar[dict[str, bytes]] = {}
 
     def do_GET(self) -> None:
         body = self.files.get(self.path)
@@ -49,7 +50,7 @@ def ca(tmp_path: Path) -> TrustSpaceCA:
 @pytest.fixture
 def server(ca: TrustSpaceCA) -> Iterator[tuple[str, dict[str, bytes]]]:
     cert = ca.issue_server("127.0.0.1", dns_names=["127.0.0.1"])
-    files: dict[str, bytes] = {}
+    files: ClassVar[dict[str, bytes]] = {}
     handler = type("H", (_Handler,), {"files": files})
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -148,7 +149,7 @@ def test_unreachable_authority_and_max_age(
     cache = tmp_path / "cache" / "lb.xml"
     old = cache.stat().st_mtime - 7200
     os.utime(cache, (old, old))
-    with pytest.raises(TrustError, match="beyond trust.max_age_seconds"):
+    with pytest.raises(TrustError, match=r"beyond trust\.max_age_seconds"):
         fetch_liste_blanche(trust)
 
 
