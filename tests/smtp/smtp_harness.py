@@ -138,13 +138,11 @@ class Node:
 
 
 def body_of(stored: bytes) -> bytes:
-    """The stored message without our Received: trace field (the first field, folded)."""
+    """The stored message without our Received: trace field, which always ends with
+    ``;`` CRLF TAB date CRLF (a message starting with white space would look folded into it)."""
     assert stored.startswith(b"Received: ")
-    end = 0
-    while True:
-        end = stored.index(b"\r\n", end) + 2
-        if stored[end : end + 1] not in (b" ", b"\t"):
-            return stored[end:]
+    date_line = stored.index(b";\r\n\t") + 4
+    return stored[stored.index(b"\r\n", date_line) + 2 :]
 
 
 async def make_node(pki: Pki, tmp_path: Path, **limits: Any) -> Node:
