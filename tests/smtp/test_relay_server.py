@@ -346,3 +346,39 @@ async def test_plaintext_after_starttls_is_a_handshake_failure(node: Node) -> No
     assert b"250" not in data  # never answered in plaintext after STARTTLS
     ev = await node.wait_audit(lambda e: e.kind == "smtp.relay.tls_failed")
     assert ev.outcome == "refused"
+
+
+async def test_connections_over_the_limit_get_421(pki: Pki, tmp_path: Path) -> None:
+    node = await make_node(pki, tmp_path, max_sessions=1)
+    try:
+
+        def talk() -> bytes:
+            first = RawClient(node.relay_addr)
+            assert first.codes(1) == [220]
+            second = RawClient(node.relay_addr)
+            busy = second.replies(1)[0]
+            second.close()
+            first.send(b"NOOP\r\n")
+            assert first.codes(1) == [250]  # the first session is unaffected
+            first.close()
+            return busy
+
+        assert (await asyncio.to_thread(talk)).startswith(b"421 4.3.2")
+    finally:
+        await node.relay.stop()
+        await node.submission.stop()
+        await node.storage.close()
+
+
+async def test_http_request_is_answered_once_and_closed(node: Node) -> None:
+    def talk() -> bytes:
+        c = RawClient(node.relay_addr)
+        c.replies(1)
+        c.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nMAIL FROM:<x@a.test>\r\n")
+        data = b""
+        while chunk := c.sock.recv(4096):
+            data += chunk
+        c.close()
+        return data
+
+    assert await asyncio.to_thread(talk) == b"221 Not an SMTP client, bye\r\n"

@@ -36,7 +36,11 @@ async def test_auth_only_after_tls_and_mail_only_after_auth(node: Node) -> None:
     "credentials",
     [b"\0alice\0wrong", b"\0nobody\0x", b"carol\0alice\0alice-Secret-1", b"garbage"],
 )
-async def test_bad_credentials_are_535_and_audited(node: Node, credentials: bytes) -> None:
+async def test_bad_credentials_are_535_and_audited(
+    node: Node, credentials: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+
     def talk() -> tuple[int, bytes]:
         with node.submission_client(login=None) as c:
             return c.docmd("AUTH PLAIN", base64.b64encode(credentials).decode())
@@ -45,8 +49,9 @@ async def test_bad_credentials_are_535_and_audited(node: Node, credentials: byte
     assert (code, text[:5]) == (535, b"5.7.8")
     ev = await node.wait_audit(lambda e: e.kind == "smtp.submission.auth")
     assert ev.outcome == "refused"
-    # AUTH arguments (the password) never reach the audit trail.
+    # AUTH arguments (the password) never reach the audit trail nor the logs.
     assert all(b"Secret" not in repr(e).encode() for e in await node.audit())
+    assert "Secret" not in caplog.text and base64.b64encode(credentials).decode() not in caplog.text
 
 
 async def test_auth_with_challenge_and_cancel(node: Node) -> None:
