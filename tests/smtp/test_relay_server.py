@@ -382,3 +382,20 @@ async def test_http_request_is_answered_once_and_closed(node: Node) -> None:
         return data
 
     assert await asyncio.to_thread(talk) == b"221 Not an SMTP client, bye\r\n"
+
+
+async def test_over_long_line_in_data_is_refused_and_session_stays_in_sync(node: Node) -> None:
+    def talk() -> list[bytes]:
+        c = RawClient(node.relay_addr)
+        c.starttls(node.client_context(node.pki.peer))
+        c.send(b"MAIL FROM:<x@a.test>\r\nRCPT TO:<bob@b.test>\r\nDATA\r\n")
+        assert c.codes(3) == [250, 250, 354]
+        c.send(b"Subject: long\r\nX-Long: " + b"h" * 70_000 + b"\r\n\r\nbody\r\n.\r\nNOOP\r\n")
+        out = c.replies(2)
+        c.close()
+        return out
+
+    refused, noop = await asyncio.to_thread(talk)
+    assert refused.startswith(b"550 5.6.0") and b"exceeds 65536" in refused
+    assert noop.startswith(b"250 ")
+    assert await node.folder_messages("bob@b.test") == []

@@ -196,3 +196,18 @@ async def test_utf8_addresses_and_headers_with_smtputf8(node: Node) -> None:
     assert await asyncio.to_thread(send) == {}
     (stored,) = await node.folder_messages("zoé@b.test")
     assert body_of(stored) == msg and b"with UTF8SMTPSA" in stored
+
+
+async def test_header_block_over_the_limit_is_refused(node: Node) -> None:
+    folded = b"X-Big: start\r\n" + b"\tcontinued header line of reasonable length\r\n" * 7000
+
+    def send() -> None:
+        with node.submission_client() as c:
+            c.sendmail(
+                "alice@b.test", ["bob@b.test"], b"From: alice@b.test\r\n" + folded + b"\r\nx\r\n"
+            )
+
+    with pytest.raises(smtplib.SMTPDataError) as err:
+        await asyncio.to_thread(send)
+    assert (err.value.smtp_code, err.value.smtp_error[:5]) == (552, b"5.3.4")
+    assert not await node.folder_messages("bob@b.test")
