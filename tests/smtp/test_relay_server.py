@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from smtp_harness import Node, Pki, RawClient, body_of, dot_stuff, make_node
 
+from caducee.core.model import MailboxType
+
 MSG = b"From: x@a.test\r\nTo: bob@b.test\r\nSubject: hi\r\n\r\nhello\r\n.dot line\r\n"
 
 
@@ -399,3 +401,21 @@ async def test_over_long_line_in_data_is_refused_and_session_stays_in_sync(node:
     assert refused.startswith(b"550 5.6.0") and b"exceeds 65536" in refused
     assert noop.startswith(b"250 ")
     assert await node.folder_messages("bob@b.test") == []
+
+
+async def test_recipient_over_quota_is_452_and_nothing_stored(node: Node) -> None:
+    await node.storage.accounts.create_mailbox(
+        "tiny@b.test", MailboxType.PER, "810000000003", quota_bytes=100
+    )
+
+    def talk() -> tuple[int, bytes]:
+        with node.relay_client() as c:
+            c.mail("x@a.test")
+            c.rcpt("tiny@b.test")
+            c.rcpt("bob@b.test")
+            return c.data(b"Subject: q\r\n\r\n" + b"z" * 1000 + b"\r\n")
+
+    code, text = await asyncio.to_thread(talk)
+    assert (code, text[:5]) == (452, b"4.2.2")
+    assert await node.folder_messages("bob@b.test") == []  # atomic: all or nothing
+    assert await node.folder_messages("tiny@b.test") == []

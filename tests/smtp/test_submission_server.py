@@ -211,3 +211,21 @@ async def test_header_block_over_the_limit_is_refused(node: Node) -> None:
         await asyncio.to_thread(send)
     assert (err.value.smtp_code, err.value.smtp_error[:5]) == (552, b"5.3.4")
     assert not await node.folder_messages("bob@b.test")
+
+
+async def test_sender_over_quota_still_sends_without_sent_copy(node: Node) -> None:
+    await node.storage.accounts.create_mailbox(
+        "full@b.test", MailboxType.ORG, "12345678901234", quota_bytes=100
+    )
+    await node.storage.accounts.grant("alice", "full@b.test", "lrswip")
+    msg = b"From: full@b.test\r\nSubject: s\r\n\r\n" + b"y" * 500 + b"\r\n"
+
+    def send() -> dict[str, tuple[int, bytes]]:
+        with node.submission_client() as c:
+            return c.sendmail("full@b.test", ["bob@b.test"], msg)
+
+    assert await asyncio.to_thread(send) == {}
+    assert [body_of(m) for m in await node.folder_messages("bob@b.test")] == [msg]
+    assert await node.folder_messages("full@b.test", "Sent") == []
+    ev = await node.wait_audit(lambda e: e.kind == "smtp.submission.sent_copy")
+    assert ev.outcome == "error"
