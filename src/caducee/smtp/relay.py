@@ -224,7 +224,8 @@ class RelayHandler(OperatorHandler):
         self, s: Session, tx: Transaction, blob: BlobWriter, headers: HeaderCollector | None
     ) -> Reply:
         try:
-            ref = await blob.commit()
+            # Durable with the deliver/enqueue below, before the 250 (one commit, not two).
+            ref = await blob.commit(durable=False)
         except StorageError:
             await blob.abort()
             log.exception("blob commit failed")

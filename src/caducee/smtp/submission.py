@@ -131,7 +131,8 @@ class SubmissionHandler(OperatorHandler):
             await self.on_data_refused(s, tx, refusal)
             return refusal
         try:
-            ref = await blob.commit()
+            # Durable with the deliver/enqueue below, before the 250 (one commit, not two).
+            ref = await blob.commit(durable=False)
         except StorageError:
             await blob.abort()
             log.exception("blob commit failed")
