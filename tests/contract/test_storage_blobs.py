@@ -37,12 +37,12 @@ async def _write_streamed(storage: Storage, data: bytes, piece: int) -> BlobRef:
     return await w.commit()
 
 
-@pytest.mark.parametrize("size", [0, 1, SEG - 1, SEG, SEG + 1, 3 * SEG + 17])
-async def test_roundtrip_sizes(storage: Storage, size: int) -> None:
-    data = _pattern(size)
-    ref = await _write_streamed(storage, data, 10_000)
-    assert ref.size == size
-    assert await storage.blobs.get(ref) == data
+async def test_roundtrip_sizes(storage: Storage) -> None:
+    for size in (0, 1, SEG - 1, SEG, SEG + 1, 3 * SEG + 17):
+        data = _pattern(size)
+        ref = await _write_streamed(storage, data, 10_000)
+        assert ref.size == size
+        assert await storage.blobs.get(ref) == data, size
 
 
 async def test_range_reads(storage: Storage) -> None:
@@ -108,16 +108,15 @@ def _tamper(engine: str, request: pytest.FixtureRequest, tmp_path: Path, ref: Bl
             )
 
 
-@pytest.mark.parametrize("how", ["flip", "truncate"])
-@pytest.mark.parametrize("size", [1000, 3 * SEG + 5])
 async def test_corruption_is_detected(
-    storage: Storage, engine: str, request: pytest.FixtureRequest, tmp_path: Path,
-    how: str, size: int,
-) -> None:  # fmt: skip
-    ref = await storage.blobs.put(_pattern(size))
-    _tamper(engine, request, tmp_path, ref, how)
-    with pytest.raises(StorageError):
-        await storage.blobs.get(ref)
+    storage: Storage, engine: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    for how in ("flip", "truncate"):
+        for size in (1000, 3 * SEG + 5):
+            ref = await storage.blobs.put(_pattern(size))
+            _tamper(engine, request, tmp_path, ref, how)
+            with pytest.raises(StorageError):
+                await storage.blobs.get(ref)
 
 
 async def test_key_rotation(opener: Opener, keyring: Path) -> None:

@@ -62,7 +62,7 @@ class TrustView(Protocol):
         self, peer_cert_der: bytes | None, mail_from_domain: str
     ) -> InboundVerdict: ...
     def is_listed(self, domain: str) -> bool: ...
-    def describe_handshake_error(self, exc: ssl.SSLError) -> str: ...
+    def describe_handshake_error(self, exc: BaseException) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,11 +122,7 @@ class OperatorHandler(Handler):
             log.exception("audit event could not be recorded")
 
     async def on_tls_failed(self, s: Session, exc: BaseException) -> None:
-        why = (
-            self.policy.describe_handshake_error(exc)
-            if isinstance(exc, ssl.SSLError)
-            else f"{type(exc).__name__}: TLS handshake did not complete"
-        )
+        why = self.policy.describe_handshake_error(exc)
         await self.audit(s, "tls_failed", "refused", reason=why)
 
     async def on_refused_before_tls(self, s: Session, verb: str) -> None:
@@ -185,6 +181,7 @@ class OperatorHandler(Handler):
 
 class RelayHandler(OperatorHandler):
     kind = "relay"
+    final_delivery = True  # relay-in delivers only to local mailboxes
 
     def __init__(
         self,
@@ -204,7 +201,11 @@ class RelayHandler(OperatorHandler):
 
     async def on_mail(self, s: Session, mail: MailFrom) -> Reply | None:
         domain = mail.address.rpartition("@")[2]
-        verdict = self.policy.check_inbound(s.peer_cert_der, domain)
+        # The certificate is fixed for the session: one check per sender domain and session.
+        cache = s.state.setdefault("verdicts", {})
+        verdict = cache.get(domain)
+        if verdict is None:
+            verdict = cache[domain] = self.policy.check_inbound(s.peer_cert_der, domain)
         if verdict.subject_dn:
             s.state["actor"] = verdict.subject_dn
         if not verdict.accepted:
@@ -230,7 +231,8 @@ class RelayHandler(OperatorHandler):
         self, s: Session, tx: Transaction, blob: BlobWriter, headers: HeaderCollector | None
     ) -> Reply:
         try:
-            ref = await blob.commit()
+            # Durable with the deliver/enqueue below, before the 250 (one commit, not two).
+            ref = await blob.commit(durable=False)
         except StorageError:
             await blob.abort()
             log.exception("blob commit failed")
