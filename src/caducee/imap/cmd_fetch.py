@@ -32,8 +32,18 @@ __all__ = ["fetch", "internal_date", "load_message", "search", "selected", "stor
 _STREAM_ABOVE = 1024 * 1024
 _SEEN_SETTERS = frozenset({"BODY", "BINARY", "RFC822", "RFC822.TEXT"})
 _DATA_ATTS = frozenset(
-    {"ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822", "RFC822.HEADER", "RFC822.TEXT", "BODY.PEEK",
-     "BINARY", "BINARY.PEEK", "BINARY.SIZE"}
+    {
+        "ENVELOPE",
+        "BODY",
+        "BODYSTRUCTURE",
+        "RFC822",
+        "RFC822.HEADER",
+        "RFC822.TEXT",
+        "BODY.PEEK",
+        "BINARY",
+        "BINARY.PEEK",
+        "BINARY.SIZE",
+    }
 )
 _SYSTEM_FLAGS = frozenset({"\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"})
 
@@ -99,8 +109,15 @@ def _partial(data: bytes, att: FetchAtt) -> tuple[bytes, bytes]:
     return b"<%d>" % start, data[start : start + length]
 
 
-def _render(s: Session, att: FetchAtt, msg: StoredMessage, seq: int, view: SelectedView,
-            data: bytes, root: Part | None) -> bytes:
+def _render(
+    s: Session,
+    att: FetchAtt,
+    msg: StoredMessage,
+    seq: int,
+    view: SelectedView,
+    data: bytes,
+    root: Part | None,
+) -> bytes:
     name = att.name
     if name == "UID":
         return b"UID %d" % msg.uid
@@ -159,8 +176,12 @@ async def fetch(s: Session, cmd: Command) -> bytes:
     if s.condstore and args.changedsince is not None and not any(a.name == "MODSEQ" for a in atts):
         atts.append(FetchAtt("MODSEQ", label="MODSEQ"))
     need_data = any(a.name in _DATA_ATTS for a in atts)
-    sets_seen = not view.readonly and "s" in (s.selected_bal.rights if s.selected_bal else "") and any(
-        a.name in _SEEN_SETTERS and (a.name != "BODY" or a.section is not None) for a in atts
+    sets_seen = (
+        not view.readonly
+        and "s" in (s.selected_bal.rights if s.selected_bal else "")
+        and any(
+            a.name in _SEEN_SETTERS and (a.name != "BODY" or a.section is not None) for a in atts
+        )
     )
     if args.changedsince is not None:
         pairs = [(q, u) for q, u in pairs if (m := view.live(u)) and m.modseq > args.changedsince]
@@ -176,7 +197,6 @@ async def fetch(s: Session, cmd: Command) -> bytes:
             for m in changed:
                 view.update(m)
                 flags_added.add(m.uid)
-            await s.ctx.storage.notifier.publish(view.folder.mailbox_id, view.folder.folder_id)
     for seq, uid in pairs:
         msg = view.live(uid)
         if msg is None:
@@ -221,7 +241,7 @@ async def store(s: Session, cmd: Command) -> bytes:
     failed: list[int] = []
     if uids:
         changed, failed = await s.ctx.storage.messages.store_flags(
-            view.folder.folder_id, uids, args.flags, mode, unchangedsince=args.unchangedsince
+            view.folder.folder_id, uids, args.flags, mode, unchanged_since=args.unchangedsince
         )
     for m in changed:
         view.update(m)
@@ -238,8 +258,6 @@ async def store(s: Session, cmd: Command) -> bytes:
             s.out += b"* %d FETCH (%sFLAGS %s%s)\r\n" % (seq, uid_item, flags, mod)
         elif args.unchangedsince is not None and uid in changed_uids:
             s.out += b"* %d FETCH (%sMODSEQ (%d))\r\n" % (seq, uid_item, msg.modseq)
-    if changed:
-        await s.ctx.storage.notifier.publish(view.folder.mailbox_id, view.folder.folder_id)
     await s.sync(allow_expunge=cmd.uid)
     verb = b"UID STORE" if cmd.uid else b"STORE"
     if failed:
@@ -270,8 +288,16 @@ async def search(s: Session, cmd: Command) -> bytes:
         if msg is None:
             continue
         facts = MessageFacts(
-            i + 1, uid, msg.flags, msg.internal_date, msg.size, msg.modseq,
-            uid in view.recent, max_seq, max_uid, saved=view.saved,
+            i + 1,
+            uid,
+            msg.flags,
+            msg.internal_date,
+            msg.size,
+            msg.modseq,
+            uid in view.recent,
+            max_seq,
+            max_uid,
+            saved=view.saved,
         )
         if content:
             data, root = await load_message(s, msg)
@@ -322,4 +348,3 @@ async def search(s: Session, cmd: Command) -> bytes:
 
 def _uses(key: SearchKey, op: str) -> bool:
     return key.op == op or any(isinstance(a, SearchKey) and _uses(a, op) for a in key.args)
-

@@ -42,7 +42,9 @@ if TYPE_CHECKING:
 __all__ = ["HANDLERS", "find", "mailbox_name"]
 
 ALL_RIGHTS = "lrswipkxtea"
-_SPECIAL_USES = frozenset({"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash"})
+_SPECIAL_USES = frozenset(
+    {"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash"}
+)
 
 
 def _reply(status: str, code: str, text: str) -> Exception:
@@ -70,7 +72,7 @@ async def find(
     """Resolves a mailbox name to (BAL view, folder), checking ``rights`` (RFC 4314 §4)."""
     name = _decode_name(s, raw)
     resolved = resolve_name(await s.load_views(), name)
-    if resolved is None or "l" not in resolved.bal.rights and "r" not in resolved.bal.rights:
+    if resolved is None or ("l" not in resolved.bal.rights and "r" not in resolved.bal.rights):
         raise _reply("NO", "NONEXISTENT", "Mailbox does not exist")
     missing = [r for r in rights if r not in resolved.bal.rights]
     folder = await s.ctx.storage.messages.get_folder(
@@ -166,9 +168,7 @@ async def _subscribe(s: Session, cmd: Command) -> bytes:
             resolved, folder = await find(s, args.mailbox)
         except Exception:
             return b"OK UNSUBSCRIBE completed"
-    await s.ctx.storage.messages.set_subscribed(
-        resolved.bal.mailbox.mailbox_id, folder.name, on
-    )
+    await s.ctx.storage.messages.set_subscribed(resolved.bal.mailbox.mailbox_id, folder.name, on)
     return b"OK " + cmd.name.encode() + b" completed"
 
 
@@ -241,10 +241,13 @@ async def _list(s: Session, cmd: Command) -> bytes:
             attrs.append("\\Subscribed")
         if args.lsub:
             attrs = [a for a in attrs if a == "\\Noselect"]
-        s.untagged(
-            keyword + b" (" + " ".join(attrs).encode() + b') "/" ' + mailbox_name(s, e.name)
-        )
-        if args.status_atts and e.folder is not None and e.view is not None and "r" in e.view.rights:
+        s.untagged(keyword + b" (" + " ".join(attrs).encode() + b') "/" ' + mailbox_name(s, e.name))
+        if (
+            args.status_atts
+            and e.folder is not None
+            and e.view is not None
+            and "r" in e.view.rights
+        ):
             await _status_line(s, e.name, e.view, e.folder, args.status_atts)
     return b"OK " + keyword + b" completed"
 
@@ -334,7 +337,6 @@ async def _append(s: Session, cmd: Command) -> bytes:
             await storage.blobs.delete(ref)
             raise _reply("NO", "TRYCREATE", "Mailbox does not exist") from None
         uids.append(stored.uid)
-    await storage.notifier.publish(resolved.bal.mailbox.mailbox_id, folder.folder_id)
     if s.selected is not None and s.selected.folder.folder_id == folder.folder_id:
         await s.sync(allow_expunge=False)
     code = f"[APPENDUID {folder.uidvalidity} {format_uids(uids, keep_order=True)}] "
@@ -435,8 +437,11 @@ async def _listrights(s: Session, cmd: Command) -> bytes:
         raise _reply("BAD", "", "invalid arguments")
     resolved, folder = await find(s, args.mailbox, "a")
     s.untagged(
-        b"LISTRIGHTS " + mailbox_name(s, resolved.bal.prefix + folder.name) + b" "
-        + astring(args.identifier.decode("utf-8", "replace")) + b' "" l r s w i p k x t e a'
+        b"LISTRIGHTS "
+        + mailbox_name(s, resolved.bal.prefix + folder.name)
+        + b" "
+        + astring(args.identifier.decode("utf-8", "replace"))
+        + b' "" l r s w i p k x t e a'
     )
     return b"OK LISTRIGHTS completed"
 
@@ -447,7 +452,9 @@ async def _myrights(s: Session, cmd: Command) -> bytes:
         raise _reply("BAD", "", "invalid arguments")
     resolved, folder = await find(s, args.mailbox)
     s.untagged(
-        b"MYRIGHTS " + mailbox_name(s, resolved.bal.prefix + folder.name) + b" "
+        b"MYRIGHTS "
+        + mailbox_name(s, resolved.bal.prefix + folder.name)
+        + b" "
         + astring(resolved.bal.rights)
     )
     return b"OK MYRIGHTS completed"

@@ -79,8 +79,9 @@ async def _select(s: Session, cmd: Command) -> bytes:
         present = set(view.uids)
         if known is not None:
             limit = view.uids[-1] if view.uids else 0
-            candidates = [u for lo, hi in known.ranges for u in range(lo, (hi or limit) + 1)
-                          if u <= limit][:100000]
+            candidates = [
+                u for lo, hi in known.ranges for u in range(lo, (hi or limit) + 1) if u <= limit
+            ][:100000]
             vanished = [u for u in candidates if u not in present]
             if vanished:
                 s.untagged(b"VANISHED (EARLIER) " + format_uids(vanished).encode())
@@ -107,8 +108,6 @@ async def _expunge_now(s: Session, uids: list[int] | None) -> None:
     await s.sync(allow_expunge=True)
     removed = await s.ctx.storage.messages.expunge(view.folder.folder_id, uids)
     _announce(s, view, removed)
-    if removed:
-        await s.ctx.storage.notifier.publish(view.folder.mailbox_id, view.folder.folder_id)
 
 
 def _announce(s: Session, view: SelectedView, removed: list[int]) -> None:
@@ -136,10 +135,13 @@ async def _expunge(s: Session, cmd: Command) -> bytes:
 
 async def _close(s: Session, cmd: Command) -> bytes:
     view = selected(s)
-    if cmd.name == "CLOSE" and not view.readonly and s.selected_bal and "e" in s.selected_bal.rights:
-        removed = await s.ctx.storage.messages.expunge(view.folder.folder_id, None)
-        if removed:
-            await s.ctx.storage.notifier.publish(view.folder.mailbox_id, view.folder.folder_id)
+    if (
+        cmd.name == "CLOSE"
+        and not view.readonly
+        and s.selected_bal
+        and "e" in s.selected_bal.rights
+    ):
+        await s.ctx.storage.messages.expunge(view.folder.folder_id, None)
     _deselect(s)
     return b"OK " + cmd.name.encode() + b" completed"
 
@@ -150,10 +152,12 @@ async def _copy(s: Session, cmd: Command) -> bytes:
         raise _reply("BAD", "", "invalid arguments")
     view = selected(s)
     move = cmd.name == "MOVE"
-    if move and (view.readonly or s.selected_bal is None or not {"t", "e"} <= set(s.selected_bal.rights)):
+    if move and (
+        view.readonly or s.selected_bal is None or not {"t", "e"} <= set(s.selected_bal.rights)
+    ):
         raise _reply("NO", "NOPERM" if not view.readonly else "READ-ONLY", "Cannot move from here")
     pairs = targets(view, args.seqset, cmd.uid)
-    resolved, dest = await find(s, args.mailbox, "i", trycreate=True)
+    _resolved, dest = await find(s, args.mailbox, "i", trycreate=True)
     uids = [u for _, u in pairs if view.live(u) is not None]
     verb = (b"UID " if cmd.uid else b"") + cmd.name.encode()
     if not uids:
@@ -164,7 +168,6 @@ async def _copy(s: Session, cmd: Command) -> bytes:
         )
     except QuotaExceeded:
         raise _reply("NO", "OVERQUOTA", "Quota exceeded") from None
-    await s.ctx.storage.notifier.publish(resolved.bal.mailbox.mailbox_id, dest.folder_id)
     code = b""
     if mapping:
         src = format_uids((a for a, _ in mapping), keep_order=True)
@@ -174,7 +177,6 @@ async def _copy(s: Session, cmd: Command) -> bytes:
         if code:
             s.untagged(b"OK " + code + b"Moved")
         _announce(s, view, [a for a, _ in mapping])
-        await s.ctx.storage.notifier.publish(view.folder.mailbox_id, view.folder.folder_id)
         if dest.folder_id == view.folder.folder_id:
             await s.sync(allow_expunge=False)
         return b"OK " + verb + b" completed"

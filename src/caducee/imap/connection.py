@@ -9,6 +9,7 @@ of mode on the same object (RFC 9051 §6.2.1: bytes received before the handshak
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 
 __all__ = ["Connection", "ConnectionClosed"]
@@ -24,14 +25,14 @@ class Connection(asyncio.Protocol):
     __slots__ = (
         "_closed",
         "_drain_waiter",
+        "_eof",
         "_incoming",
+        "_interrupted",
         "_outgoing",
         "_paused",
         "_plain",
         "_read_waiter",
         "_sslobj",
-        "_eof",
-        "_interrupted",
         "on_connect",
         "peer",
         "transport",
@@ -179,9 +180,9 @@ class Connection(asyncio.Protocol):
             self._flush_tls()
 
     def _flush_tls(self) -> None:
-        if self._outgoing is not None and self._outgoing.pending and self.transport is not None:
-            if not self._closed:
-                self.transport.write(self._outgoing.read())
+        out = self._outgoing
+        if out is not None and out.pending and self.transport is not None and not self._closed:
+            self.transport.write(out.read())
 
     async def drain(self) -> None:
         if self._closed:
@@ -197,14 +198,14 @@ class Connection(asyncio.Protocol):
         if self._closed:
             raise ConnectionClosed
 
-    async def start_tls(self, context: ssl.SSLContext, timeout: float = 30.0) -> None:
+    async def start_tls(self, context: ssl.SSLContext, limit: float = 30.0) -> None:
         """Server-side handshake; plaintext received before is dropped (no injection)."""
         self._plain.clear()
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
         self._sslobj = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(limit):
                 while True:
                     try:
                         self._sslobj.do_handshake()
@@ -229,10 +230,8 @@ class Connection(asyncio.Protocol):
         if self._closed or self.transport is None:
             return
         if self._sslobj is not None:
-            try:
+            with contextlib.suppress(ssl.SSLError, ValueError):
                 self._sslobj.unwrap()
-            except (ssl.SSLError, ValueError):
-                pass
             self._flush_tls()
         self.transport.close()
 

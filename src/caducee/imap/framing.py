@@ -66,7 +66,9 @@ class BigLiteralEnd:
     pass
 
 
-Event = CommandReady | NeedContinuation | Rejected | BigLiteralStart | BigLiteralChunk | BigLiteralEnd
+Event = (
+    CommandReady | NeedContinuation | Rejected | BigLiteralStart | BigLiteralChunk | BigLiteralEnd
+)
 
 LITERAL_MINUS_MAX = 4096
 
@@ -176,7 +178,7 @@ class Framer:
                     self._buf.clear()
                     if not self._discarding:
                         self._discarding = True
-                        texts, self._texts, self._lits = self._texts + [b""], [], []
+                        texts, self._texts, self._lits = [*self._texts, b""], [], []
                         return Rejected("command line too long", texts)
                 return None
             line = bytes(self._buf[:idx])
@@ -189,7 +191,7 @@ class Framer:
                 self._discarding = False
                 continue
             if idx > self.max_line:
-                texts, self._texts, self._lits = self._texts + [line[:64]], [], []
+                texts, self._texts, self._lits = [*self._texts, line[:64]], [], []
                 ann = literal_announce(line)
                 if ann is not None and ann[1]:
                     self._discard_left = ann[0]

@@ -32,8 +32,19 @@ _FLAG_KEYS = {
     "UNSEEN": ("\\Seen", False),
 }
 _CONTENT_KEYS = frozenset(
-    {"BCC", "BODY", "CC", "FROM", "SUBJECT", "TEXT", "TO", "HEADER", "SENTBEFORE", "SENTON",
-     "SENTSINCE"}
+    {
+        "BCC",
+        "BODY",
+        "CC",
+        "FROM",
+        "SUBJECT",
+        "TEXT",
+        "TO",
+        "HEADER",
+        "SENTBEFORE",
+        "SENTON",
+        "SENTSINCE",
+    }
 )
 
 
@@ -207,9 +218,7 @@ def matches(key: SearchKey, f: MessageFacts) -> bool:
             _body_text(f, f.root, chunks)
             f._text = "\n".join(chunks)
         if op == "TEXT":
-            headers = "\n".join(
-                k + ": " + decode_header_value(v) for k, v in f.root.headers
-            )
+            headers = "\n".join(k + ": " + decode_header_value(v) for k, v in f.root.headers)
             if _contains(headers, str(key.args[0])):
                 return True
         return _contains(f._text, str(key.args[0]))

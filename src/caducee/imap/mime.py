@@ -196,7 +196,9 @@ def parse_message(data: bytes) -> Part:
     return _entity(data, 0, len(data), "text/plain", 0, counter)
 
 
-def _entity(data: bytes, start: int, end: int, default: str, depth: int, counter: list[int]) -> Part:
+def _entity(
+    data: bytes, start: int, end: int, default: str, depth: int, counter: list[int]
+) -> Part:
     counter[0] += 1
     body_start = _header_end(data, start, end)
     fields = header_fields(data, start, body_start)
@@ -227,9 +229,12 @@ def _entity(data: bytes, start: int, end: int, default: str, depth: int, counter
         if not part.children:
             # RFC 9051 body-type-mpart needs one part: an empty text/plain stands in
             part.children.append(Part(end, end, end, []))
-    elif ctype in ("message/rfc822", "message/global") and not too_deep:
-        if part.encoding in ("7BIT", "8BIT", "BINARY"):
-            part.message = _entity(data, body_start, end, "text/plain", depth + 1, counter)
+    elif (
+        ctype in ("message/rfc822", "message/global")
+        and not too_deep
+        and part.encoding in ("7BIT", "8BIT", "BINARY")
+    ):
+        part.message = _entity(data, body_start, end, "text/plain", depth + 1, counter)
     return part
 
 

@@ -37,7 +37,9 @@ def encode_mutf7(name: str) -> str:
     def flush() -> None:
         if buf:
             raw = "".join(buf).encode("utf-16-be")
-            out.append("&" + base64.b64encode(raw).decode("ascii").rstrip("=").replace("/", ",") + "-")
+            out.append(
+                "&" + base64.b64encode(raw).decode("ascii").rstrip("=").replace("/", ",") + "-"
+            )
             buf.clear()
 
     for ch in name:
@@ -135,8 +137,10 @@ def own_and_shared(login: str, bals: list[tuple[Mailbox, str]]) -> list[BalView]
         own = visible[0][0]
     views: list[BalView] = []
     for m, rights in sorted(visible, key=lambda x: x[0].address.lower()):
-        prefix = "" if own is not None and m.mailbox_id == own.mailbox_id else (
-            f"{SHARED_PREFIX}{DELIM}{m.address.lower()}{DELIM}"
+        prefix = (
+            ""
+            if own is not None and m.mailbox_id == own.mailbox_id
+            else (f"{SHARED_PREFIX}{DELIM}{m.address.lower()}{DELIM}")
         )
         views.append(BalView(m, rights, prefix))
     return views

@@ -8,7 +8,7 @@ raises :class:`ParseError` with the reason that goes with ``BAD``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 from caducee.imap.lexer import Cursor, Literal, ParseError
 from caducee.imap.search import SearchKey, parse_search_program
@@ -250,7 +250,7 @@ def parse_date(cur: Cursor) -> datetime:
         raise ParseError("invalid date, expected d-Mon-yyyy")
     try:
         month = MONTHS.index(parts[1].upper()) + 1
-        return datetime(int(parts[2]), month, int(parts[0]), tzinfo=timezone.utc)
+        return datetime(int(parts[2]), month, int(parts[0]), tzinfo=UTC)
     except ValueError as exc:
         raise ParseError("invalid date, expected d-Mon-yyyy") from exc
 
@@ -269,7 +269,7 @@ def parse_date_time(cur: Cursor) -> datetime:
         month_n = MONTHS.index(month.upper()) + 1
         return datetime(int(year), month_n, int(day), int(hh), int(mm), int(ss), tzinfo=tz)
     except (ValueError, IndexError) as exc:
-        raise ParseError("invalid date-time, expected \"dd-Mon-yyyy hh:mm:ss +zzzz\"") from exc
+        raise ParseError('invalid date-time, expected "dd-Mon-yyyy hh:mm:ss +zzzz"') from exc
 
 
 _MACROS = {
@@ -475,7 +475,9 @@ def _list(cur: Cursor) -> ListArgs:
                 if cur.take(b")"):
                     break
                 cur.sp()
-    return ListArgs(ref, tuple(patterns), frozenset(select), frozenset(ret), status, False, extended)
+    return ListArgs(
+        ref, tuple(patterns), frozenset(select), frozenset(ret), status, False, extended
+    )
 
 
 _STATUS_ITEMS = frozenset(

@@ -174,9 +174,7 @@ def _addr_list(raw: bytes | None, utf8: bool) -> bytes:
     addrs = parse_addresses(raw)
     if not addrs:
         return b"NIL"
-    items = [
-        b"(" + b" ".join(nstring(x, utf8=utf8) for x in a) + b")" for a in addrs
-    ]
+    items = [b"(" + b" ".join(nstring(x, utf8=utf8) for x in a) + b")" for a in addrs]
     return b"(" + b"".join(items) + b")"
 
 
@@ -230,7 +228,9 @@ def _lines(data: bytes, start: int, end: int) -> int:
 def body_structure(data: bytes, part: Part, *, extended: bool, utf8: bool = True) -> bytes:
     """``BODYSTRUCTURE`` (extended) or ``BODY`` (RFC 9051 §7.5.2, §9 ``body``)."""
     if part.is_multipart:
-        inner = b"".join(body_structure(data, c, extended=extended, utf8=utf8) for c in part.children)
+        inner = b"".join(
+            body_structure(data, c, extended=extended, utf8=utf8) for c in part.children
+        )
         out = inner + b" " + string(part.subtype.upper())
         if extended:
             params = [(k, v) for k, v in part.params]

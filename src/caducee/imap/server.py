@@ -77,10 +77,16 @@ class ImapServer:
             listen_tls = listen_tls if listen_tls is not None else cfg.imap.listen_tls
             if settings is None:
                 settings = ImapSettings(max_literal=cfg.smtp.max_message_bytes)
-        mechs = list(mechanisms) if mechanisms is not None else [PlainMechanism(authenticator)]
+        mechs: list[SaslMechanism] = (
+            list(mechanisms) if mechanisms is not None else [PlainMechanism(authenticator)]
+        )
         self.ctx = ServerContext(
-            storage, ssl_context, authenticator, mechanisms_by_name(mechs),
-            settings or ImapSettings(), MessageCache(),
+            storage,
+            ssl_context,
+            authenticator,
+            mechanisms_by_name(mechs),
+            settings or ImapSettings(),
+            MessageCache(),
         )
         self._listen = listen
         self._listen_tls = listen_tls

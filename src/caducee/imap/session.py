@@ -127,10 +127,27 @@ class Session:
             caps.append("AUTH=PLAIN")
         if self.state != NOT_AUTH:
             caps += [
-                "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE",
-                "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "ESEARCH", "SEARCHRES",
-                "CONDSTORE", "QRESYNC", "QUOTA", "QUOTA=RES-STORAGE", "ACL", "RIGHTS=texk",
-                "BINARY", "MULTIAPPEND", "UTF8=ACCEPT", "STATUS=SIZE",
+                "NAMESPACE",
+                "UNSELECT",
+                "UIDPLUS",
+                "MOVE",
+                "CHILDREN",
+                "SPECIAL-USE",
+                "CREATE-SPECIAL-USE",
+                "LIST-EXTENDED",
+                "LIST-STATUS",
+                "ESEARCH",
+                "SEARCHRES",
+                "CONDSTORE",
+                "QRESYNC",
+                "QUOTA",
+                "QUOTA=RES-STORAGE",
+                "ACL",
+                "RIGHTS=texk",
+                "BINARY",
+                "MULTIAPPEND",
+                "UTF8=ACCEPT",
+                "STATUS=SIZE",
                 f"APPENDLIMIT={self.ctx.settings.max_literal}",
             ]
         return " ".join(caps)

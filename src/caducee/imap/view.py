@@ -43,9 +43,7 @@ class SelectedView:
         msgs = await store.list_messages(folder.folder_id)
         view.uids = [m.uid for m in msgs]
         view.msgs = {m.uid: m for m in msgs}
-        view.highest_modseq = max(
-            [folder.highest_modseq, *(m.modseq for m in msgs)], default=0
-        )
+        view.highest_modseq = max([folder.highest_modseq, *(m.modseq for m in msgs)], default=0)
         view.uidnext = max(folder.uidnext, (view.uids[-1] + 1) if view.uids else 1)
         view.count = len(msgs)
         return view
@@ -81,7 +79,12 @@ class SelectedView:
         return seqs
 
     async def refresh(
-        self, store: MessageStore, current: Folder | None, *, allow_expunge: bool, rev1: bool,
+        self,
+        store: MessageStore,
+        current: Folder | None,
+        *,
+        allow_expunge: bool,
+        rev1: bool,
         vanished: bool = False,
     ) -> list[bytes]:
         """Untagged responses bringing the session up to date with the store."""
