@@ -122,12 +122,12 @@ class Cursor:
             raise ParseError(f"expected {lit.decode()!r} before {self._context()}")
 
     # -- tokens ------------------------------------------------------------------------
-    def _run(self, specials: frozenset[int] | set[int]) -> bytes:
+    def _run(self, specials: frozenset[int] | set[int], *, utf8: bool = False) -> bytes:
         text = self.texts[self.seg]
         start = self.pos
         end = start
         n = len(text)
-        while end < n and text[end] not in specials and text[end] < 0x80:
+        while end < n and text[end] not in specials and (utf8 or text[end] < 0x80):
             end += 1
         self.pos = end
         return text[start:end]
@@ -220,7 +220,7 @@ class Cursor:
         c = self.peek()
         if c in (0x22, 0x7B):
             return self.string()
-        raw = self._run(_ASTRING_SPECIALS)
+        raw = self._run(_ASTRING_SPECIALS, utf8=True)  # lenient: 8-bit atoms as UTF-8
         if not raw:
             # 8-bit atoms are not ATOM-CHARs; report them clearly
             raise ParseError(f"expected an astring before {self._context()}")
@@ -236,7 +236,7 @@ class Cursor:
         c = self.peek()
         if c in (0x22, 0x7B):
             return self.string()
-        raw = self._run(_LIST_SPECIALS)
+        raw = self._run(_LIST_SPECIALS, utf8=True)
         if not raw:
             raise ParseError(f"expected a mailbox pattern before {self._context()}")
         return raw

@@ -658,7 +658,7 @@ def parse_command(texts: list[bytes], literals: list[Literal] | None = None) -> 
         cur.expect_end()
         return cmd
     except ParseError as exc:
-        raise ParseError(exc.reason, tag) from None
+        raise type(exc)(exc.reason, tag) from None
 
 
 def _parse_body(cur: Cursor, tag: str) -> Command:
