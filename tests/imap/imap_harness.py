@@ -18,6 +18,7 @@ from caducee.imap import ImapServer, ImapSettings
 from caducee.storage import open_postgres, open_sqlite
 from caducee.storage.interfaces import Storage
 from caducee.storage.keyring import create_keyring
+from caducee.storage.passwords import PasswordHasher
 from caducee.testing.certs import IssuedCert, TrustSpaceCA
 
 T = TypeVar("T")
@@ -28,6 +29,7 @@ BOB = f"bob@{DOMAIN}"
 CAROL = f"carol@{DOMAIN}"
 ORG = f"secretariat@{DOMAIN}"
 PASSWORD = "correct horse battery staple"
+_HASHER = PasswordHasher(log2_n=4)  # cheap hashes: tests are about IMAP, not key stretching
 
 
 @dataclass
@@ -55,13 +57,20 @@ def make_pki(directory: Path) -> Pki:
 class ServerThread:
     """Storage + ImapServer on a private loop in a thread; ``run(coro)`` from tests."""
 
-    def __init__(self, tmp: Path, pki: Pki, *, pg_dsn: str | None = None,
-                 settings: ImapSettings | None = None) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        pki: Pki,
+        *,
+        pg_dsn: str | None = None,
+        settings: ImapSettings | None = None,
+    ) -> None:
         self.tmp = tmp
         self.pki = pki
         self.pg_dsn = pg_dsn
-        self.settings = settings or ImapSettings(auth_failure_delay=0.0, max_literal=4 * 1024 * 1024,
-                                                 inline_literal=64 * 1024)
+        self.settings = settings or ImapSettings(
+            auth_failure_delay=0.0, max_literal=4 * 1024 * 1024, inline_literal=64 * 1024
+        )
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.storage: Storage | None = None
@@ -88,9 +97,9 @@ class ServerThread:
         keyring = self.tmp / "keyring"
         create_keyring(keyring)
         if self.pg_dsn:
-            self.storage = await open_postgres(self.pg_dsn, keyring)
+            self.storage = await open_postgres(self.pg_dsn, keyring, hasher=_HASHER)
         else:
-            self.storage = await open_sqlite(self.tmp / "data", keyring)
+            self.storage = await open_sqlite(self.tmp / "data", keyring, hasher=_HASHER)
         acc = self.storage.accounts
         for login in (ALICE, BOB, CAROL):
             await acc.create_account(login, PASSWORD, display_name=login.split("@")[0])
@@ -100,8 +109,13 @@ class ServerThread:
         await acc.create_mailbox(ORG, MailboxType.ORG, "123456789", display_name="Secrétariat")
         await acc.grant(ALICE, ORG, "lrswipkxtea")
         self.server = ImapServer(
-            None, self.storage, self.pki.server_context(), self.storage.accounts,
-            listen="127.0.0.1:0", listen_tls="127.0.0.1:0", settings=self.settings,
+            None,
+            self.storage,
+            self.pki.server_context(),
+            self.storage.accounts,
+            listen="127.0.0.1:0",
+            listen_tls="127.0.0.1:0",
+            settings=self.settings,
         )
         bound = await self.server.start()
         self.port, self.tls_port = bound[0][1], bound[1][1]

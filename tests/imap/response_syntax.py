@@ -29,7 +29,7 @@ def read(data: bytes, pos: int = 0) -> tuple[Item, int]:
             item, pos = read(data, pos)
             items.append(item)
             if pos < len(data) and data[pos] not in (0x20, 0x29, 0x28):
-                raise SyntaxFault(f"garbage after item at {pos}: {data[pos:pos+20]!r}")
+                raise SyntaxFault(f"garbage after item at {pos}: {data[pos : pos + 20]!r}")
     if c == 0x22:
         out = bytearray()
         pos += 1
@@ -72,7 +72,7 @@ def read(data: bytes, pos: int = 0) -> tuple[Item, int]:
 def read_all(data: bytes) -> Item:
     item, pos = read(data)
     if pos != len(data):
-        raise SyntaxFault(f"trailing data {data[pos:pos+20]!r}")
+        raise SyntaxFault(f"trailing data {data[pos : pos + 20]!r}")
     return item
 
 
@@ -82,7 +82,10 @@ def _nstring(x: Item) -> bool:
 
 def _params(x: Item) -> bool:
     return x is None or (
-        isinstance(x, list) and len(x) % 2 == 0 and len(x) > 0 and all(isinstance(i, bytes) for i in x)
+        isinstance(x, list)
+        and len(x) % 2 == 0
+        and len(x) > 0
+        and all(isinstance(i, bytes) for i in x)
     )
 
 
@@ -120,7 +123,10 @@ def _ext(items: list[Item], extended: bool, multipart: bool) -> None:
         if not _nstring(md5):
             raise SyntaxFault("md5")
     if disp is not None and not (
-        isinstance(disp, list) and len(disp) == 2 and isinstance(disp[0], bytes) and _params(disp[1])
+        isinstance(disp, list)
+        and len(disp) == 2
+        and isinstance(disp[0], bytes)
+        and _params(disp[1])
     ):
         raise SyntaxFault(f"disposition {disp!r}")
     if not (_nstring(lang) or (isinstance(lang, list) and all(isinstance(i, bytes) for i in lang))):
@@ -152,7 +158,12 @@ def check_body(x: Item, *, extended: bool, depth: int = 0) -> int:
         raise SyntaxFault("fields")
     rest = x[7:]
     n = 1
-    if t.upper() == b"MESSAGE" and sub.upper() in (b"RFC822", b"GLOBAL") and rest and isinstance(rest[0], list):
+    if (
+        t.upper() == b"MESSAGE"
+        and sub.upper() in (b"RFC822", b"GLOBAL")
+        and rest
+        and isinstance(rest[0], list)
+    ):
         check_envelope(rest[0])
         n += check_body(rest[1], extended=extended, depth=depth + 1)
         if not isinstance(rest[2], int):

@@ -32,8 +32,10 @@ def corpus(shared: Path) -> list[Path]:
 
 def paths(part: Part, prefix: tuple[int, ...] = ()) -> list[tuple[int, ...]]:
     out: list[tuple[int, ...]] = []
-    kids = part.children if part.is_multipart else (
-        part.message.children if part.message and part.message.is_multipart else []
+    kids = (
+        part.children
+        if part.is_multipart
+        else (part.message.children if part.message and part.message.is_multipart else [])
     )
     for i, child in enumerate(kids, 1):
         out.append((*prefix, i))
@@ -56,7 +58,7 @@ def test_every_corpus_message_renders_valid_structures(shared_dir: Path) -> None
         check_envelope(read_all(envelope(root)))
         for p in [(), *paths(root)]:
             sec = ".".join(map(str, p))
-            for text in (["", "HEADER", "TEXT"] if not p else ["", "MIME", "HEADER", "TEXT"]):
+            for text in ["", "HEADER", "TEXT"] if not p else ["", "MIME", "HEADER", "TEXT"]:
                 full = f"{sec}.{text}" if sec and text else sec or text
                 try:
                     out = section_bytes(data, root, full, ("SUBJECT",))

@@ -166,7 +166,9 @@ def test_sequence_sets_with_star_and_saved_result() -> None:
 
 
 def test_fetch_attributes_sections_partial_and_macros() -> None:
-    cmd = parse(b"a UID FETCH 1:* (FAST BODY.PEEK[1.2.HEADER.FIELDS.NOT (X-A x-b)]<10.20> BINARY.SIZE[2])")
+    cmd = parse(
+        b"a UID FETCH 1:* (FAST BODY.PEEK[1.2.HEADER.FIELDS.NOT (X-A x-b)]<10.20> BINARY.SIZE[2])"
+    )
     args = cmd.args
     assert isinstance(args, FetchArgs) and cmd.uid
     names = [a.name for a in args.atts]
@@ -198,18 +200,30 @@ def test_append_multi_with_flags_dates_and_literal8() -> None:
     assert isinstance(args, AppendArgs) and args.mailbox == b"Sent"
     first, second = args.messages
     assert first.flags == ("\\Seen",)
-    assert first.date == datetime(2026, 3, 5, 9, 8, 7, tzinfo=timezone(-timedelta(hours=1, minutes=30)))
+    assert first.date == datetime(
+        2026, 3, 5, 9, 8, 7, tzinfo=timezone(-timedelta(hours=1, minutes=30))
+    )
     assert first.literal.data == b"abc" and second.literal.data == b"\x00\x01"
 
 
 def test_search_program_tree_and_charset() -> None:
-    args = parse(b'a SEARCH RETURN (MIN COUNT) CHARSET UTF-8 OR FROM "j\xc3\xa9" NOT (SEEN 1:3) SINCE 1-Feb-2026').args
+    args = parse(
+        b'a SEARCH RETURN (MIN COUNT) CHARSET UTF-8 OR FROM "j\xc3\xa9" NOT (SEEN 1:3) SINCE 1-Feb-2026'
+    ).args
     assert isinstance(args, SearchArgs)
     assert args.return_opts == ("MIN", "COUNT") and args.charset == "UTF-8"
     key = args.key
     assert key.op == "AND"
-    assert key.args[0] == SearchKey("OR", (SearchKey("FROM", ("jé",)), SearchKey("NOT", (
-        SearchKey("AND", (SearchKey("SEEN"), SearchKey("SEQ", (SeqSet(((1, 3),)),)))),))))
+    assert key.args[0] == SearchKey(
+        "OR",
+        (
+            SearchKey("FROM", ("jé",)),
+            SearchKey(
+                "NOT",
+                (SearchKey("AND", (SearchKey("SEEN"), SearchKey("SEQ", (SeqSet(((1, 3),)),)))),),
+            ),
+        ),
+    )
     assert key.args[1] == SearchKey("SINCE", (datetime(2026, 2, 1, tzinfo=UTC),))
 
 
@@ -224,7 +238,9 @@ def test_search_nesting_is_bounded() -> None:
 
 
 def test_list_extended_forms() -> None:
-    args = parse(b'a LIST (SUBSCRIBED) "" ("INBOX" Partag&AOk-/*) RETURN (CHILDREN STATUS (MESSAGES))').args
+    args = parse(
+        b'a LIST (SUBSCRIBED) "" ("INBOX" Partag&AOk-/*) RETURN (CHILDREN STATUS (MESSAGES))'
+    ).args
     assert isinstance(args, ListArgs) and args.extended
     assert args.select_opts == {"SUBSCRIBED"}
     assert args.patterns == (b"INBOX", b"Partag&AOk-/*")

@@ -138,9 +138,9 @@ class Framer:
         texts = self._texts
         if self._big_left > 0 and not self._big_sync:
             self._discard_left = self._big_left
+            self._discarding = True
         self._big_left = -1
         self._texts, self._lits = [], []
-        self._discarding = True
         return Rejected(reason, texts)
 
     def next_event(self) -> Event | None:
