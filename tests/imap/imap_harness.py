@@ -88,26 +88,30 @@ class ServerThread:
         assert self.storage is not None
         return self.storage
 
-    def start(self) -> ServerThread:
+    def start(self, *, fresh: bool = True) -> ServerThread:
         self.thread.start()
-        self.run(self._start)
+        self.run(lambda: self._start(fresh))
         return self
 
-    async def _start(self) -> None:
+    def stop_server_only(self) -> None:
+        """Stops the server and closes the storage, keeping the data (for restart tests)."""
+        self.stop()
+
+    def restart(self) -> ServerThread:
+        return ServerThread(self.tmp, self.pki, pg_dsn=self.pg_dsn, settings=self.settings).start(
+            fresh=False
+        )
+
+    async def _start(self, fresh: bool = True) -> None:
         keyring = self.tmp / "keyring"
-        create_keyring(keyring)
+        if fresh:
+            create_keyring(keyring)
         if self.pg_dsn:
             self.storage = await open_postgres(self.pg_dsn, keyring, hasher=_HASHER)
         else:
             self.storage = await open_sqlite(self.tmp / "data", keyring, hasher=_HASHER)
-        acc = self.storage.accounts
-        for login in (ALICE, BOB, CAROL):
-            await acc.create_account(login, PASSWORD, display_name=login.split("@")[0])
-        await acc.create_mailbox(ALICE, MailboxType.PER, "810000000001")
-        await acc.create_mailbox(BOB, MailboxType.PER, "810000000002")
-        await acc.create_mailbox(CAROL, MailboxType.PER, "810000000003")
-        await acc.create_mailbox(ORG, MailboxType.ORG, "123456789", display_name="Secrétariat")
-        await acc.grant(ALICE, ORG, "lrswipkxtea")
+        if fresh:
+            await self._populate()
         self.server = ImapServer(
             None,
             self.storage,
@@ -119,6 +123,16 @@ class ServerThread:
         )
         bound = await self.server.start()
         self.port, self.tls_port = bound[0][1], bound[1][1]
+
+    async def _populate(self) -> None:
+        acc = self.st.accounts
+        for login in (ALICE, BOB, CAROL):
+            await acc.create_account(login, PASSWORD, display_name=login.split("@")[0])
+        await acc.create_mailbox(ALICE, MailboxType.PER, "810000000001")
+        await acc.create_mailbox(BOB, MailboxType.PER, "810000000002")
+        await acc.create_mailbox(CAROL, MailboxType.PER, "810000000003")
+        await acc.create_mailbox(ORG, MailboxType.ORG, "123456789", display_name="Secrétariat")
+        await acc.grant(ALICE, ORG, "lrswipkxtea")
 
     def stop(self) -> None:
         async def _stop() -> None:
