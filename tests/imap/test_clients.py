@@ -30,7 +30,9 @@ def need(tool: str) -> str:
 
 def run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(args, capture_output=True, text=True, timeout=60, env=env, check=False)
-    assert proc.returncode == 0, f"{args[0]} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    assert proc.returncode == 0, (
+        f"{args[0]} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    )
     return proc
 
 
@@ -48,7 +50,7 @@ def test_mbsync_syncs_both_ways(server: ServerThread, pki: Pki, tmp_path: Path, 
     port = server.port if mode == "STARTTLS" else server.tls_port
     cfg = tmp_path / "mbsyncrc"
     cfg.write_text(
-        f"IMAPAccount caducee\nHost localhost\nPort {port}\nUser {ALICE}\nPass \"{PASSWORD}\"\n"
+        f'IMAPAccount caducee\nHost localhost\nPort {port}\nUser {ALICE}\nPass "{PASSWORD}"\n'
         f"SSLType {mode}\nCertificateFile {pki.ca.ca_bundle}\nSystemCertificates no\n\n"
         "IMAPStore remote\nAccount caducee\n\n"
         f"MaildirStore local\nPath {local}/\nInbox {local}/INBOX\nSubFolders Verbatim\n\n"
@@ -58,6 +60,7 @@ def test_mbsync_syncs_both_ways(server: ServerThread, pki: Pki, tmp_path: Path, 
     run([mbsync, "-c", str(cfg), "-a"])
     got = maildir_messages(local / "INBOX")
     assert len(got) == 3
+
     # mbsync may add its X-TUID tracking header and store LF line ends; the rest is identical
     def norm(m: bytes) -> bytes:
         return re.sub(rb"X-TUID: \S+\n", b"", m.replace(b"\r\n", b"\n"))
@@ -104,7 +107,7 @@ def test_fetchmail_over_starttls(server: ServerThread, pki: Pki, tmp_path: Path)
     out = tmp_path / "delivered.mbox"
     rc = tmp_path / "fetchmailrc"
     rc.write_text(
-        f'poll localhost protocol IMAP port {server.port}\n'
+        f"poll localhost protocol IMAP port {server.port}\n"
         f'  user "{ALICE}" password "{PASSWORD}"\n'
         f'  sslproto "TLS1.2+" sslcertck sslcertfile "{pki.ca.ca_bundle}"\n'
         f'  keep mda "cat >> {out}"\n'
@@ -121,13 +124,29 @@ def test_curl_fetches_a_message(server: ServerThread, pki: Pki, scheme: str) -> 
     curl = need("curl")
     server.deliver(ALICE, MSGS[0])
     port = server.port if scheme == "imap" else server.tls_port
-    proc = run([
-        curl, "-sS", "--ssl-reqd", "--cacert", str(pki.ca.ca_bundle), "-u", f"{ALICE}:{PASSWORD}",
-        f"{scheme}://localhost:{port}/INBOX;UID=1",
-    ])
+    proc = run(
+        [
+            curl,
+            "-sS",
+            "--ssl-reqd",
+            "--cacert",
+            str(pki.ca.ca_bundle),
+            "-u",
+            f"{ALICE}:{PASSWORD}",
+            f"{scheme}://localhost:{port}/INBOX;UID=1",
+        ]
+    )
     assert proc.stdout.encode().replace(b"\r\n", b"\n") == MSGS[0].replace(b"\r\n", b"\n")
-    listing = run([
-        curl, "-sS", "--ssl-reqd", "--cacert", str(pki.ca.ca_bundle), "-u", f"{ALICE}:{PASSWORD}",
-        f"{scheme}://localhost:{port}/",
-    ])
+    listing = run(
+        [
+            curl,
+            "-sS",
+            "--ssl-reqd",
+            "--cacert",
+            str(pki.ca.ca_bundle),
+            "-u",
+            f"{ALICE}:{PASSWORD}",
+            f"{scheme}://localhost:{port}/",
+        ]
+    )
     assert '"/" INBOX' in listing.stdout

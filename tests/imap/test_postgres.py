@@ -37,7 +37,8 @@ def test_core_flow_on_postgres(pg_server: ServerThread, pki: Pki) -> None:
     t = session(pg_server, pki)
     assert b"* 1 EXISTS" in t.cmd("a SELECT INBOX")
     assert t.cmd("b FETCH 1 BODY[TEXT]") == (
-        b"* 1 FETCH (BODY[TEXT] {18}\r\nbody on postgres\r\n FLAGS (\\Seen))\r\nb OK FETCH completed\r\n"
+        b"* 1 FETCH (BODY[TEXT] {18}\r\nbody on postgres\r\n FLAGS (\\Seen))\r\n"
+        b"b OK FETCH completed\r\n"
     )
     t.send(b"c APPEND INBOX (\\Flagged) {%d+}\r\n%s\r\n" % (len(MSG), MSG))
     out = t.until_tagged("c")
@@ -49,7 +50,10 @@ def test_core_flow_on_postgres(pg_server: ServerThread, pki: Pki) -> None:
     assert t.cmd("h EXPUNGE") == b"* 1 EXPUNGE\r\nh OK EXPUNGE completed\r\n"
     assert t.cmd("i CREATE Dossiers") == b"i OK CREATE completed\r\n"
     assert t.cmd("j RENAME Dossiers Archives") == b"j OK RENAME completed\r\n"
-    assert t.cmd("k STATUS Trash (MESSAGES)") == b"* STATUS Trash (MESSAGES 1)\r\nk OK STATUS completed\r\n"
+    assert (
+        t.cmd("k STATUS Trash (MESSAGES)")
+        == b"* STATUS Trash (MESSAGES 1)\r\nk OK STATUS completed\r\n"
+    )
     t.close()
 
 
