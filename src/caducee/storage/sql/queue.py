@@ -33,9 +33,6 @@ def _enqueue(
     envid: str | None,
     ret: str | None,
 ) -> Op[int]:
-    rows = yield Q("SELECT 1 FROM blobs WHERE blob_id = ?", (blob.blob_id,))
-    if not rows:
-        raise NotFound("blob not found (not committed?)")
     now = now_us()
     rows = yield Q(
         "INSERT INTO queue_items (sender, blob_id, key_id, size, domain, created, next_attempt,"
@@ -123,7 +120,7 @@ def _list() -> Op[list[QueueItem]]:
 
 
 def _update(sql: str, params: tuple[object, ...], item_id: int) -> Op[None]:
-    rows = yield Q(sql + " RETURNING item_id", params)
+    rows = yield Q(sql + " RETURNING item_id", params, only=True)
     if not rows:
         raise NotFound(f"no queue item {item_id}")
 
@@ -133,6 +130,7 @@ def _set_state(item_id: int, address: str, state: RecipientState, diagnostic: st
         "UPDATE queue_recipients SET state = ?, diagnostic = ? WHERE item_id = ? AND address = ?"
         " RETURNING idx",
         (state.value, diagnostic, item_id, address),
+        only=True,
     )
     if not rows:
         raise NotFound(f"no recipient {address!r} in queue item {item_id}")

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
 
-from caducee.core.errors import NotFound, StorageError
+from caducee.core.errors import ConfigError, NotFound, StorageError
 from caducee.core.model import BlobRef
 from caducee.storage.blobcrypto import (
     SEGMENT,
@@ -166,6 +166,12 @@ class SqliteBlobStore:
         self.tmp_dir = self.blob_dir / "tmp"
         self.tmp_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
 
+    def _key(self, key_id: str) -> bytes:
+        try:
+            return self.keyring.key(key_id)
+        except ConfigError as exc:
+            raise StorageError(f"blob key {key_id!r} is not in the keyring") from exc
+
     def writer(self) -> _Writer:
         return _Writer(self)
 
@@ -186,7 +192,7 @@ class SqliteBlobStore:
         if meta is None:
             raise NotFound("blob not found")
         key_id, size, salt, data, rel = meta
-        cipher = BlobCipher(self.keyring.key(key_id), ref.blob_id, salt)
+        cipher = BlobCipher(self._key(key_id), ref.blob_id, salt)
         end = size if end is None else min(end, size)
         start = max(0, start)
         if start >= end and size > 0:

@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from caducee.core.errors import CaduceeError, Conflict, StorageError
+from caducee.core.errors import CaduceeError, Conflict, NotFound, StorageError
 from caducee.storage.sql.base import Dialect, Op, OpFactory
 
 __all__ = ["SqliteRunner", "run_op"]
@@ -47,6 +47,8 @@ def run_op(conn: sqlite3.Connection, op: Op[T]) -> T:
 def _map(exc: BaseException) -> BaseException:
     if isinstance(exc, CaduceeError):
         return exc
+    if isinstance(exc, sqlite3.IntegrityError) and "FOREIGN KEY" in str(exc):
+        return NotFound("a referenced object (blob, mailbox, folder) does not exist")
     if isinstance(exc, sqlite3.IntegrityError):
         return Conflict(f"integrity constraint failed: {exc}")
     if isinstance(exc, sqlite3.Error):

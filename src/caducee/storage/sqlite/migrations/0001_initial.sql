@@ -59,7 +59,7 @@ CREATE TABLE messages (
     deleted INTEGER NOT NULL DEFAULT 0,
     internal_date INTEGER NOT NULL,
     size INTEGER NOT NULL,
-    blob_id TEXT NOT NULL,
+    blob_id TEXT NOT NULL REFERENCES blobs (blob_id),
     key_id TEXT NOT NULL,
     PRIMARY KEY (folder_id, uid)
 );
@@ -83,7 +83,7 @@ CREATE TABLE dedup (
 CREATE TABLE queue_items (
     item_id INTEGER PRIMARY KEY AUTOINCREMENT,
     sender TEXT NOT NULL,
-    blob_id TEXT NOT NULL,
+    blob_id TEXT NOT NULL REFERENCES blobs (blob_id),
     key_id TEXT NOT NULL,
     size INTEGER NOT NULL,
     domain TEXT NOT NULL,
