@@ -200,6 +200,14 @@ def test_append_big_literal_streams_to_blob(client: Transcript, server: ServerTh
         len(body),
         body,
     )
+    # streamed from blob storage in chunks, with partial ranges and the implicit \Seen
+    out = client.cmd("c FETCH 1 (UID BODY[]<100000.70000>)")
+    assert (
+        out
+        == b"* 1 FETCH (UID 1 BODY[]<100000> {70000}\r\n%s FLAGS (\\Seen))\r\n"
+        % (body[100000:170000])
+        + b"c OK FETCH completed\r\n"
+    )
 
 
 def test_create_rename_delete_subscribe_list(client: Transcript) -> None:
