@@ -286,6 +286,13 @@ class OutboundWorker:
                     await self._temporary(item, list(_pending(item)), f"{exc}", "4.4.2")
                 except CaduceeError as exc:
                     log.warning("outbound: item %s: %s", item.item_id, exc)
+                except Exception:
+                    # A bug must not stop the destination: the item stays leased and is
+                    # retried after its lease; the next items go on.
+                    log.exception("outbound: item %s failed unexpectedly", item.item_id)
+                    if session is not None:
+                        session.abort()
+                        session = None
                 finally:
                     self._done()
         except Exception:
