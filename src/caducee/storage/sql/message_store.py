@@ -160,3 +160,7 @@ class SqlMessageStore:
     async def find_by_dedup(self, mailbox_id: int, dedup_key: str) -> StoredMessage | None:
         """The message a ``deliver(dedup_key=...)`` put in this BAL, if still there."""
         return await self._run.read(lambda: ops.find_dedup_op(mailbox_id, dedup_key))
+
+    async def purge_dedup(self, older_than: datetime) -> int:
+        before = ops.idate_us(older_than)
+        return await self._run.write(lambda: ops.purge_dedup_op(before))

@@ -572,5 +572,10 @@ def find_dedup_op(mailbox_id: int, dedup_key: str) -> Op[StoredMessage | None]:
     return _msg(rows[0]) if rows else None
 
 
+def purge_dedup_op(before: int) -> Op[int]:
+    rows = yield Q("DELETE FROM dedup WHERE created < ? RETURNING mailbox_id", (before,), only=True)
+    return len(rows)
+
+
 def idate_us(when: datetime | None) -> int:
     return now_us() if when is None else to_us(when)
