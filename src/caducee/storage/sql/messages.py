@@ -83,12 +83,25 @@ def _flag_cols(flags: frozenset[str]) -> tuple[str, int, int]:
     return " ".join(sorted(flags)), int("\\Seen" in flags), int("\\Deleted" in flags)
 
 
+_FLAG_SETS: dict[str, frozenset[str]] = {}
+
+
+def _flag_set(text: str) -> frozenset[str]:
+    """Parsed flag columns, shared: a folder has few distinct flag combinations."""
+    got = _FLAG_SETS.get(text)
+    if got is None:
+        got = frozenset(text.split())
+        if len(_FLAG_SETS) < 4096:
+            _FLAG_SETS[text] = got
+    return got
+
+
 def _msg(row: Row) -> StoredMessage:
-    flags = frozenset(row[3].split()) if row[3] else frozenset()
-    blob = BlobRef(row[6], row[7], int(row[5]))
+    folder_id, uid, modseq, flags, idate, size, blob_id, key_id = row
     return StoredMessage(
-        int(row[0]), int(row[1]), int(row[2]), flags, from_us(int(row[4])), int(row[5]), blob
-    )
+        folder_id, uid, modseq, _flag_set(flags), from_us(idate), size,
+        BlobRef(blob_id, key_id, size),
+    )  # fmt: skip
 
 
 def _folder(row: Row) -> Folder:
