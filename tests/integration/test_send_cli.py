@@ -116,9 +116,7 @@ def test_submit_rejects_untrusted_certificate(
     assert smtp_server.messages == []
 
 
-def test_submit_wrong_password(
-    smtp_server: SubmissionServer, pki: Pki, shared_dir: Path
-) -> None:
+def test_submit_wrong_password(smtp_server: SubmissionServer, pki: Pki, shared_dir: Path) -> None:
     msg = _msg(shared_dir, "dpi@b.mssante.fr")
     settings = SubmissionSettings(
         "127.0.0.1", smtp_server.port, "doc@a.mssante.fr", "wrong", ca_file=str(pki.ca_file)
