@@ -103,6 +103,7 @@ def build_message(
     reply_to: str | None = None,
     max_bytes: int | None = None,
     in_reply_to: str | None = None,
+    delete: bool = False,
 ) -> EmailMessage:
     """Build the RFC 5322 message for ``cdas`` (bytes) and an optional PDF.
 
@@ -128,7 +129,7 @@ def build_message(
             raise InvalidInput("patient address does not match the document's INS (ECO.2.2.6)")
     if end_exchange and not to_patient:
         raise InvalidInput("X-MSS-MES: FIN applies only to messages towards a patient")
-    xdm = build_xdm(cdas, pdf)
+    xdm = build_xdm(cdas, pdf, deprecated=delete)
     msg = EmailMessage(policy=SMTP)
     msg["From"] = (
         Address(display_name=sender_name or "", addr_spec=sender) if sender_name else sender

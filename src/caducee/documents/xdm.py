@@ -33,9 +33,19 @@ from caducee.documents.cda import CdaDocument, Code, Party, read_cda
 from caducee.documents.xmlsafe import parse_xml
 from caducee.documents.ziputil import ZipLimits, read_zip_members
 
-__all__ = ["XdmEntry", "XdmPackage", "build_xdm", "read_xdm"]
+__all__ = [
+    "STATUS_APPROVED",
+    "STATUS_DEPRECATED",
+    "XdmEntry",
+    "XdmPackage",
+    "build_metadata",
+    "build_xdm",
+    "read_xdm",
+]
 
 _R = f"{{{X.NS_RIM}}}"
+STATUS_APPROVED = "urn:oasis:names:tc:ebxml-regrep:StatusType:Approved"
+STATUS_DEPRECATED = "urn:oasis:names:tc:ebxml-regrep:StatusType:Deprecated"
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,7 @@ class XdmEntry:
     hash_ok: bool | None
     size_ok: bool | None
     cda: CdaDocument | None = None
+    status: str = ""  # ebRIM status, e.g. urn:oasis:names:tc:ebxml-regrep:StatusType:Deprecated
 
 
 @dataclass(frozen=True)
@@ -179,9 +190,15 @@ def _entry(
     mime: str,
     fmt: tuple[str, str, str],
     class_code: Code,
+    status: str = STATUS_APPROVED,
 ) -> None:
     eo = etree.SubElement(
-        rol, _R + "ExtrinsicObject", id=eid, mimeType=mime, objectType=X.DE_OBJECT_TYPE
+        rol,
+        _R + "ExtrinsicObject",
+        id=eid,
+        mimeType=mime,
+        objectType=X.DE_OBJECT_TYPE,
+        status=status,
     )
     _slot(eo, "hash", hashlib.sha1(data, usedforsecurity=False).hexdigest())
     _slot(eo, "size", str(len(data)))
@@ -241,6 +258,7 @@ def build_metadata(
     source_id: str = "1.2.250.1.213.1.1.9",
     class_code: Code = DEFAULT_CLASS,
     submission_time: datetime | None = None,
+    deprecated: bool = False,
 ) -> bytes:
     """ebRIM 3.0 ``SubmitObjectsRequest`` for ``docs`` ((CDA, URI) pairs) and an optional PDF."""
     if not docs:
@@ -274,7 +292,8 @@ def build_metadata(
     members: list[str] = []
     for i, (cda, uri) in enumerate(docs, start=1):
         eid = f"Document{i:02d}"
-        _entry(rol, eid, cda, cda.raw, uri, "text/xml", _format_for(cda), class_code)
+        status = STATUS_DEPRECATED if deprecated else STATUS_APPROVED
+        _entry(rol, eid, cda, cda.raw, uri, "text/xml", _format_for(cda), class_code, status)
         members.append(eid)
     if pdf is not None:
         eid = f"Document{len(docs) + 1:02d}"
@@ -315,13 +334,20 @@ def build_xdm(
     *,
     source_id: str = "1.2.250.1.213.1.1.9",
     class_code: Code = DEFAULT_CLASS,
+    deprecated: bool = False,
 ) -> bytes:
-    """Build ``IHE_XDM.zip`` (bytes) from CDA documents (bytes) and an optional PDF."""
+    """Build ``IHE_XDM.zip`` (bytes) from CDA documents (bytes) and an optional PDF.
+
+    ``deprecated`` marks the documents ``Deprecated``: a request to delete them at the
+    receiver (Caducée's convention for MDM^T04, see docs/integration.md).
+    """
     docs = [(read_cda(raw), f"DOC{i:05d}.XML") for i, raw in enumerate(cdas, start=1)]
     pdf_part = (pdf, f"DOC{len(cdas) + 1:05d}.PDF") if pdf is not None else None
     if pdf is not None and not pdf.startswith(b"%PDF-"):
         raise InvalidInput("the attached file is not a PDF (no %PDF- header)")
-    metadata = build_metadata(docs, pdf_part, source_id=source_id, class_code=class_code)
+    metadata = build_metadata(
+        docs, pdf_part, source_id=source_id, class_code=class_code, deprecated=deprecated
+    )
     base = "IHE_XDM/SUBSET01/"
     files = [base + "METADATA.XML"] + [base + uri for _, uri in docs]
     if pdf_part:
@@ -444,6 +470,7 @@ def read_xdm(data: bytes, limits: ZipLimits | None = None) -> XdmPackage:
                 hash_ok=hash_ok,
                 size_ok=size_ok,
                 cda=cda,
+                status=eo.get("status") or "",
             )
         )
     pkg = root.find(f".//{_R}RegistryPackage")
