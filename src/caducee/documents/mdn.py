@@ -13,6 +13,7 @@ subject then starts with ``[KO Intégration système !][902]``.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage, Message
@@ -59,11 +60,18 @@ def mdn_requested(msg: Message) -> str | None:
     return addr
 
 
+def _ascii(text: str) -> str:
+    """RFC 8098 fields are US-ASCII: drop the diacritics of the French labels."""
+    decomposed = unicodedata.normalize("NFKD", text.replace("’", "'"))
+    return decomposed.encode("ascii", "ignore").decode("ascii")
+
+
 def _disposition(error: int | None) -> str:
     base = "automatic-action/MDN-sent-automatically; processed"
     if error is None:
         return base
-    return f"{base}/Error: {error}^{ERRORS.get(error, ERRORS[906])}^messageErrorCondition"
+    label = _ascii(ERRORS.get(error, ERRORS[906]))
+    return f"{base}/Error: {error}^{label}^messageErrorCondition"
 
 
 def build_mdn(

@@ -178,6 +178,7 @@ class Agent:
         if row is not None and row.stage == "filed":
             # The same message again (resent): everything is already done; only file it.
             await client.uid_move(uid, self._folder(row.error))
+            self.processed += 1
             return
         if row is None:
             error = await self._integrate_message(raw, msg, key)
