@@ -22,7 +22,7 @@ from email.message import EmailMessage, Message
 from email.policy import default as default_policy
 from email.utils import parseaddr
 
-from caducee.core.errors import CaduceeError, InvalidInput
+from caducee.core.errors import InvalidInput
 from caducee.documents.cda import read_cda
 from caducee.documents.hl7v2 import MLLP_END, build_ack, mllp_frame, parse_oru
 from caducee.documents.inspect import xdm_attachments
@@ -224,7 +224,7 @@ class Agent:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Watch the mailbox until ``stop`` is set; reconnect with backoff on failures."""
-        oru_server = await self._start_oru() if self.cfg.oru_listen else None
+        oru_server = await self.start_oru() if self.cfg.oru_listen else None
         backoff = 1.0
         try:
             while not stop.is_set():
@@ -234,18 +234,7 @@ class Agent:
                     backoff = 1.0
                     while not stop.is_set():
                         await self._drain(client)
-                        idle = asyncio.create_task(client.idle(self.cfg.idle_seconds))
-                        stopper = asyncio.create_task(stop.wait())
-                        done, _ = await asyncio.wait(
-                            {idle, stopper}, return_when=asyncio.FIRST_COMPLETED
-                        )
-                        stopper.cancel()
-                        if idle not in done:
-                            idle.cancel()
-                            with contextlib.suppress(asyncio.CancelledError, CaduceeError):
-                                await idle
-                            break
-                        idle.result()
+                        await client.idle(self.cfg.idle_seconds, stop)
                 except (AdapterUnavailable, ImapError, OSError, TimeoutError) as exc:
                     log.warning("agent: %s; retrying in %.0fs", exc, backoff)
                     with contextlib.suppress(TimeoutError):
@@ -265,7 +254,7 @@ class Agent:
         self.state.close()
 
     # ----------------------------------------------------------------- ORU^R01 over MLLP
-    async def _start_oru(self) -> asyncio.Server:
+    async def start_oru(self) -> asyncio.Server:
         host, port = parse_server(self.cfg.oru_listen or "")
         server = await asyncio.start_server(self._oru_conn, host, port, limit=64 * 1024 * 1024)
         self.oru_port = server.sockets[0].getsockname()[1]

@@ -212,13 +212,15 @@ class ImapClient:
                     raise ImapError("IMAP APPEND failed")
                 return
 
-    async def idle(self, wait: float) -> bool:
-        """Wait (RFC 2177 IDLE) until the server reports a change or ``wait`` seconds pass.
+    async def idle(self, wait: float, stop: asyncio.Event | None = None) -> bool:
+        """Wait (RFC 2177 IDLE) until the server reports a change, ``wait`` seconds pass or
+        ``stop`` is set; then leave IDLE cleanly (``DONE``). True when something changed.
 
-        Returns True when something changed. Without IDLE support, sleeps then NOOPs.
+        Without IDLE support, sleeps (at most 5 s) then NOOPs.
         """
         if "IDLE" not in self.capabilities:
-            await asyncio.sleep(min(wait, 5.0))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for((stop or asyncio.Event()).wait(), min(wait, 5.0))
             await self.command("NOOP")
             return True
         reader, writer = self._io()
@@ -230,17 +232,35 @@ class ImapClient:
         if not cont.startswith(b"+"):
             raise ImapError("IMAP IDLE refused")
         changed = False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        stopper = asyncio.ensure_future(stop.wait()) if stop is not None else None
         try:
-            while True:
-                line = await asyncio.wait_for(reader.readline(), wait)
+            while not changed:
+                remaining = deadline - loop.time()
+                if remaining <= 0 or (stop is not None and stop.is_set()):
+                    break
+                line_task = asyncio.ensure_future(reader.readline())
+                waiting: set[asyncio.Future[object]] = {line_task}  # type: ignore[arg-type]
+                if stopper is not None:
+                    waiting.add(stopper)  # type: ignore[arg-type]
+                done, _ = await asyncio.wait(
+                    waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+                if line_task not in done:
+                    line_task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await line_task
+                    break
+                line = line_task.result()
                 if not line:
                     raise ImapError("IMAP server closed the connection")
                 words = line.split()
                 if len(words) >= 3 and words[2].upper() in (b"EXISTS", b"RECENT"):
                     changed = True
-                    break
-        except TimeoutError:
-            pass
+        finally:
+            if stopper is not None:
+                stopper.cancel()
         writer.write(b"DONE\r\n")
         await writer.drain()
         while True:
