@@ -55,9 +55,9 @@ def test_sigkill_mid_batch_then_restart(agent_env: AgentEnv, shared_dir: Path) -
 
     def crash(received: Received, nth: int) -> None:
         if nth == 3 and not killed:
-            killed.append(received.document_id)
             os.kill(first.pid, signal.SIGKILL)
             first.wait(10)
+            killed.append(received.document_id)
 
     env.mllp.before_ack = crash
     _wait(lambda: killed, 60, "the agent never reached the third document")

@@ -129,6 +129,10 @@ def build_message(
             raise InvalidInput("patient address does not match the document's INS (ECO.2.2.6)")
     if end_exchange and not to_patient:
         raise InvalidInput("X-MSS-MES: FIN applies only to messages towards a patient")
+    limit = min(max_bytes or MES_MAX_BYTES, MES_MAX_BYTES) if to_patient else max_bytes
+    if limit is not None and pdf is not None and len(pdf) * 4 // 3 > limit:
+        # Base64 alone takes the PDF over the limit: refuse before building anything.
+        raise QuotaExceeded(f"the PDF alone exceeds the {limit}-byte message limit")
     xdm = build_xdm(cdas, pdf, deprecated=delete)
     msg = EmailMessage(policy=SMTP)
     msg["From"] = (
@@ -159,9 +163,6 @@ def build_message(
     if pdf is not None:
         msg.add_attachment(pdf, maintype="application", subtype="pdf", filename=pdf_filename(first))
     size = len(msg.as_bytes())
-    limit = max_bytes
-    if to_patient:
-        limit = min(limit or MES_MAX_BYTES, MES_MAX_BYTES)
     if limit is not None and size > limit:
         raise QuotaExceeded(f"message is {size} bytes, over the {limit}-byte limit")
     return msg

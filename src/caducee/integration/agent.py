@@ -18,7 +18,9 @@ import hashlib
 import logging
 import os
 import ssl
-from email.message import EmailMessage, Message
+from email.header import decode_header, make_header
+from email.message import Message
+from email.policy import compat32
 from email.policy import default as default_policy
 from email.utils import parseaddr
 
@@ -43,6 +45,16 @@ __all__ = ["Agent", "build_adapters", "message_key"]
 
 log = logging.getLogger("caducee.integration")
 _DEPRECATED = "deprecated"
+
+
+def _decoded(value: object) -> str:
+    """An RFC 2047 header as text (compat32 parsing leaves encoded words)."""
+    if value is None:
+        return ""
+    try:
+        return str(make_header(decode_header(str(value))))
+    except (ValueError, LookupError):
+        return str(value)
 
 
 def message_key(raw: bytes, msg: Message) -> str:
@@ -114,6 +126,7 @@ class Agent:
                 host, port, cfg.smtp_user, cfg.smtp_password, ca_file=cfg.smtp_ca_file
             )
         self.processed = 0
+        self.batch = 20  # messages fetched (and filed) per IMAP round trip
 
     # ----------------------------------------------------------------- one message
     async def _integrate_message(self, raw: bytes, msg: Message, key: str) -> int | None:
@@ -121,22 +134,23 @@ class Agent:
             xdms = xdm_attachments(msg)
             if not xdms:
                 return 906
-            body_part = (
-                msg.get_body(preferencelist=("plain",)) if isinstance(msg, EmailMessage) else None
-            )
-            body = body_part.get_content() if body_part is not None else None
+            body: str | None = None
             pdf = None
             for part in msg.walk():
-                if part.get_content_type() == "application/pdf":
+                ctype = part.get_content_type()
+                if ctype == "text/plain" and body is None and part.get_filename() is None:
+                    payload = part.get_payload(decode=True)
+                    if isinstance(payload, bytes):
+                        body = payload.decode(part.get_content_charset() or "utf-8", "replace")
+                elif ctype == "application/pdf" and pdf is None:
                     payload = part.get_payload(decode=True)
                     pdf = payload if isinstance(payload, bytes) else None
-                    break
             prov = Provenance(
                 key=key,
                 sender=parseaddr(str(msg.get("From", "")))[1] or None,
                 recipient=self.cfg.address,
                 reply_to=parseaddr(str(msg.get("Reply-To", "")))[1] or None,
-                subject=str(msg.get("Subject", "")),
+                subject=_decoded(msg.get("Subject")),
                 body=body,
                 pdf=pdf,
             )
@@ -159,42 +173,56 @@ class Agent:
             log.info("message %s refused: %s", key[:16], exc)
             return 906
 
-    async def _answer(self, msg: Message, error: int | None) -> None:
+    async def _answer(self, raw: bytes, msg: Message, error: int | None) -> None:
         if mdn_requested(msg) is None:
             return
         if self.smtp is None:
             log.warning("MDN requested but no [submission] configured; not answering")
             return
-        mdn = build_mdn(msg, final_recipient=self.cfg.address, error=error)
+        full = email.message_from_bytes(raw, policy=default_policy)  # decoded headers for the MDN
+        mdn = build_mdn(full, final_recipient=self.cfg.address, error=error)
         await submit_async(mdn, self.smtp, envelope_from=self.cfg.address, dsn=False)
 
-    async def process_uid(self, client: ImapClient, uid: int) -> None:
-        raw = await client.uid_fetch(uid)
-        if raw is None:
-            return
-        msg = email.message_from_bytes(raw, policy=default_policy)
+    async def process_message(self, raw: bytes) -> tuple[str, int | None]:
+        """Integrate and answer one message (up to the ``answered`` stage).
+
+        Returns the message key and its outcome; the caller files it, then records ``filed``.
+        """
+        # compat32 parsing: several times faster than the modern policy on large messages.
+        msg = email.message_from_bytes(raw, policy=compat32)
         key = message_key(raw, msg)
         row = self.state.message(key)
         if row is not None and row.stage == "filed":
-            # The same message again (resent): everything is already done; only file it.
-            await client.uid_move(uid, self._folder(row.error))
-            self.processed += 1
-            return
+            return key, row.error  # the same message again (resent): only file it
         if row is None:
             error = await self._integrate_message(raw, msg, key)
             self.state.set_message(key, "integrated", error)
             stage = "integrated"
         else:
             error, stage = row.error, row.stage
-        if stage == "integrated":
-            await self._answer(msg, error)
+        if stage == "integrated" and mdn_requested(msg) is not None:
+            await self._answer(raw, msg, error)
             self.state.set_message(key, "answered", error)
-        await client.uid_move(uid, self._folder(error))
-        self.state.set_message(key, "filed", error)
-        self.processed += 1
-        log.info(
-            "message %s filed: %s", key[:16], "processed" if error is None else f"error {error}"
-        )
+        return key, error
+
+    async def _process_batch(self, client: ImapClient, uids: list[int]) -> None:
+        fetched = await client.uid_fetch_many(uids)
+        outcomes: dict[int, tuple[str, int | None]] = {}
+        for uid in uids:
+            raw = fetched.get(uid)
+            if raw is None:
+                continue
+            outcomes[uid] = await self.process_message(raw)
+        for folder in {self._folder(err) for _, err in outcomes.values()}:
+            batch = [u for u, (_, err) in outcomes.items() if self._folder(err) == folder]
+            await client.uid_move(batch, folder)
+            for uid in batch:
+                key, err = outcomes[uid]
+                self.state.set_message(key, "filed", err)
+                self.processed += 1
+                log.info(
+                    "message %s filed: %s", key[:16], "processed" if err is None else f"error {err}"
+                )
 
     def _folder(self, error: int | None) -> str:
         return self.cfg.integrated_folder if error is None else self.cfg.rejected_folder
@@ -218,8 +246,8 @@ class Agent:
             uids = await client.uid_search_all()
             if not uids:
                 break
-            for uid in uids:
-                await self.process_uid(client, uid)
+            for i in range(0, len(uids), self.batch):
+                await self._process_batch(client, uids[i : i + self.batch])
         return self.processed - before
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -21,6 +21,7 @@ __all__ = ["ImapClient", "ImapError", "ImapSettings"]
 
 _LITERAL = re.compile(rb"\{(\d+)\+?\}\r\n$")
 _MAX_LITERAL = 64 * 1024 * 1024
+_UID = re.compile(rb"UID (\d+)")
 
 
 class ImapError(CaduceeError):
@@ -183,14 +184,29 @@ class ImapClient:
                 return resp[1]
         return None
 
-    async def uid_move(self, uid: int, mailbox: str) -> None:
+    async def uid_fetch_many(self, uids: list[int]) -> dict[int, bytes]:
+        """``UID FETCH`` of several messages in one round trip: ``{uid: message bytes}``."""
+        if not uids:
+            return {}
+        out: dict[int, bytes] = {}
+        for resp in await self.command(f"UID FETCH {','.join(map(str, uids))} (UID BODY.PEEK[])"):
+            if len(resp) < 2 or b"FETCH" not in resp[0].upper():
+                continue
+            m = _UID.search(resp[0].upper()) or _UID.search(resp[-1].upper())
+            if m:
+                out[int(m.group(1))] = resp[1]
+        return out
+
+    async def uid_move(self, uid: int | list[int], mailbox: str) -> None:
+        """Move messages (RFC 6851 MOVE, else COPY + \\Deleted + EXPUNGE)."""
+        ids = ",".join(map(str, uid)) if isinstance(uid, list) else str(uid)
         if "MOVE" in self.capabilities:
-            await self.command(f"UID MOVE {uid} {_quote(mailbox)}")
+            await self.command(f"UID MOVE {ids} {_quote(mailbox)}")
             return
-        await self.command(f"UID COPY {uid} {_quote(mailbox)}")
-        await self.command(f"UID STORE {uid} +FLAGS.SILENT (\\Deleted)")
+        await self.command(f"UID COPY {ids} {_quote(mailbox)}")
+        await self.command(f"UID STORE {ids} +FLAGS.SILENT (\\Deleted)")
         if "UIDPLUS" in self.capabilities:
-            await self.command(f"UID EXPUNGE {uid}")
+            await self.command(f"UID EXPUNGE {ids}")
         else:
             await self.command("EXPUNGE")
 
