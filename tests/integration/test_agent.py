@@ -126,9 +126,11 @@ async def test_ins_mismatch_is_904(agent_env: AgentEnv, shared_dir: Path) -> Non
     assert env.mllp.frames == []
 
 
-async def test_replace_delete_and_version_checks(agent_env: AgentEnv, shared_dir: Path) -> None:
+async def test_replace_delete_and_version_checks(
+    agent_env: AgentEnv, fhir_server: FhirServer, shared_dir: Path
+) -> None:
     env = agent_env
-    env.write_config(folder=False)
+    env.write_config(fhir=fhir_server.base_url)
     base = (shared_dir / "corpora" / BIO).read_bytes()
     v1 = variant(base, doc_id="1.2.9.1", set_id="1.2.9", version=1)
     v2 = variant(base, doc_id="1.2.9.2", set_id="1.2.9", version=2)
@@ -147,10 +149,23 @@ async def test_replace_delete_and_version_checks(agent_env: AgentEnv, shared_dir
     assert [(r.trigger, r.order_control, r.document_id, r.parent_id) for r in got] == [
         ("T02", "NW", "1.2.9.1", ""),
         ("T10", "RO", "1.2.9.2", "1.2.9.1"),
-        ("T04", "CA", "1.2.9.2", ""),
+        ("T04", "CA", "1.2.9.2", "1.2.9.1"),
     ]
     codes = [parse_mdn(m).error_code for m in _mdns(env, 5)]  # type: ignore[union-attr]
     assert codes == [None, None, 900, 901, None]
+    # Folder: the replacement names what it replaces; the deletion has its own sidecar.
+    assert json.loads((env.folder / "1.2.9.2.json").read_text())["replaces"] == "1.2.9.1"
+    assert json.loads((env.folder / "1.2.9.2.delete.json").read_text())["action"] == "delete"
+    # FHIR: relatesTo on the replacement, entered-in-error after the deletion.
+    refs = {
+        v["masterIdentifier"]["value"]: v
+        for k, v in fhir_server.resources.items()
+        if k.startswith("DocumentReference/")
+    }
+    assert refs["urn:oid:1.2.9.1"]["status"] == "current"
+    v2_ref = refs["urn:oid:1.2.9.2"]
+    assert v2_ref["status"] == "entered-in-error"
+    assert v2_ref["relatesTo"][0]["code"] == "replaces"
 
 
 async def test_practice_software_refusal_becomes_mdn_error(

@@ -95,6 +95,9 @@ class Pipeline:
                 return 900
             if existing.author_org and self._org(doc) and existing.author_org != self._org(doc):
                 return 901
+            if existing.version is not None:
+                before = self.state.previous_version(set_id, existing.version)
+                parent = before.doc_id if before else None
         else:
             if existing is not None and existing.status in ("delivered", "deleted"):
                 return None  # idempotent replay

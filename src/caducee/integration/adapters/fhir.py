@@ -108,7 +108,7 @@ def document_reference(d: Delivery, binary_id: str, *, patient_system: str) -> d
         res["securityLabel"] = [
             {"coding": [{"system": _CONF_SYSTEM, "code": doc.confidentiality.code}]}
         ]
-    if d.action == "replace" and d.parent_document_id:
+    if d.action in ("replace", "delete") and d.parent_document_id:
         res["relatesTo"] = [
             {
                 "code": "replaces",
