@@ -29,6 +29,7 @@ from caducee.documents.cda import read_cda
 from caducee.documents.hl7v2 import MLLP_END, build_ack, mllp_frame, parse_oru
 from caducee.documents.inspect import xdm_attachments
 from caducee.documents.mdn import ERRORS, build_mdn, mdn_requested
+from caducee.documents.mime import leaves, split_headers
 from caducee.documents.xdm import read_xdm
 from caducee.integration.adapters import Adapter, AdapterUnavailable
 from caducee.integration.adapters.fhir import FhirAdapter
@@ -55,6 +56,13 @@ def _decoded(value: object) -> str:
         return str(make_header(decode_header(str(value))))
     except (ValueError, LookupError):
         return str(value)
+
+
+def _is_xdm(ctype: str, name: str | None) -> bool:
+    lowered = (name or "").lower()
+    return lowered.endswith("ihe_xdm.zip") or (
+        ctype in ("application/zip", "application/x-zip-compressed") and lowered.endswith(".zip")
+    )
 
 
 def message_key(raw: bytes, msg: Message) -> str:
@@ -131,20 +139,20 @@ class Agent:
     # ----------------------------------------------------------------- one message
     async def _integrate_message(self, raw: bytes, msg: Message, key: str) -> int | None:
         try:
-            xdms = xdm_attachments(msg)
+            _, parts = leaves(raw)
+            xdms = [p.decoded() for p in parts if _is_xdm(p.content_type, p.filename)]
+            if not xdms:  # unusual MIME structure: let the email package have a go
+                xdms = xdm_attachments(email.message_from_bytes(raw, policy=compat32))
             if not xdms:
                 return 906
             body: str | None = None
             pdf = None
-            for part in msg.walk():
-                ctype = part.get_content_type()
-                if ctype == "text/plain" and body is None and part.get_filename() is None:
-                    payload = part.get_payload(decode=True)
-                    if isinstance(payload, bytes):
-                        body = payload.decode(part.get_content_charset() or "utf-8", "replace")
-                elif ctype == "application/pdf" and pdf is None:
-                    payload = part.get_payload(decode=True)
-                    pdf = payload if isinstance(payload, bytes) else None
+            for part in parts:
+                if part.content_type == "text/plain" and body is None and part.filename is None:
+                    charset = part.headers.get_content_charset() or "utf-8"
+                    body = part.decoded().decode(charset, "replace")
+                elif part.content_type == "application/pdf" and pdf is None:
+                    pdf = part.decoded()
             prov = Provenance(
                 key=key,
                 sender=parseaddr(str(msg.get("From", "")))[1] or None,
@@ -188,8 +196,7 @@ class Agent:
 
         Returns the message key and its outcome; the caller files it, then records ``filed``.
         """
-        # compat32 parsing: several times faster than the modern policy on large messages.
-        msg = email.message_from_bytes(raw, policy=compat32)
+        msg, _ = split_headers(raw)  # headers only; the body is walked by documents.mime
         key = message_key(raw, msg)
         row = self.state.message(key)
         if row is not None and row.stage == "filed":
