@@ -57,15 +57,11 @@ def split_headers(raw: bytes) -> tuple[Message, bytes]:
 
 
 def _strip_eol(chunk: bytes) -> bytes:
-    if chunk.startswith(b"\r\n"):
-        chunk = chunk[2:]
-    elif chunk.startswith(b"\n"):
-        chunk = chunk[1:]
-    if chunk.endswith(b"\r\n"):
-        return chunk[:-2]
-    if chunk.endswith(b"\n"):
-        return chunk[:-1]
-    return chunk
+    """A body part between two delimiters: drop the rest of the boundary line (transport
+    padding and its line end) and the CR of the CRLF that belongs to the next delimiter."""
+    nl = chunk.find(b"\n")
+    chunk = chunk[nl + 1 :] if nl >= 0 else b""
+    return chunk[:-1] if chunk.endswith(b"\r") else chunk
 
 
 def _walk(headers: Message, body: bytes, depth: int) -> Iterator[Leaf]:
