@@ -94,6 +94,7 @@ port = {mllp.port}
 """
             )
             t0 = time.perf_counter()
+            imap = dovecot.client(PRACTICE)
             for i in range(args.count):
                 cda = variant(base, doc_id=f"1.2.8.{i}", set_id=f"1.2.8.{i}.s")
                 msg = build_message(
@@ -102,7 +103,8 @@ port = {mllp.port}
                     cdas=[cda],
                     request_mdn=args.mdn,
                 )
-                dovecot.append(PRACTICE, msg.as_bytes())
+                imap.append("INBOX", None, None, msg.as_bytes())
+            imap.logout()
             fill = time.perf_counter() - t0
 
             # The agent runs in its own process, as in production; its CPU time is measured

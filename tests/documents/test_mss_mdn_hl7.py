@@ -159,3 +159,15 @@ def test_ans_ack_samples_parse(shared_dir: Path) -> None:
     ).read_bytes()
     ack = parse_ack(build_ack(mdm, code="AE", error=902, label="Identifiant de patient inconnu"))
     assert ack.code == "AE" and ack.app_error == "902" and ack.control_id == "015"
+
+
+def test_delete_request_marks_entries_deprecated(cda: bytes) -> None:
+    from caducee.documents.inspect import xdm_attachments
+    from caducee.documents.xdm import STATUS_DEPRECATED, read_xdm
+
+    msg = build_message(sender="a@x.fr", recipients=["b@y.fr"], cdas=[cda], delete=True)
+    (xdm,) = xdm_attachments(msg)
+    assert [e.status for e in read_xdm(xdm).entries] == [STATUS_DEPRECATED]
+    normal = build_message(sender="a@x.fr", recipients=["b@y.fr"], cdas=[cda])
+    (xdm,) = xdm_attachments(normal)
+    assert read_xdm(xdm).entries[0].status.endswith("Approved")
