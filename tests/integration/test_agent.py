@@ -181,3 +181,30 @@ async def test_practice_software_refusal_becomes_mdn_error(
     assert info is not None and info.error_code == 902
     assert "902^Identifiant de patient inconnu^messageErrorCondition" in info.disposition
     assert env.dovecot.count(PRACTICE, "Caducee/Rejected") == 1
+
+
+async def test_patient_index_reloaded_after_902(agent_env: AgentEnv, shared_dir: Path) -> None:
+    env = agent_env
+    env.write_config(folder=False)
+    nir = nir_with_key("1840175123456")
+    cda = variant(
+        (shared_dir / "corpora" / IMG).read_bytes(),
+        doc_id="1.2.5.1",
+        set_id="1.2.5",
+        ins=nir,
+        birth_date="19840101",
+    )
+    agent = Agent(load_config(env.config))
+    try:
+        env.append(cda)
+        assert await agent.run_once() == 1
+        with (env.root / "patients.csv").open("a") as fh:
+            fh.write(f"P003,{nir},PAT-TROIS,DOMINIQUE,19840101,F,51215\n")
+        env.append(cda)  # the sender tries again after the practice created the patient
+        assert await agent.run_once() == 1
+    finally:
+        await agent.close()
+    codes = [parse_mdn(m).error_code for m in _mdns(env, 2)]  # type: ignore[union-attr]
+    assert codes == [902, None]
+    (got,) = env.mllp.wait_integrated(1)
+    assert got.document_id == "1.2.5.1"

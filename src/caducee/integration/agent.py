@@ -24,7 +24,7 @@ from email.policy import compat32
 from email.policy import default as default_policy
 from email.utils import parseaddr
 
-from caducee.core.errors import InvalidInput
+from caducee.core.errors import CaduceeError, InvalidInput
 from caducee.documents.cda import read_cda
 from caducee.documents.hl7v2 import MLLP_END, build_ack, mllp_frame, parse_oru
 from caducee.documents.inspect import xdm_attachments
@@ -36,7 +36,7 @@ from caducee.integration.adapters.fhir import FhirAdapter
 from caducee.integration.adapters.folder import FolderAdapter
 from caducee.integration.adapters.mllp import MllpAdapter
 from caducee.integration.config import AgentConfig
-from caducee.integration.imapclient import ImapClient, ImapError, ImapSettings
+from caducee.integration.imapclient import ImapClient, ImapSettings
 from caducee.integration.patients import load_patient_index
 from caducee.integration.pipeline import Pipeline, Provenance
 from caducee.integration.state import AgentState
@@ -98,7 +98,7 @@ def build_adapters(cfg: AgentConfig) -> list[Adapter]:
                 FhirAdapter(
                     str(o["base_url"]),
                     token=token,
-                    verify=str(o["ca_file"]) if o.get("ca_file") else True,
+                    ca_file=str(o["ca_file"]) if o.get("ca_file") else None,
                     patient_system=str(o.get("patient_system", "urn:caducee:patient-local-id")),
                     name=name,
                 )
@@ -133,6 +133,7 @@ class Agent:
             self.smtp = SubmissionSettings(
                 host, port, cfg.smtp_user, cfg.smtp_password, ca_file=cfg.smtp_ca_file
             )
+        self._patients_mtime = cfg.patients.stat().st_mtime_ns
         self.processed = 0
         self.batch = 20  # messages fetched (and filed) per IMAP round trip
 
@@ -244,8 +245,19 @@ class Agent:
         finally:
             await client.close()
 
+    def _reload_patients_if_changed(self) -> None:
+        """The practice may add a patient after a 902: pick up the new index without restart."""
+        try:
+            mtime = self.cfg.patients.stat().st_mtime_ns
+        except OSError:
+            return
+        if mtime != self._patients_mtime:
+            self.pipeline.index = load_patient_index(self.cfg.patients)
+            self._patients_mtime = mtime
+
     async def _drain(self, client: ImapClient) -> int:
         before = self.processed
+        self._reload_patients_if_changed()
         await client.ensure_mailbox(self.cfg.integrated_folder)
         await client.ensure_mailbox(self.cfg.rejected_folder)
         await client.select(self.cfg.inbox)
@@ -270,7 +282,7 @@ class Agent:
                     while not stop.is_set():
                         await self._drain(client)
                         await client.idle(self.cfg.idle_seconds, stop)
-                except (AdapterUnavailable, ImapError, OSError, TimeoutError) as exc:
+                except (CaduceeError, OSError, TimeoutError) as exc:
                     log.warning("agent: %s; retrying in %.0fs", exc, backoff)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), backoff)
