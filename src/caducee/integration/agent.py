@@ -18,6 +18,7 @@ import hashlib
 import logging
 import os
 import ssl
+from dataclasses import dataclass
 from email.header import decode_header, make_header
 from email.message import Message
 from email.policy import compat32
@@ -25,7 +26,7 @@ from email.policy import default as default_policy
 from email.utils import parseaddr
 
 from caducee.core.errors import CaduceeError, InvalidInput
-from caducee.documents.cda import read_cda
+from caducee.documents.cda import CdaDocument, read_cda
 from caducee.documents.hl7v2 import MLLP_END, build_ack, mllp_frame, parse_oru
 from caducee.documents.inspect import xdm_attachments
 from caducee.documents.mdn import ERRORS, build_mdn, mdn_requested
@@ -42,7 +43,7 @@ from caducee.integration.pipeline import Pipeline, Provenance
 from caducee.integration.state import AgentState
 from caducee.integration.submit import SubmissionSettings, parse_server, submit_async
 
-__all__ = ["Agent", "build_adapters", "message_key"]
+__all__ = ["Agent", "Prepared", "build_adapters", "message_key"]
 
 log = logging.getLogger("caducee.integration")
 _DEPRECATED = "deprecated"
@@ -56,6 +57,18 @@ def _decoded(value: object) -> str:
         return str(make_header(decode_header(str(value))))
     except (ValueError, LookupError):
         return str(value)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A fetched message, parsed: its headers, key, documents, or an early error (906)."""
+
+    raw: bytes
+    msg: Message
+    key: str
+    error: int | None = None
+    prov: Provenance | None = None
+    docs: tuple[tuple[CdaDocument, bool], ...] = ()
 
 
 def _is_xdm(ctype: str, name: str | None) -> bool:
@@ -138,14 +151,18 @@ class Agent:
         self.batch = 20  # messages fetched (and filed) per IMAP round trip
 
     # ----------------------------------------------------------------- one message
-    async def _integrate_message(self, raw: bytes, msg: Message, key: str) -> int | None:
+    def prepare(self, raw: bytes) -> Prepared:
+        """Parse one message and its XDM archive(s): pure CPU work, run in a worker thread
+        (the next messages of a batch are prepared while the current one waits for its ACK)."""
+        msg, _ = split_headers(raw)
+        key = message_key(raw, msg)
         try:
             _, parts = leaves(raw)
             xdms = [p.decoded() for p in parts if _is_xdm(p.content_type, p.filename)]
             if not xdms:  # unusual MIME structure: let the email package have a go
                 xdms = xdm_attachments(email.message_from_bytes(raw, policy=compat32))
             if not xdms:
-                return 906
+                return Prepared(raw, msg, key, error=906)
             body: str | None = None
             pdf = None
             for part in parts:
@@ -163,24 +180,32 @@ class Agent:
                 body=body,
                 pdf=pdf,
             )
-            first_error: int | None = None
-            found = 0
+            docs: list[tuple[CdaDocument, bool]] = []
             for data in xdms:
-                pkg = await asyncio.to_thread(read_xdm, data)
+                pkg = read_xdm(data)
                 if any("hash" in p or "size" in p for p in pkg.problems):
-                    return 906
-                for entry in pkg.documents:
-                    if entry.cda is None:
-                        continue
-                    found += 1
-                    delete = _DEPRECATED in entry.status.lower()
-                    err = await self.pipeline.integrate(entry.cda, prov, delete=delete)
-                    if err is not None and first_error is None:
-                        first_error = err
-            return first_error if found else 906
-        except InvalidInput as exc:
-            log.info("message %s refused: %s", key[:16], exc)
-            return 906
+                    return Prepared(raw, msg, key, error=906)
+                docs.extend(
+                    (e.cda, _DEPRECATED in e.status.lower())
+                    for e in pkg.entries
+                    if e.cda is not None
+                )
+            if not docs:
+                return Prepared(raw, msg, key, error=906)
+            return Prepared(raw, msg, key, prov=prov, docs=tuple(docs))
+        except (InvalidInput, UnicodeError, LookupError) as exc:
+            log.info("message %s refused: %s", key[:16], type(exc).__name__)
+            return Prepared(raw, msg, key, error=906)
+
+    async def _integrate(self, prep: Prepared) -> int | None:
+        if prep.error is not None or prep.prov is None:
+            return prep.error or 906
+        first_error: int | None = None
+        for cda, delete in prep.docs:
+            err = await self.pipeline.integrate(cda, prep.prov, delete=delete)
+            if err is not None and first_error is None:
+                first_error = err
+        return first_error
 
     async def _answer(self, raw: bytes, msg: Message, error: int | None) -> None:
         if mdn_requested(msg) is None:
@@ -192,35 +217,40 @@ class Agent:
         mdn = build_mdn(full, final_recipient=self.cfg.address, error=error)
         await submit_async(mdn, self.smtp, envelope_from=self.cfg.address, dsn=False)
 
-    async def process_message(self, raw: bytes) -> tuple[str, int | None]:
-        """Integrate and answer one message (up to the ``answered`` stage).
+    async def process_message(self, prep: Prepared) -> tuple[str, int | None]:
+        """Integrate and answer one prepared message (up to the ``answered`` stage).
 
         Returns the message key and its outcome; the caller files it, then records ``filed``.
         """
-        msg, _ = split_headers(raw)  # headers only; the body is walked by documents.mime
-        key = message_key(raw, msg)
+        key, msg = prep.key, prep.msg
         row = self.state.message(key)
         if row is not None and row.stage == "filed":
             return key, row.error  # the same message again (resent): only file it
         if row is None:
-            error = await self._integrate_message(raw, msg, key)
+            error = await self._integrate(prep)
             self.state.set_message(key, "integrated", error)
             stage = "integrated"
         else:
             error, stage = row.error, row.stage
         if stage == "integrated" and mdn_requested(msg) is not None:
-            await self._answer(raw, msg, error)
+            await self._answer(prep.raw, msg, error)
             self.state.set_message(key, "answered", error)
         return key, error
 
     async def _process_batch(self, client: ImapClient, uids: list[int]) -> None:
         fetched = await client.uid_fetch_many(uids)
+        present = [u for u in uids if u in fetched]
+        # Prepare every message of the batch in worker threads, integrate them in order.
+        prepared = [
+            asyncio.ensure_future(asyncio.to_thread(self.prepare, fetched[u])) for u in present
+        ]
         outcomes: dict[int, tuple[str, int | None]] = {}
-        for uid in uids:
-            raw = fetched.get(uid)
-            if raw is None:
-                continue
-            outcomes[uid] = await self.process_message(raw)
+        try:
+            for uid, task in zip(present, prepared, strict=True):
+                outcomes[uid] = await self.process_message(await task)
+        finally:
+            for task in prepared:
+                task.cancel()
         for folder in {self._folder(err) for _, err in outcomes.values()}:
             batch = [u for u, (_, err) in outcomes.items() if self._folder(err) == folder]
             await client.uid_move(batch, folder)
