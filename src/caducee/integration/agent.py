@@ -22,14 +22,13 @@ from dataclasses import dataclass
 from email.header import decode_header, make_header
 from email.message import Message
 from email.policy import compat32
-from email.policy import default as default_policy
 from email.utils import parseaddr
 
 from caducee.core.errors import CaduceeError, InvalidInput
 from caducee.documents.cda import CdaDocument, read_cda
 from caducee.documents.hl7v2 import MLLP_END, build_ack, mllp_frame, parse_oru
 from caducee.documents.inspect import xdm_attachments
-from caducee.documents.mdn import ERRORS, build_mdn, mdn_requested
+from caducee.documents.mdn import ERRORS, build_mdn_bytes, mdn_requested
 from caducee.documents.mime import leaves, split_headers
 from caducee.documents.xdm import read_xdm
 from caducee.integration.adapters import Adapter, AdapterUnavailable
@@ -41,7 +40,7 @@ from caducee.integration.imapclient import ImapClient, ImapSettings
 from caducee.integration.patients import load_patient_index
 from caducee.integration.pipeline import Pipeline, Provenance
 from caducee.integration.state import AgentState
-from caducee.integration.submit import SubmissionSettings, parse_server, submit_async
+from caducee.integration.submit import SubmissionSession, SubmissionSettings, parse_server
 
 __all__ = ["Agent", "Prepared", "build_adapters", "message_key"]
 
@@ -147,6 +146,7 @@ class Agent:
                 host, port, cfg.smtp_user, cfg.smtp_password, ca_file=cfg.smtp_ca_file
             )
         self._patients_mtime = cfg.patients.stat().st_mtime_ns
+        self._session: SubmissionSession | None = None
         self.processed = 0
         self.batch = 20  # messages fetched (and filed) per IMAP round trip
 
@@ -213,9 +213,10 @@ class Agent:
         if self.smtp is None:
             log.warning("MDN requested but no [submission] configured; not answering")
             return
-        full = email.message_from_bytes(raw, policy=default_policy)  # decoded headers for the MDN
-        mdn = build_mdn(full, final_recipient=self.cfg.address, error=error)
-        await submit_async(mdn, self.smtp, envelope_from=self.cfg.address, dsn=False)
+        to, mdn = build_mdn_bytes(raw, final_recipient=self.cfg.address, error=error)
+        if self._session is None:
+            self._session = SubmissionSession(self.smtp)
+        await asyncio.to_thread(self._session.send, mdn, self.cfg.address, [to], dsn=False)
 
     async def process_message(self, prep: Prepared) -> tuple[str, int | None]:
         """Integrate and answer one prepared message (up to the ``answered`` stage).
@@ -251,6 +252,9 @@ class Agent:
         finally:
             for task in prepared:
                 task.cancel()
+            if self._session is not None:  # one submission connection per batch of MDNs
+                session, self._session = self._session, None
+                await asyncio.to_thread(session.close)
         for folder in {self._folder(err) for _, err in outcomes.values()}:
             batch = [u for u, (_, err) in outcomes.items() if self._folder(err) == folder]
             await client.uid_move(batch, folder)
