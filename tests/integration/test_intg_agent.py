@@ -208,3 +208,22 @@ async def test_patient_index_reloaded_after_902(agent_env: AgentEnv, shared_dir:
     assert codes == [902, None]
     (got,) = env.mllp.wait_integrated(1)
     assert got.document_id == "1.2.5.1"
+
+
+async def test_concurrent_batch_keeps_set_order(agent_env: AgentEnv, shared_dir: Path) -> None:
+    """With several messages in flight, versions of one document set still arrive in order."""
+    env = agent_env
+    env.write_config(folder=False, concurrency=4)
+    base = (shared_dir / "corpora" / BIO).read_bytes()
+    for k in range(6):
+        env.append(variant(base, doc_id=f"1.4.{k}", set_id=f"1.4.{k}.s", version=1))
+    env.append(variant(base, doc_id="1.4.0.v2", set_id="1.4.0.s", version=2))
+    env.append(variant(base, doc_id="1.4.0.v3", set_id="1.4.0.s", version=3))
+    assert await _run_once(env) == 8
+    got = env.mllp.wait_integrated(8)
+    chain = [(r.trigger, r.document_id) for r in got if r.document_id.startswith("1.4.0")]
+    assert chain == [("T02", "1.4.0"), ("T10", "1.4.0.v2"), ("T10", "1.4.0.v3")]
+    assert sorted(r.document_id for r in got) == sorted(
+        [f"1.4.{k}" for k in range(6)] + ["1.4.0.v2", "1.4.0.v3"]
+    )
+    assert [parse_mdn(m).error_code for m in _mdns(env, 8)] == [None] * 8  # type: ignore[union-attr]

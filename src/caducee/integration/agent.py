@@ -102,6 +102,7 @@ def build_adapters(cfg: AgentConfig) -> list[Adapter]:
                     receiving_app=str(o.get("receiving_app", "LPS")),
                     receiving_facility=str(o.get("receiving_facility", "LPS")),
                     name=name,
+                    connections=int(o.get("connections", cfg.concurrency)),
                 )
             )
         elif ad.type == "fhir":
@@ -147,6 +148,8 @@ class Agent:
             )
         self._patients_mtime = cfg.patients.stat().st_mtime_ns
         self._session: SubmissionSession | None = None
+        self._mdn_lock = asyncio.Lock()
+        self.concurrency = cfg.concurrency
         self.processed = 0
         self.batch = 20  # messages fetched (and filed) per IMAP round trip
 
@@ -214,9 +217,10 @@ class Agent:
             log.warning("MDN requested but no [submission] configured; not answering")
             return
         to, mdn = build_mdn_bytes(raw, final_recipient=self.cfg.address, error=error)
-        if self._session is None:
-            self._session = SubmissionSession(self.smtp)
-        await asyncio.to_thread(self._session.send, mdn, self.cfg.address, [to], dsn=False)
+        async with self._mdn_lock:  # the submission session is used by one sender at a time
+            if self._session is None:
+                self._session = SubmissionSession(self.smtp)
+            await asyncio.to_thread(self._session.send, mdn, self.cfg.address, [to], dsn=False)
 
     async def process_message(self, prep: Prepared) -> tuple[str, int | None]:
         """Integrate and answer one prepared message (up to the ``answered`` stage).
@@ -241,17 +245,40 @@ class Agent:
     async def _process_batch(self, client: ImapClient, uids: list[int]) -> None:
         fetched = await client.uid_fetch_many(uids)
         present = [u for u in uids if u in fetched]
-        # Prepare every message of the batch in worker threads, integrate them in order.
+        # Prepare every message of the batch in worker threads (CPU), then integrate up to
+        # ``concurrency`` messages at a time; a message waits for the earlier messages of the
+        # batch that touch the same document set (or are the same message), so replacements
+        # and deletions keep their order.
         prepared = [
             asyncio.ensure_future(asyncio.to_thread(self.prepare, fetched[u])) for u in present
         ]
         outcomes: dict[int, tuple[str, int | None]] = {}
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(uid: int, prep: Prepared, deps: list[asyncio.Future[None]]) -> None:
+            results = await asyncio.gather(*deps, return_exceptions=True)
+            if any(isinstance(r, BaseException) for r in results):
+                return  # an earlier message of the same set failed: retry both later
+            async with gate:
+                outcomes[uid] = await self.process_message(prep)
+
+        running: list[tuple[set[str], asyncio.Future[None]]] = []
+        errors: list[BaseException] = []
         try:
             for uid, task in zip(present, prepared, strict=True):
-                outcomes[uid] = await self.process_message(await task)
+                prep = await task
+                keys = {prep.key} | {
+                    str(c.set_id) if c.set_id else c.unique_id for c, _ in prep.docs
+                }
+                deps = [t for k, t in running if k & keys]
+                running.append((keys, asyncio.ensure_future(one(uid, prep, deps))))
+            results = await asyncio.gather(*(t for _, t in running), return_exceptions=True)
+            errors = [r for r in results if isinstance(r, BaseException)]
         finally:
             for task in prepared:
                 task.cancel()
+            for _, fut in running:
+                fut.cancel()
             if self._session is not None:  # one submission connection per batch of MDNs
                 session, self._session = self._session, None
                 await asyncio.to_thread(session.close)
@@ -265,6 +292,8 @@ class Agent:
                 log.info(
                     "message %s filed: %s", key[:16], "processed" if err is None else f"error {err}"
                 )
+        if errors:
+            raise errors[0]
 
     def _folder(self, error: int | None) -> str:
         return self.cfg.integrated_folder if error is None else self.cfg.rejected_folder
