@@ -8,11 +8,13 @@ import json
 from email.policy import default
 from pathlib import Path
 
+import pytest
 from intg_cda import nir_with_key, variant
 from intg_env import BIO, IMG, PRACTICE, SENDER, AgentEnv
 from intg_fhir import FhirServer
 
 from caducee.documents.mdn import parse_mdn
+from caducee.integration.adapters import AdapterUnavailable
 from caducee.integration.agent import Agent
 from caducee.integration.config import load_config
 
@@ -227,3 +229,26 @@ async def test_concurrent_batch_keeps_set_order(agent_env: AgentEnv, shared_dir:
         [f"1.4.{k}" for k in range(6)] + ["1.4.0.v2", "1.4.0.v3"]
     )
     assert [parse_mdn(m).error_code for m in _mdns(env, 8)] == [None] * 8  # type: ignore[union-attr]
+
+
+async def test_adapter_outage_retried_without_duplicates(
+    agent_env: AgentEnv, fhir_server: FhirServer, shared_dir: Path
+) -> None:
+    """The FHIR server is down: the message stays in the inbox; on retry the MLLP adapter,
+    which already took the document, is not given it a second time."""
+    env = agent_env
+    env.write_config(fhir=fhir_server.base_url, folder=False)
+    env.append((shared_dir / "corpora" / IMG).read_bytes())
+    fhir_server.unavailable = True
+    with pytest.raises(AdapterUnavailable, match="FHIR server error 503"):
+        await _run_once(env)
+    assert len(env.mllp.frames) == 1
+    assert env.dovecot.count(PRACTICE, "INBOX") == 1
+    assert env.smtp.messages == []
+    fhir_server.unavailable = False
+    assert await _run_once(env) == 1
+    assert len(env.mllp.frames) == 1
+    assert any(k.startswith("DocumentReference/") for k in fhir_server.resources)
+    (mdn,) = _mdns(env, 1)
+    assert parse_mdn(mdn).processed  # type: ignore[union-attr]
+    assert env.dovecot.count(PRACTICE, "Caducee/Integrated") == 1
