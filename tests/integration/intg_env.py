@@ -44,6 +44,7 @@ class AgentEnv:
         oru: bool = False,
         idle: float = 30,
         concurrency: int = 1,
+        practice_extra: str = "",
     ) -> Path:
         adapters = '[[adapter]]\ntype = "mllp"\nhost = "127.0.0.1"\n'
         adapters += f"port = {self.mllp.port}\ntimeout = 20\n"
@@ -73,6 +74,7 @@ address = "{PRACTICE}"
 patients = "patients.csv"
 state = "state.sqlite"
 concurrency = {concurrency}
+{practice_extra}
 
 {adapters}
 {oru_section}

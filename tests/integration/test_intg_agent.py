@@ -252,3 +252,22 @@ async def test_adapter_outage_retried_without_duplicates(
     (mdn,) = _mdns(env, 1)
     assert parse_mdn(mdn).processed  # type: ignore[union-attr]
     assert env.dovecot.count(PRACTICE, "Caducee/Integrated") == 1
+
+
+async def test_require_conformant_refuses_non_french_cda(
+    agent_env: AgentEnv, shared_dir: Path
+) -> None:
+    env = agent_env
+    schema = shared_dir / "corpora/clinical/cda-fr-cisis/infrastructure/cda/CDA_extended.xsd"
+    ccd = (shared_dir / "corpora/clinical/cda-hl7-ccda/CCD.xml").read_bytes()
+    img = (shared_dir / "corpora" / IMG).read_bytes()
+    env.write_config(
+        folder=False, practice_extra=f'cda_schema = "{schema}"\nrequire_conformant = true'
+    )
+    env.append(ccd)  # a US C-CDA: no INS, not French
+    env.append(img)
+    assert await _run_once(env) == 2
+    codes = sorted((parse_mdn(m).error_code or 0) for m in _mdns(env, 2))  # type: ignore[union-attr]
+    assert codes == [0, 906]
+    (got,) = env.mllp.wait_integrated(1)
+    assert got.document_id == "1.2.250.1.213.1.1.1.45.2024.2.1"

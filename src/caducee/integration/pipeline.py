@@ -119,10 +119,13 @@ class Pipeline:
                     action, parent = "replace", latest.doc_id
                 else:
                     action = "new"
-        if self.require_conformant:
+        if self.require_conformant or self.cda_schema:
             verdict = await asyncio.to_thread(validate_cda, doc, schema=self.cda_schema)
             if not verdict.conformant:
-                return 906
+                # Reasons can quote document content: log their number only.
+                log.warning("document %s not conformant (%d reasons)", doc_id, len(verdict.reasons))
+                if self.require_conformant:
+                    return 906
         match = self.index.match(doc.patient)
         if match.error is not None or match.patient is None:
             return match.error or 902
