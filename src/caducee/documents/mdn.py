@@ -89,6 +89,11 @@ def _disposition(error: int | None) -> str:
     return f"{base}/Error: {error}^{label}^messageErrorCondition"
 
 
+def _one_line(value: str) -> str:
+    """Unfold and collapse whitespace: nothing from the original can start a new line."""
+    return " ".join(value.split())
+
+
 def _encode_header(value: str) -> str:
     """RFC 2047 encoding for a header value when it is not plain ASCII."""
     if value.isascii():
@@ -122,11 +127,11 @@ def build_mdn_bytes(
     """
     headers, parts = leaves(original)
     to = mdn_requested(headers) or parseaddr(str(headers.get("From", "")))[1]
-    subject = _decode(headers.get("Subject"))
+    subject = _one_line(_decode(headers.get("Subject")))
     if error is not None:
         subject = f"[KO Intégration système !][{error}] {subject}"
-    orig_id = str(headers.get("Message-ID", "")).strip()
-    original_rcpt = str(headers.get("Original-Recipient", "")).strip()
+    orig_id = _one_line(str(headers.get("Message-ID", "")))
+    original_rcpt = _one_line(str(headers.get("Original-Recipient", "")))
     boundary = f"mdn-{make_msgid().strip('<>').replace('@', '.')}"
     fields = [f"Reporting-UA: {reporting_ua}"]
     fields.append(f"Original-Recipient: {original_rcpt or 'rfc822;' + final_recipient}")
