@@ -149,6 +149,7 @@ class Agent:
         self._patients_mtime = cfg.patients.stat().st_mtime_ns
         self._session: SubmissionSession | None = None
         self._mdn_lock = asyncio.Lock()
+        self.idling = asyncio.Event()  # set while waiting in IMAP IDLE (watch mode)
         self.concurrency = cfg.concurrency
         self.processed = 0
         self.batch = 20  # messages fetched (and filed) per IMAP round trip
@@ -344,7 +345,9 @@ class Agent:
                     backoff = 1.0
                     while not stop.is_set():
                         await self._drain(client)
+                        self.idling.set()
                         await client.idle(self.cfg.idle_seconds, stop)
+                        self.idling.clear()
                 except (CaduceeError, OSError, TimeoutError) as exc:
                     log.warning("agent: %s; retrying in %.0fs", exc, backoff)
                     with contextlib.suppress(TimeoutError):
