@@ -158,7 +158,7 @@ def build_app(core: OAuthCore, login: LoginService) -> Starlette:
 
     async def authorize(request: Request) -> Response:
         """RFC 6749 §4.1.1 + RFC 7636 §4.3: validate, authenticate, redirect with a code."""
-        data = HttpData("GET", str(request.url), dict(request.headers), dict(request.query_params))
+        data = HttpData("GET", str(request.url), request.headers, dict(request.query_params))
         data.datalist = {k: request.query_params.getlist(k) for k in request.query_params}
         try:
             grant = await run_in_threadpool(core.server.get_consent_grant, data, None)
@@ -311,7 +311,7 @@ async def _form_data(request: Request) -> HttpData:
     form = await request.form()
     data = {k: str(v) for k, v in form.items() if isinstance(v, str)}
     datalist = {k: [str(v) for v in form.getlist(k)] for k in form}
-    return HttpData(request.method, str(request.url), dict(request.headers), data, datalist)
+    return HttpData(request.method, str(request.url), request.headers, data, datalist)
 
 
 def _oauth_error_page(exc: Exception) -> Response:

@@ -66,7 +66,8 @@ class ClientModel(ClientMixin):  # type: ignore[misc]  # authlib is untyped
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         if self.is_public:
-            return endpoint == "token" and method == "none"
+            # RFC 7009 §2.1: a public client identifies itself to revoke its own tokens.
+            return endpoint in ("token", "revocation") and method == "none"
         return method in ("client_secret_basic", "client_secret_post")
 
     def check_response_type(self, response_type: str) -> bool:

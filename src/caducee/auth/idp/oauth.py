@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,7 +64,7 @@ class HttpData:
 
     method: str
     url: str
-    headers: dict[str, str]
+    headers: Mapping[str, str]  # case-insensitive (Starlette's Headers)
     data: dict[str, str]
     datalist: dict[str, list[str]] = field(default_factory=dict)
 
