@@ -191,7 +191,9 @@ class TokenValidator:
         try:
             registry.validate(claims)
         except JoseError as exc:
-            raise AuthenticationFailed(f"token rejected: {exc.error}") from exc
+            claim = getattr(exc, "claim", None)
+            what = f"{exc.error} ({claim})" if claim else exc.error
+            raise AuthenticationFailed(f"token rejected: {what}") from exc
         scope = claims.get("scope", "")
         return TokenClaims(
             subject=str(claims["sub"]),
