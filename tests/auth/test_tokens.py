@@ -70,12 +70,12 @@ async def test_valid_token_maps_to_account(idp: RunningIdp, access_token: str) -
     assert checked.idnps == IDNPS and checked.client_id == "lps"
     assert "scope_all" in checked.scope
     acc = Account(7, "jdupont", idnps=IDNPS)
-    assert await v.authenticate(access_token, MemoryAccounts(acc)) == acc  # type: ignore[arg-type]
+    assert await v.authenticate(access_token, MemoryAccounts(acc)) == acc
     with pytest.raises(AuthenticationFailed, match="no account"):
-        await v.authenticate(access_token, MemoryAccounts())  # type: ignore[arg-type]
+        await v.authenticate(access_token, MemoryAccounts())
     disabled = Account(7, "jdupont", idnps=IDNPS, disabled=True)
     with pytest.raises(AuthenticationFailed):
-        await v.authenticate(access_token, MemoryAccounts(disabled))  # type: ignore[arg-type]
+        await v.authenticate(access_token, MemoryAccounts(disabled))
     # one JWKS fetch serves many validations
     await v.validate(access_token)
     assert v.fetch_count == 1
@@ -177,4 +177,4 @@ async def test_token_without_idnps(idp: RunningIdp) -> None:
     del claims["SubjectNameID"]
     token = _forge(idp.server.keys.current, claims)
     with pytest.raises(AuthenticationFailed, match="IDNPS"):
-        await validator(idp).authenticate(token, MemoryAccounts())  # type: ignore[arg-type]
+        await validator(idp).authenticate(token, MemoryAccounts())

@@ -17,7 +17,7 @@ import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from joserfc import jwt
@@ -27,14 +27,19 @@ from joserfc.jwt import JWTClaimsRegistry
 
 from caducee.core.errors import AuthenticationFailed
 from caducee.core.model import Account
-from caducee.storage.interfaces import AccountStore
 
-__all__ = ["TokenClaims", "TokenValidator", "idnps_of"]
+__all__ = ["IdnpsLookup", "TokenClaims", "TokenValidator", "idnps_of"]
 
 log = logging.getLogger(__name__)
 
 _ALGORITHMS = ("ES256", "RS256", "PS256")
 _MAX_TOKEN = 16 * 1024
+
+
+class IdnpsLookup(Protocol):
+    """The part of ``AccountStore`` that token logins use."""
+
+    async def get_account_by_idnps(self, idnps: str) -> Account | None: ...
 
 
 @dataclass(frozen=True)
@@ -131,7 +136,13 @@ class TokenValidator:
 
     def _set_keys(self, jwks: Mapping[str, Any]) -> None:
         keys = [k for k in jwks.get("keys", []) if isinstance(k, dict) and "kid" in k]
-        self._keys = KeySet.import_key_set({"keys": keys})
+        if not keys:
+            self._keys, self._kids = None, set()
+            return
+        try:
+            self._keys = KeySet.import_key_set({"keys": keys})
+        except (JoseError, ValueError) as exc:
+            raise AuthenticationFailed("issuer keys unusable") from exc
         self._kids = {str(k["kid"]) for k in keys}
 
     async def _refresh(self, force: bool) -> None:
@@ -139,9 +150,9 @@ class TokenValidator:
             return
         async with self._lock:
             now = time.monotonic()
-            if self._keys is not None and (
-                not force or now - self._fetched_at < self._refresh_interval
-            ):
+            if now - self._fetched_at < self._refresh_interval:
+                return  # at most one fetch per interval, whatever the tokens say
+            if self._keys is not None and not force:
                 return
             try:
                 async with httpx.AsyncClient(verify=self._verify, timeout=self._timeout) as c:
@@ -156,7 +167,8 @@ class TokenValidator:
             finally:
                 self._fetched_at = now
             self.fetch_count += 1
-            self._set_keys(doc)
+            if isinstance(doc, dict):
+                self._set_keys(doc)
 
     async def validate(self, token: str) -> TokenClaims:
         """The checked claims, or ``AuthenticationFailed`` naming the failed check."""
@@ -171,11 +183,10 @@ class TokenValidator:
             raise AuthenticationFailed("token has no key id")
         if self._keys is None:
             await self._refresh(force=False)
-        if kid not in self._kids:
+        if kid not in self._kids or self._keys is None:
             await self._refresh(force=True)  # the issuer may have rotated its key
-            if kid not in self._kids:
+            if kid not in self._kids or self._keys is None:
                 raise AuthenticationFailed("token signed by an unknown key")
-        assert self._keys is not None  # noqa: S101 - set with the kids
         try:
             decoded = jwt.decode(token, self._keys, list(self.algorithms))
         except (JoseError, ValueError) as exc:
@@ -204,7 +215,7 @@ class TokenValidator:
             claims=claims,
         )
 
-    async def authenticate(self, token: str, accounts: AccountStore) -> Account:
+    async def authenticate(self, token: str, accounts: IdnpsLookup) -> Account:
         """Validates the token and returns the account of the professional it names."""
         checked = await self.validate(token)
         if checked.idnps is None:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from caducee.auth.certs import normalise_dn
 from caducee.auth.passwords import hash_password, verify_password
 from caducee.core.errors import Conflict, InvalidInput, NotFound
 
@@ -236,6 +237,8 @@ class IdpStore:
             raise InvalidInput("username and a numeric IDNPS (type digit + RPPS/ADELI) needed")
         if password is None and cert_subject is None:
             raise InvalidInput("a user needs a password or a certificate subject")
+        if cert_subject is not None:
+            cert_subject = normalise_dn(cert_subject)
         user_id = str(uuid.uuid4())
         pw = None if password is None else hash_password(password)
         enc = None if totp_secret is None else self._encrypt(totp_secret, user_id)
