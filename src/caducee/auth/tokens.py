@@ -91,7 +91,7 @@ class TokenValidator:
         jwks: Mapping[str, Any] | None = None,
         leeway: int = 30,
         algorithms: tuple[str, ...] = _ALGORITHMS,
-        verify: ssl.SSLContext | str | bool = True,
+        verify: ssl.SSLContext | str | bool = True,  # str: a CA bundle file
         refresh_interval: float = 10.0,
         timeout: float = 5.0,
     ) -> None:
@@ -102,7 +102,9 @@ class TokenValidator:
         self.jwks_url = jwks_url
         self.leeway = leeway
         self.algorithms = algorithms
-        self._verify = verify
+        self._verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=str(verify)) if isinstance(verify, str) else verify
+        )
         self._timeout = timeout
         self._refresh_interval = refresh_interval
         self._keys: KeySet | None = None
@@ -125,6 +127,8 @@ class TokenValidator:
         """Reads ``<issuer>/.well-known/openid-configuration`` (OpenID Connect Discovery §4)
         and checks that it names the same issuer (§4.3)."""
         url = issuer.rstrip("/") + "/.well-known/openid-configuration"
+        if isinstance(verify, str):
+            verify = ssl.create_default_context(cafile=verify)
         async with httpx.AsyncClient(verify=verify, timeout=5.0) as client:
             resp = await client.get(url)
         if resp.status_code != 200:
