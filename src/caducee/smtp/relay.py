@@ -60,7 +60,7 @@ class TrustView(Protocol):
         self, peer_cert_der: bytes | None, mail_from_domain: str
     ) -> InboundVerdict: ...
     def is_listed(self, domain: str) -> bool: ...
-    def describe_handshake_error(self, exc: ssl.SSLError) -> str: ...
+    def describe_handshake_error(self, exc: BaseException) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,11 +120,7 @@ class OperatorHandler(Handler):
             log.exception("audit event could not be recorded")
 
     async def on_tls_failed(self, s: Session, exc: BaseException) -> None:
-        why = (
-            self.policy.describe_handshake_error(exc)
-            if isinstance(exc, ssl.SSLError)
-            else f"{type(exc).__name__}: TLS handshake did not complete"
-        )
+        why = self.policy.describe_handshake_error(exc)
         await self.audit(s, "tls_failed", "refused", reason=why)
 
     async def on_refused_before_tls(self, s: Session, verb: str) -> None:

@@ -168,6 +168,9 @@ class Session:
             self.reply(Reply(421, "4.4.2", f"{self.hostname} Timeout, closing connection"))
         except (ConnectionError, OSError):
             pass
+        except Exception:  # a bug or a storage failure: never a traceback to the peer
+            log.exception("SMTP session from %s failed", self.peer_ip)
+            self.reply(Reply(421, "4.3.0", f"{self.hostname} Local error, closing connection"))
         finally:
             await self.conn.close()
 
