@@ -168,3 +168,48 @@ async def test_logout_ends_the_session(idp: RunningIdp) -> None:
         c.cookies.set(SESSION_COOKIE, sid)  # the old cookie is dead on the server side too
         page = await c.get(f"/authorize?{authorize_query(challenge)}")
     assert page.status_code == 200 and "Mot de passe" in page.text
+
+
+async def test_prompt_none_and_prompt_login(idp: RunningIdp) -> None:
+    _, challenge = pkce()
+    async with idp.http() as c:
+        none = await c.get(f"/authorize?{authorize_query(challenge, prompt='none')}")
+        assert none.status_code == 302
+        assert "error=login_required" in none.headers["location"]
+        assert "state=st4te" in none.headers["location"]
+        assert (await _try_password(c, PASSWORD, totp(idp.totp_secret))).status_code == 303
+        silent = await c.get(f"/authorize?{authorize_query(challenge, prompt='none')}")
+        assert silent.status_code == 302 and "code=" in silent.headers["location"]
+        forced = await c.get(f"/authorize?{authorize_query(challenge, prompt='login')}")
+        assert forced.status_code == 200 and "Mot de passe" in forced.text
+        # the form resumes the request without prompt=login (no loop after logging in)
+        assert "prompt" not in csrf_query(forced.text)
+
+
+async def test_tampered_resume_query_cannot_inject_headers(idp: RunningIdp) -> None:
+    _, challenge = pkce()
+    q = authorize_query(challenge)
+    async with idp.http() as c:
+        page = await c.get(f"/authorize?{q}")
+        resp = await c.post(
+            "/login/password",
+            data={
+                "csrf": csrf_of(page.text),
+                "query": q + "&x=\r\nSet-Cookie: evil=1",
+                "username": "jdupont",
+                "password": PASSWORD,
+                "totp": totp(idp.totp_secret),
+            },
+        )
+    assert resp.status_code == 303
+    assert resp.headers["location"].startswith("/authorize?")
+    assert "\r" not in resp.headers["location"] and "evil" not in resp.headers.get("set-cookie", "")
+
+
+def csrf_query(html: str) -> str:
+    import html as html_mod
+    import re
+
+    m = re.search(r'name="query" value="([^"]*)"', html)
+    assert m
+    return html_mod.unescape(m.group(1))

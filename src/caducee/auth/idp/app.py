@@ -12,7 +12,7 @@ import hmac
 import secrets
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -157,25 +157,31 @@ def build_app(core: OAuthCore, login: LoginService) -> Starlette:
         return resp
 
     async def authorize(request: Request) -> Response:
-        """RFC 6749 §4.1.1 + RFC 7636 §4.3: validate, authenticate, redirect with a code."""
+        """RFC 6749 §4.1.1 + RFC 7636 §4.3: validate, authenticate, redirect with a code.
+
+        OpenID Connect Core §3.1.2.1 ``prompt``: ``none`` without a session is an error
+        redirect (login_required); ``login`` shows the login page even with a session."""
         data = HttpData("GET", str(request.url), request.headers, dict(request.query_params))
         data.datalist = {k: request.query_params.getlist(k) for k in request.query_params}
+        grant_user: GrantUser | None = None
+        found = _session(request)
+        if found is not None:
+            _, sess = found
+            user = await run_in_threadpool(store.get_user, user_id=sess.user_id)
+            if user is not None and not user.disabled:
+                grant_user = GrantUser(user, sess.auth_time, sess.amr)
         try:
-            grant = await run_in_threadpool(core.server.get_consent_grant, data, None)
+            grant = await run_in_threadpool(core.server.get_consent_grant, data, grant_user)
         except Exception as exc:  # authlib's OAuth2Error and friends
             return _oauth_error_page(exc)
-        found = _session(request)
-        if found is None:
-            return _login_page(request, request.url.query)
-        _, sess = found
-        user = await run_in_threadpool(store.get_user, user_id=sess.user_id)
-        if user is None or user.disabled:
-            return _login_page(request, request.url.query)
-        grant_user = GrantUser(user, sess.auth_time, sess.amr)
+        if grant_user is None or getattr(grant, "prompt", None) == "login":
+            return _login_page(request, _after_login_query(request.url.query))
         result = await run_in_threadpool(
             core.server.create_authorization_response, grant.request, grant_user, grant
         )
-        store.audit("idp.authorize", "ok", user.username, grant.request.payload.client_id or "")
+        store.audit(
+            "idp.authorize", "ok", grant_user.user.username, grant.request.payload.client_id or ""
+        )
         return _authlib_response(result)
 
     async def _finish_login(
@@ -184,7 +190,7 @@ def build_app(core: OAuthCore, login: LoginService) -> Starlette:
         sid = await run_in_threadpool(
             store.create_session, user_id, amr, core.settings.session_lifetime
         )
-        resp = RedirectResponse(f"/authorize?{query}", status_code=303)
+        resp = RedirectResponse(f"/authorize?{_after_login_query(query)}", status_code=303)
         resp.set_cookie(
             SESSION_COOKIE,
             sid,
@@ -312,6 +318,13 @@ async def _form_data(request: Request) -> HttpData:
     data = {k: str(v) for k, v in form.items() if isinstance(v, str)}
     datalist = {k: [str(v) for v in form.getlist(k)] for k in form}
     return HttpData(request.method, str(request.url), request.headers, data, datalist)
+
+
+def _after_login_query(query: str) -> str:
+    """The authorization request to resume after the login form: re-encoded (the form field
+    comes back from the browser) and without ``prompt``, which the login just satisfied."""
+    pairs = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "prompt"]
+    return urlencode(pairs)
 
 
 def _oauth_error_page(exc: Exception) -> Response:

@@ -66,6 +66,7 @@ class IdpServer:
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
         self._sock: socket.socket | None = None
+        self._purger: asyncio.Task[None] | None = None
 
     @property
     def issuer(self) -> str:
@@ -109,10 +110,21 @@ class IdpServer:
             if self._task.done():
                 self._task.result()
             await asyncio.sleep(0.01)
+        self._purger = asyncio.create_task(self._purge_loop())
         log.info("IdP listening on %s:%d, issuer %s", host, port, settings.issuer)
         return str(host), int(port)
 
+    async def _purge_loop(self, every: float = 600.0) -> None:
+        """Drops expired codes, refresh tokens, sessions and revocation marks."""
+        while True:
+            await asyncio.to_thread(self.store.purge_expired)
+            await asyncio.sleep(every)
+
     async def stop(self) -> None:
+        if self._purger is not None:
+            self._purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purger
         if self._server is not None:
             self._server.should_exit = True
         if self._task is not None:
