@@ -48,30 +48,41 @@ def test_help_everywhere(capsys: pytest.CaptureFixture[str]) -> None:
         assert "usage: caducee idp" in capsys.readouterr().out
 
 
-def test_user_and_client_commands(tmp_path: Path) -> None:
+def test_user_and_client_commands(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     d = str(tmp_path / "idp")
-    proc = _run(
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(["idp", *args])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    monkeypatch.setenv("PW", "un mot de passe solide")
+    code, out, _ = run(
         "user", "add", "--dir", d, "jdupont", "--idnps", "810002345678",
         "--given-name", "Jeanne", "--family-name", "DUPONT", "--password-env", "PW",
-        env={"PW": "un mot de passe solide"},
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    assert re.search(r"TOTP secret: [A-Z2-7]{32}", proc.stdout)
-    assert "un mot de passe solide" not in proc.stdout
-    dup = _run("user", "add", "--dir", d, "jdupont", "--idnps", "810002345679", "--no-password",
-               "--cert-subject", "CN=x,C=FR")  # fmt: skip
-    assert dup.returncode == 1 and dup.stderr.startswith("caducee: error:")
-    short = _run("user", "add", "--dir", d, "x", "--idnps", "810002345670", "--password-env",
-                 "PW", env={"PW": "court"})  # fmt: skip
-    assert short.returncode == 1 and "too short" in short.stderr
-    listed = _run("user", "list", "--dir", d)
-    assert "jdupont\t810002345678\tJeanne DUPONT\tpwd,totp" in listed.stdout
-    conf = _run("client", "add", "--dir", d, "op1", "--audience", "op1", "--confidential")
-    assert re.search(r"client secret: \S{40,}", conf.stdout)
-    pub = _run("client", "add", "--dir", d, "lps", "--redirect-uri", "http://127.0.0.1/cb",
-               "--audience", "op1")  # fmt: skip
-    assert "public (PKCE)" in pub.stdout
-    assert "lps\tpublic\taud=op1" in _run("client", "list", "--dir", d).stdout
+    assert code == 0
+    assert re.search(r"TOTP secret: [A-Z2-7]{32}", out)
+    assert "un mot de passe solide" not in out
+    code, _, err = run("user", "add", "--dir", d, "jdupont", "--idnps", "810002345679",
+                       "--no-password", "--cert-subject", "CN=x,C=FR")  # fmt: skip
+    assert code == 1 and err.startswith("caducee: error:")
+    monkeypatch.setenv("PW", "court")
+    code, _, err = run("user", "add", "--dir", d, "x", "--idnps", "810002345670",
+                       "--password-env", "PW")  # fmt: skip
+    assert code == 1 and "too short" in err
+    assert "jdupont\t810002345678\tJeanne DUPONT\tpwd,totp" in run("user", "list", "--dir", d)[1]
+    code, out, _ = run("client", "add", "--dir", d, "op1", "--audience", "op1", "--confidential")
+    assert re.search(r"client secret: \S{40,}", out)
+    _, out, _ = run("client", "add", "--dir", d, "lps", "--redirect-uri",
+                    "http://127.0.0.1/cb", "--audience", "op1")  # fmt: skip
+    assert "public (PKCE)" in out
+    assert "lps\tpublic\taud=op1" in run("client", "list", "--dir", d)[1]
+    assert run("rotate-key", "--dir", d)[1].startswith("new signing key ")
+    assert run("user", "unlock", "--dir", d, "jdupont")[0] == 0
+    assert run("audit", "--dir", d)[1] == ""  # no login happened yet
 
 
 def test_serve_answers_discovery_and_logs_in(tmp_path: Path) -> None:
