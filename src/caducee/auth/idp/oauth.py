@@ -209,10 +209,16 @@ class OAuthCore:
                 return None if client is None else ClientModel(client)
 
             def save_token(self, token: dict[str, Any], request: _Request) -> None:
+                user: GrantUser = request.user
+                store.audit(
+                    "idp.token.issued",
+                    "ok",
+                    user.user.username,
+                    f"{request.client.get_client_id()} {request.payload.grant_type}",
+                )
                 refresh = token.get("refresh_token")
                 if not refresh:
                     return
-                user: GrantUser = request.user
                 now = time.time()
                 store.save_refresh(
                     refresh,
@@ -263,6 +269,7 @@ class OAuthCore:
                         auth_time=user.auth_time,
                         amr=user.amr,
                         expires=time.time() + settings.code_lifetime,
+                        family=user.family,
                     ),
                 )
 
@@ -281,7 +288,7 @@ class OAuthCore:
                 if user is None or user.disabled:
                     return None
                 rec = authorization_code.rec
-                return GrantUser(user, rec.auth_time, rec.amr)
+                return GrantUser(user, rec.auth_time, rec.amr, family=rec.family)
 
         class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]  # untyped
             INCLUDE_NEW_REFRESH_TOKEN = True  # rotation (RFC 9700 §4.14.2)

@@ -64,7 +64,9 @@ CREATE TABLE IF NOT EXISTS codes (
     code_challenge_method TEXT,
     auth_time INTEGER NOT NULL,
     amr TEXT NOT NULL,
-    expires REAL NOT NULL
+    expires REAL NOT NULL,
+    family TEXT NOT NULL,
+    used INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS refresh_tokens (
     token_hash TEXT PRIMARY KEY,
@@ -142,6 +144,7 @@ class CodeRecord:
     auth_time: int
     amr: tuple[str, ...]
     expires: float
+    family: str  # the grant the tokens made from this code will belong to
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,7 +402,7 @@ class IdpStore:
     # -- authorization codes -------------------------------------------------------------
     def save_code(self, code: str, rec: CodeRecord) -> None:
         self._exec(
-            "INSERT INTO codes VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO codes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,0)",
             (
                 digest(code),
                 rec.client_id,
@@ -412,18 +415,32 @@ class IdpStore:
                 rec.auth_time,
                 json.dumps(list(rec.amr)),
                 rec.expires,
+                rec.family,
             ),
         )
 
     def take_code(self, code: str) -> CodeRecord | None:
-        """Returns and deletes the code (single use, RFC 6749 §4.1.2); None if unknown."""
+        """Marks the code used and returns it (single use, RFC 6749 §4.1.2); None if unknown.
+
+        A code presented a second time revokes the grant made with it (RFC 6749 §4.1.2:
+        "SHOULD revoke ... all tokens previously issued based on that authorization code")."""
         with self._lock:
             row = self._db.execute(
-                "DELETE FROM codes WHERE code_hash=? RETURNING client_id, user_id, redirect_uri, "
-                "scope, nonce, code_challenge, code_challenge_method, auth_time, amr, expires",
+                "UPDATE codes SET used=1 WHERE code_hash=? AND used=0 RETURNING client_id, "
+                "user_id, redirect_uri, scope, nonce, code_challenge, code_challenge_method, "
+                "auth_time, amr, expires, family",
                 (digest(code),),
             ).fetchone()
+            reused = None
+            if row is None:
+                reused = self._db.execute(
+                    "SELECT family, expires FROM codes WHERE code_hash=?", (digest(code),)
+                ).fetchone()
             self._db.commit()
+        if reused is not None:
+            self.revoke_family(str(reused[0]), float(reused[1]) + 86400)
+            self.audit("idp.code.reused", "refused", "-", "grant revoked")
+            return None
         if row is None:
             return None
         return CodeRecord(
@@ -437,6 +454,7 @@ class IdpStore:
             auth_time=int(row[7]),
             amr=tuple(json.loads(row[8])),
             expires=float(row[9]),
+            family=str(row[10]),
         )
 
     # -- refresh tokens ------------------------------------------------------------------
