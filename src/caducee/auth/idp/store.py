@@ -17,12 +17,12 @@ import sqlite3
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from caducee.auth.certs import normalise_dn
+from caducee.auth.idp.records import Client, CodeRecord, RefreshRecord, Session, User
 from caducee.auth.passwords import hash_password, verify_password
 from caducee.core.errors import Conflict, InvalidInput, NotFound
 
@@ -103,69 +103,6 @@ CREATE TABLE IF NOT EXISTS audit (
 def digest(value: str) -> str:
     """SHA-256 hex digest of a high-entropy secret (code, refresh token, session id)."""
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class User:
-    user_id: str  # the OIDC ``sub``: a stable random UUID, never the IDNPS
-    username: str
-    idnps: str
-    given_name: str = ""
-    family_name: str = ""
-    profession: str = ""  # TRE_G15 profession code, e.g. "10" (médecin), "60" (infirmier)
-    email: str = ""
-    cert_subject: str | None = None
-    has_password: bool = False
-    has_totp: bool = False
-    failures: int = 0
-    locked_until: float = 0.0
-    disabled: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Client:
-    client_id: str
-    secret_hash: str | None  # None: a public client (PKCE only)
-    name: str
-    redirect_uris: tuple[str, ...]
-    audience: tuple[str, ...]
-    scope: str
-
-
-@dataclass(frozen=True, slots=True)
-class CodeRecord:
-    client_id: str
-    user_id: str
-    redirect_uri: str
-    scope: str
-    nonce: str | None
-    code_challenge: str | None
-    code_challenge_method: str | None
-    auth_time: int
-    amr: tuple[str, ...]
-    expires: float
-    family: str  # the grant the tokens made from this code will belong to
-
-
-@dataclass(frozen=True, slots=True)
-class RefreshRecord:
-    family: str
-    client_id: str
-    user_id: str
-    scope: str
-    auth_time: int
-    amr: tuple[str, ...]
-    issued: float
-    expires: float
-    rotated: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Session:
-    user_id: str
-    auth_time: int
-    amr: tuple[str, ...]
-    expires: float
 
 
 _USER_COLS = (
