@@ -178,3 +178,17 @@ async def test_token_without_idnps(idp: RunningIdp) -> None:
     token = _forge(idp.server.keys.current, claims)
     with pytest.raises(AuthenticationFailed, match="IDNPS"):
         await validator(idp).authenticate(token, MemoryAccounts())
+
+
+async def test_id_token_is_not_an_access_token(idp: RunningIdp) -> None:
+    verifier, challenge = pkce()
+    async with idp.http() as c:
+        tok = (await exchange(c, await login_and_get_code(idp, c, challenge), verifier)).json()
+    # the ID token's audience is the client: an operator named like it must still refuse it
+    with pytest.raises(AuthenticationFailed, match="not an access token"):
+        await validator(idp, audience="lps").validate(tok["id_token"])
+    keycloak_id = _forge(idp.server.keys.current, _claims(idp, typ="ID"))
+    with pytest.raises(AuthenticationFailed, match="not an access token"):
+        await validator(idp).validate(keycloak_id)
+    keycloak_access = _forge(idp.server.keys.current, _claims(idp, typ="Bearer"))
+    assert (await validator(idp).validate(keycloak_access)).idnps == IDNPS

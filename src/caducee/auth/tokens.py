@@ -195,6 +195,9 @@ class TokenValidator:
         header = _header(token)
         if header.get("alg") not in self.algorithms:
             raise AuthenticationFailed("token algorithm not accepted")
+        typ = header.get("typ", "JWT")
+        if not isinstance(typ, str) or typ.lower() not in ("at+jwt", "application/at+jwt", "jwt"):
+            raise AuthenticationFailed("not an access token")
         kid = header.get("kid")
         if not isinstance(kid, str):
             raise AuthenticationFailed("token has no key id")
@@ -209,6 +212,10 @@ class TokenValidator:
         except (JoseError, ValueError) as exc:
             raise AuthenticationFailed("token signature invalid") from exc
         claims = decoded.claims
+        # An ID token is not an access token (OpenID Connect Core §3.1.3.6 at_hash; Keycloak,
+        # hence Pro Santé Connect, marks its token kinds with a "typ" claim).
+        if "at_hash" in claims or claims.get("typ", "Bearer") != "Bearer":
+            raise AuthenticationFailed("not an access token")
         registry = JWTClaimsRegistry(
             leeway=self.leeway,
             iss={"essential": True, "value": self.issuer},
