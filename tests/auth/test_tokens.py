@@ -192,3 +192,13 @@ async def test_id_token_is_not_an_access_token(idp: RunningIdp) -> None:
         await validator(idp).validate(keycloak_id)
     keycloak_access = _forge(idp.server.keys.current, _claims(idp, typ="Bearer"))
     assert (await validator(idp).validate(keycloak_access)).idnps == IDNPS
+
+
+async def test_hostile_headers(idp: RunningIdp) -> None:
+    import base64
+
+    v = validator(idp)
+    deep = base64.urlsafe_b64encode(b"[" * 5000).rstrip(b"=").decode()
+    for header in (deep, "e30", "bnVsbA", "eyJ0eXAiOjF9"):  # nesting, {}, null, {"typ":1}
+        with pytest.raises(AuthenticationFailed):
+            await v.validate(f"{header}.e30.c2ln")

@@ -69,7 +69,7 @@ def _header(token: str) -> dict[str, Any]:
         part = token.split(".", 1)[0]
         raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
         header = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise AuthenticationFailed("token is not a JWT") from exc
     if not isinstance(header, dict):
         raise AuthenticationFailed("token is not a JWT")
