@@ -73,7 +73,14 @@ class BlobStore(Protocol):
         """Decrypted bytes ``[start, end)`` in chunks, verifying authenticity as it reads."""
         ...
 
-    async def delete(self, ref: BlobRef) -> None: ...
+    async def delete(self, ref: BlobRef) -> None:
+        """Deletes the blob unless a message or a queue item still references it."""
+        ...
+
+    async def gc_orphans(self, older_than: datetime) -> int:
+        """Removes what uploads that never committed left behind (older than ``older_than``);
+        how many pieces. Call it now and then (e.g. hourly, with an hour's margin)."""
+        ...
 
 
 class AccountStore(Protocol):
@@ -307,6 +314,10 @@ class QueueStore(Protocol):
 
     async def release(self, item_id: int) -> None:
         """Gives a claimed item's lease back without counting an attempt (shutdown)."""
+        ...
+
+    async def release_node(self, node: str) -> int:
+        """Gives back every lease held by ``node`` (at its start-up after a crash); how many."""
         ...
 
 

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from functools import partial
 
-from caducee.core.errors import NotFound, StorageError
+from caducee.core.errors import ConfigError, NotFound, StorageError
 from caducee.core.model import BlobRef
 from caducee.storage.blobcrypto import (
     SEGMENT,
@@ -50,11 +50,15 @@ def _commit(
     rows: list[tuple[int, bytes]],
     created: int,
 ) -> Op[None]:
-    yield from _chunks(blob_id, rows, created)
+    # One statement, no BEGIN/COMMIT round trips: a small message's blob costs one commit.
     yield Q(
-        "INSERT INTO blobs (blob_id, key_id, size, salt, created) VALUES (?, ?, ?, ?, ?)",
-        (blob_id, key_id, size, salt, created),
-    )
+        "WITH b AS (INSERT INTO blobs (blob_id, key_id, size, salt, created)"
+        " VALUES (?, ?, ?, ?, ?)) INSERT INTO blob_chunks (blob_id, seq, data, created)"
+        " SELECT ?, u.s, u.d, ? FROM unnest(?::bigint[], ?::bytea[]) AS u(s, d)",
+        (blob_id, key_id, size, salt, created, blob_id, created,
+         [seq for seq, _ in rows], [data for _, data in rows]),
+        only=True,
+    )  # fmt: skip
 
 
 def _delete_chunks(blob_ids: list[str]) -> Op[None]:
@@ -69,7 +73,7 @@ def _delete(blob_id: str) -> Op[list[str]]:
 
 
 def _meta(blob_id: str) -> Op[tuple[str, int, bytes] | None]:
-    rows = yield Q("SELECT key_id, size, salt FROM blobs WHERE blob_id = ?", (blob_id,))
+    rows = yield Q("SELECT key_id, size, salt FROM blobs WHERE blob_id = ?", (blob_id,), only=True)
     return (rows[0][0], int(rows[0][1]), bytes(rows[0][2])) if rows else None
 
 
@@ -78,6 +82,7 @@ def _read(blob_id: str, first: int, last: int) -> Op[list[tuple[int, bytes]]]:
         "SELECT seq, data FROM blob_chunks WHERE blob_id = ? AND seq >= ? AND seq <= ?"
         " ORDER BY seq",
         (blob_id, first, last),
+        only=True,
     )
     return [(int(r[0]), bytes(r[1])) for r in rows]
 
@@ -87,6 +92,7 @@ def _orphans(before: int) -> Op[int]:
         "DELETE FROM blob_chunks c WHERE c.created < ? AND NOT EXISTS"
         " (SELECT 1 FROM blobs b WHERE b.blob_id = c.blob_id) RETURNING 1",
         (before,),
+        only=True,
     )
     return len(rows)
 
@@ -155,6 +161,12 @@ class PgBlobStore:
         self.runner = runner
         self.keyring = keyring
 
+    def _key(self, key_id: str) -> bytes:
+        try:
+            return self.keyring.key(key_id)
+        except ConfigError as exc:
+            raise StorageError(f"blob key {key_id!r} is not in the keyring") from exc
+
     def writer(self) -> _Writer:
         return _Writer(self)
 
@@ -175,7 +187,7 @@ class PgBlobStore:
         if meta is None:
             raise NotFound("blob not found")
         key_id, size, salt = meta
-        cipher = BlobCipher(self.keyring.key(key_id), ref.blob_id, salt)
+        cipher = BlobCipher(self._key(key_id), ref.blob_id, salt)
         end = size if end is None else min(end, size)
         start = max(0, start)
         if start >= end and size > 0:

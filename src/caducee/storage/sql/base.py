@@ -35,11 +35,13 @@ Dialect = Literal["sqlite", "postgres"]
 
 @dataclass(frozen=True, slots=True)
 class Q:
-    """One statement. ``many``: ``params`` is a sequence of parameter tuples (executemany)."""
+    """One statement. ``many``: ``params`` is a sequence of parameter tuples (executemany).
+    ``only``: the operation's single statement; engines may run it without BEGIN/COMMIT."""
 
     sql: str
     params: Sequence[Any] = ()
     many: bool = False
+    only: bool = False
 
 
 Op = Generator[Q, list[Row], T]

@@ -13,7 +13,17 @@ from typing import Any
 
 from caducee.core.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
 from caducee.core.model import BlobRef, Folder, StoredMessage
-from caducee.storage.sql.base import Op, Q, Row, chunks, from_us, now_us, placeholders, to_us
+from caducee.storage.sql.base import (
+    Dialect,
+    Op,
+    Q,
+    Row,
+    chunks,
+    from_us,
+    now_us,
+    placeholders,
+    to_us,
+)
 
 __all__ = [
     "SYSTEM_FLAGS",
@@ -159,13 +169,6 @@ def _folder_row(folder_id: int) -> Op[tuple[int, int, int]]:
     return int(rows[0][0]), int(rows[0][1]), int(rows[0][2])
 
 
-def _blob_size(blob: BlobRef) -> Op[int]:
-    rows = yield Q("SELECT size FROM blobs WHERE blob_id = ?", (blob.blob_id,))
-    if not rows:
-        raise NotFound("blob not found (not committed?)")
-    return int(rows[0][0])
-
-
 def _insert(
     folder_id: int, mailbox_id: int, blob: BlobRef, size: int, flags: frozenset[str], idate: int
 ) -> Op[StoredMessage]:
@@ -185,6 +188,28 @@ def _insert(
     return StoredMessage(folder_id, uid, modseq, flags, from_us(idate), size, blob)
 
 
+_PG_DELIVER = (
+    "WITH d AS ({dedup}),"
+    " c AS (UPDATE mailboxes SET used_bytes = used_bytes + ?::bigint"
+    " WHERE mailbox_id = (SELECT mailbox_id FROM d)"
+    " AND (quota_bytes = 0 OR used_bytes + ?::bigint <= quota_bytes) RETURNING mailbox_id),"
+    " f AS (UPDATE folders SET uidnext = uidnext + 1, highest_modseq = highest_modseq + 1"
+    " WHERE mailbox_id = (SELECT mailbox_id FROM c) AND name = ?::text"
+    " RETURNING folder_id, uidnext - 1 AS uid, highest_modseq AS modseq),"
+    " m AS (INSERT INTO messages (folder_id, uid, mailbox_id, modseq, flags, seen, deleted,"
+    " internal_date, size, blob_id, key_id, dedup_key) SELECT folder_id, uid, ?::bigint, modseq,"
+    " ?::text, ?::bigint, ?::bigint, ?::bigint, ?::bigint, ?::text, ?::text, ?::text FROM f"
+    " RETURNING folder_id, uid, modseq)"
+    " SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM c), m.folder_id, m.uid, m.modseq"
+    " FROM (SELECT 1) AS one LEFT JOIN m ON true"
+)
+_PG_WITH_DEDUP = _PG_DELIVER.format(
+    dedup="INSERT INTO dedup (mailbox_id, dedup_key, created) VALUES (?::bigint, ?::text,"
+    " ?::bigint) ON CONFLICT DO NOTHING RETURNING mailbox_id"
+)
+_PG_NO_DEDUP = _PG_DELIVER.format(dedup="SELECT ?::bigint AS mailbox_id")
+
+
 def deliver_op(
     blob: BlobRef,
     mailbox_ids: Sequence[int],
@@ -192,12 +217,34 @@ def deliver_op(
     flags: frozenset[str],
     idate: int,
     dedup_key: str | None,
+    dialect: Dialect = "sqlite",
 ) -> Op[list[tuple[int, StoredMessage]]]:
-    size = yield from _blob_size(blob)
+    """The hot path of SMTP, so few statements: the quota charge locks each mailbox row, in id
+    order (no deadlock between deliveries); the message's foreign key proves the blob exists.
+    On PostgreSQL one statement per BAL does it all (data-modifying CTEs)."""
+    size = blob.size
+    text, seen, deleted = _flag_cols(flags)
     out: list[tuple[int, StoredMessage]] = []
-    targets = sorted(set(mailbox_ids))
-    yield from _lock_mailboxes(targets)
-    for mid in targets:
+    for mid in sorted(set(mailbox_ids)):
+        if dialect == "postgres":
+            row_args = (size, size, folder, mid, text, seen, deleted, idate, size,
+                        blob.blob_id, blob.key_id, dedup_key)  # fmt: skip
+            if dedup_key is None:
+                rows = yield Q(_PG_NO_DEDUP, (mid, *row_args))
+            else:
+                rows = yield Q(_PG_WITH_DEDUP, (mid, dedup_key, now_us(), *row_args))
+            n_dedup, n_charged, folder_id, uid, modseq = rows[0]
+            if not n_dedup:
+                continue
+            if not n_charged:
+                yield from _lock_mailboxes([mid])  # NotFound if the mailbox does not exist
+                raise QuotaExceeded("mailbox quota exceeded")
+            if folder_id is None:
+                raise NotFound(f"no folder {folder!r} in mailbox id {mid}")
+            msg = StoredMessage(int(folder_id), int(uid), int(modseq), flags, from_us(idate),
+                                size, blob)  # fmt: skip
+            out.append((mid, msg))
+            continue
         if dedup_key is not None:
             rows = yield Q(
                 "INSERT INTO dedup (mailbox_id, dedup_key, created) VALUES (?, ?, ?)"
@@ -207,18 +254,29 @@ def deliver_op(
             if not rows:
                 continue
         rows = yield Q(
-            "SELECT folder_id FROM folders WHERE mailbox_id = ? AND name = ?", (mid, folder)
+            "UPDATE mailboxes SET used_bytes = used_bytes + ? WHERE mailbox_id = ?"
+            " AND (quota_bytes = 0 OR used_bytes + ? <= quota_bytes) RETURNING used_bytes",
+            (size, mid, size),
+        )
+        if not rows:
+            yield from _lock_mailboxes([mid])  # NotFound if the mailbox does not exist
+            raise QuotaExceeded("mailbox quota exceeded")
+        rows = yield Q(
+            "UPDATE folders SET uidnext = uidnext + 1, highest_modseq = highest_modseq + 1"
+            " WHERE mailbox_id = ? AND name = ? RETURNING folder_id, uidnext - 1, highest_modseq",
+            (mid, folder),
         )
         if not rows:
             raise NotFound(f"no folder {folder!r} in mailbox id {mid}")
-        folder_id = int(rows[0][0])
-        yield from _charge(mid, size)
-        msg = yield from _insert(folder_id, mid, blob, size, flags, idate)
-        if dedup_key is not None:
-            yield Q(
-                "UPDATE dedup SET folder_id = ?, uid = ? WHERE mailbox_id = ? AND dedup_key = ?",
-                (folder_id, msg.uid, mid, dedup_key),
-            )
+        folder_id, uid, modseq = int(rows[0][0]), int(rows[0][1]), int(rows[0][2])
+        yield Q(
+            "INSERT INTO messages (folder_id, uid, mailbox_id, modseq, flags, seen, deleted,"
+            " internal_date, size, blob_id, key_id, dedup_key)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (folder_id, uid, mid, modseq, text, seen, deleted, idate, size,
+             blob.blob_id, blob.key_id, dedup_key),
+        )  # fmt: skip
+        msg = StoredMessage(folder_id, uid, modseq, flags, from_us(idate), size, blob)
         out.append((mid, msg))
     return out
 
@@ -226,7 +284,7 @@ def deliver_op(
 def append_op(
     folder_id: int, blob: BlobRef, flags: frozenset[str], idate: int
 ) -> Op[tuple[int, StoredMessage]]:
-    size = yield from _blob_size(blob)
+    size = blob.size
     rows = yield Q("SELECT mailbox_id FROM folders WHERE folder_id = ?", (folder_id,))
     if not rows:
         raise NotFound(f"no folder id {folder_id}")
@@ -242,6 +300,7 @@ def list_op(folder_id: int, uid_min: int, uid_max: int | None) -> Op[list[Stored
         f"SELECT {_MSG_COLS} FROM messages WHERE folder_id = ? AND uid >= ? AND uid <= ?"
         " ORDER BY uid",
         (folder_id, uid_min, uid_max if uid_max is not None else 2**62),
+        only=True,
     )
     return [_msg(r) for r in rows]
 
@@ -405,6 +464,7 @@ def changed_since_op(folder_id: int, modseq: int) -> Op[list[StoredMessage]]:
     rows = yield Q(
         f"SELECT {_MSG_COLS} FROM messages WHERE folder_id = ? AND modseq > ? ORDER BY uid",
         (folder_id, modseq),
+        only=True,
     )
     return [_msg(r) for r in rows]
 
@@ -413,6 +473,7 @@ def vanished_since_op(folder_id: int, modseq: int) -> Op[list[int]]:
     rows = yield Q(
         "SELECT uid FROM expunged WHERE folder_id = ? AND modseq > ? ORDER BY uid",
         (folder_id, modseq),
+        only=True,
     )
     return [int(r[0]) for r in rows]
 
@@ -422,12 +483,13 @@ def list_folders_op(mailbox_id: int) -> Op[list[Folder]]:
         f"SELECT {_FOLDER_COLS} FROM folders f WHERE f.mailbox_id = ?"
         " ORDER BY f.name <> 'INBOX', f.name",
         (mailbox_id,),
+        only=True,
     )
     return [_folder(r) for r in rows]
 
 
 def get_folder_op(where: str, args: tuple[Any, ...]) -> Op[Folder | None]:
-    rows = yield Q(f"SELECT {_FOLDER_COLS} FROM folders f WHERE {where}", args)
+    rows = yield Q(f"SELECT {_FOLDER_COLS} FROM folders f WHERE {where}", args, only=True)
     return _folder(rows[0]) if rows else None
 
 
@@ -494,6 +556,7 @@ def subscribe_op(mailbox_id: int, name: str, subscribed: bool) -> Op[None]:
     rows = yield Q(
         "UPDATE folders SET subscribed = ? WHERE mailbox_id = ? AND name = ? RETURNING folder_id",
         (1 if subscribed else 0, mailbox_id, name),
+        only=True,
     )
     if not rows:
         raise NotFound(f"no folder {name!r}")
@@ -501,10 +564,10 @@ def subscribe_op(mailbox_id: int, name: str, subscribed: bool) -> Op[None]:
 
 def find_dedup_op(mailbox_id: int, dedup_key: str) -> Op[StoredMessage | None]:
     rows = yield Q(
-        f"SELECT {', '.join('m.' + c.strip() for c in _MSG_COLS.split(','))} FROM dedup d"
-        " JOIN messages m ON m.folder_id = d.folder_id AND m.uid = d.uid"
-        " WHERE d.mailbox_id = ? AND d.dedup_key = ?",
+        f"SELECT {_MSG_COLS} FROM messages WHERE mailbox_id = ? AND dedup_key = ?"
+        " ORDER BY folder_id, uid LIMIT 1",
         (mailbox_id, dedup_key),
+        only=True,
     )
     return _msg(rows[0]) if rows else None
 

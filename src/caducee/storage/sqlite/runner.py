@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import queue
 import sqlite3
 import threading
@@ -20,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from caducee.core.errors import CaduceeError, Conflict, StorageError
+from caducee.core.errors import CaduceeError, Conflict, NotFound, StorageError
 from caducee.storage.sql.base import Dialect, Op, OpFactory
 
 __all__ = ["SqliteRunner", "run_op"]
@@ -47,6 +48,8 @@ def run_op(conn: sqlite3.Connection, op: Op[T]) -> T:
 def _map(exc: BaseException) -> BaseException:
     if isinstance(exc, CaduceeError):
         return exc
+    if isinstance(exc, sqlite3.IntegrityError) and "FOREIGN KEY" in str(exc):
+        return NotFound("a referenced object (blob, mailbox, folder) does not exist")
     if isinstance(exc, sqlite3.IntegrityError):
         return Conflict(f"integrity constraint failed: {exc}")
     if isinstance(exc, sqlite3.Error):
@@ -87,6 +90,8 @@ class SqliteRunner:
         self._closed = False
         self.batches = 0  # number of group commits (for tests and the benchmark)
         self.batched_jobs = 0
+        if not path.exists():  # only the operator may read the database (addresses, audit)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         conn = _connect(path, readonly=False)  # create the file and switch to WAL now
         conn.close()
         self._writer.start()
