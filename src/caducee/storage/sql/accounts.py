@@ -70,11 +70,6 @@ def _get_account_by_idnps(idnps: str) -> Op[Account | None]:
     return _account(rows[0]) if rows else None
 
 
-def _get_account_by_idnps(idnps: str) -> Op[Account | None]:
-    rows = yield Q(f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE idnps = ?", (idnps,))
-    return _account(rows[0]) if rows else None
-
-
 def _account_secret(login: str) -> Op[tuple[Account, str | None] | None]:
     rows = yield Q(
         f"SELECT {_ACCOUNT_COLS}, password_hash FROM accounts WHERE login_key = ?",
