@@ -3,9 +3,7 @@ the server emits is syntactically valid: strings, literals, NIL, numbers, lists.
 
 from __future__ import annotations
 
-from typing import Union
-
-Item = Union[bytes, int, None, str, list["Item"]]  # bytes: string; str: atom
+Item = bytes | int | None | str | list["Item"]  # bytes: string; str: atom
 
 
 class SyntaxFault(ValueError):

@@ -46,7 +46,10 @@ def test_fetch_items(client: Transcript, server: ServerThread) -> None:
         b"Subject: compte rendu\r\n\r\n)\r\na OK FETCH completed\r\n" % len(MSG1)
     )
     out = client.cmd("b FETCH 1 (BODY[TEXT]<0.7>)")
-    assert out == b"* 1 FETCH (BODY[TEXT]<0> {7}\r\nBonjour FLAGS (\\Seen))\r\nb OK FETCH completed\r\n"
+    assert (
+        out
+        == b"* 1 FETCH (BODY[TEXT]<0> {7}\r\nBonjour FLAGS (\\Seen))\r\nb OK FETCH completed\r\n"
+    )
     out = client.cmd("c FETCH 1 ENVELOPE")
     assert out == (
         b'* 1 FETCH (ENVELOPE ("Tue, 3 Mar 2026 08:00:00 +0100" "compte rendu" '
@@ -58,7 +61,8 @@ def test_fetch_items(client: Transcript, server: ServerThread) -> None:
     assert out == b"* 1 FETCH (RFC822 {%d}\r\n%s)\r\nd OK FETCH completed\r\n" % (len(MSG1), MSG1)
     out = client.cmd("e UID FETCH 1:* (INTERNALDATE)")
     assert re.fullmatch(
-        rb'\* 1 FETCH \(UID 1 INTERNALDATE "\d\d-[A-Z][a-z]{2}-\d{4} \d\d:\d\d:\d\d [+-]\d{4}"\)\r\n'
+        rb"\* 1 FETCH \(UID 1 INTERNALDATE "
+        rb'"\d\d-[A-Z][a-z]{2}-\d{4} \d\d:\d\d:\d\d [+-]\d{4}"\)\r\n'
         rb"e OK UID FETCH completed\r\n",
         out,
     )
@@ -83,7 +87,9 @@ def test_store_variants_and_silent(client: Transcript, server: ServerThread) -> 
     assert client.cmd("e STORE 1 +FLAGS (\\Recent)") == b"e BAD Invalid flag \\Recent\r\n"
 
 
-def test_condstore_unchangedsince_and_changedsince(client: Transcript, server: ServerThread) -> None:
+def test_condstore_unchangedsince_and_changedsince(
+    client: Transcript, server: ServerThread
+) -> None:
     fill(server, 2)
     out = client.cmd("s SELECT INBOX (CONDSTORE)")
     modseq = int(re.search(rb"HIGHESTMODSEQ (\d+)", out).group(1))  # type: ignore[union-attr]
@@ -103,7 +109,10 @@ def test_search_and_esearch_and_searchres(client: Transcript, server: ServerThre
     client.cmd("s SELECT INBOX")
     client.cmd("x STORE 2 +FLAGS (\\Seen)")
     assert client.cmd("a SEARCH UNSEEN") == b"* SEARCH 1 3 4\r\na OK SEARCH completed\r\n"
-    assert client.cmd('b SEARCH SUBJECT "COMPTE" NOT SEEN') == b"* SEARCH 1 3\r\nb OK SEARCH completed\r\n"
+    assert (
+        client.cmd('b SEARCH SUBJECT "COMPTE" NOT SEEN')
+        == b"* SEARCH 1 3\r\nb OK SEARCH completed\r\n"
+    )
     assert client.cmd("c UID SEARCH RETURN (MIN MAX COUNT ALL) OR SEEN SUBJECT second") == (
         b'* ESEARCH (TAG "c") UID MIN 2 MAX 4 ALL 2,4 COUNT 2\r\nc OK UID SEARCH completed\r\n'
     )
@@ -126,7 +135,8 @@ def test_copy_move_expunge_with_uidplus(client: Transcript, server: ServerThread
         b"a OK [COPYUID %d 1:2 1:2] COPY completed\r\n" % trash_validity
     )
     assert client.cmd("b UID MOVE 2 Trash") == (
-        b"* OK [COPYUID %d 2 3] Moved\r\n* 2 EXPUNGE\r\nb OK UID MOVE completed\r\n" % trash_validity
+        b"* OK [COPYUID %d 2 3] Moved\r\n* 2 EXPUNGE\r\nb OK UID MOVE completed\r\n"
+        % trash_validity
     )
     assert client.cmd("c COPY 1 Nowhere") == b"c NO [TRYCREATE] Mailbox does not exist\r\n"
     client.cmd("d STORE 1:2 +FLAGS.SILENT (\\Deleted)")
@@ -161,7 +171,9 @@ def test_append_and_multiappend(client: Transcript) -> None:
     out = client.until_tagged("a")
     assert re.fullmatch(rb"a OK \[APPENDUID \d+ 1\] APPEND completed\r\n", out)
     client.send(b"b APPEND Drafts {%d+}\r\n%s {%d+}\r\n%s\r\n" % (len(MSG1), MSG1, len(MSG2), MSG2))
-    assert re.fullmatch(rb"b OK \[APPENDUID \d+ 2:3\] APPEND completed\r\n", client.until_tagged("b"))
+    assert re.fullmatch(
+        rb"b OK \[APPENDUID \d+ 2:3\] APPEND completed\r\n", client.until_tagged("b")
+    )
     client.cmd("s SELECT Drafts")
     assert client.cmd("c FETCH 1 (FLAGS INTERNALDATE)") == (
         # the instant is kept (stored in UTC)
@@ -184,23 +196,34 @@ def test_append_big_literal_streams_to_blob(client: Transcript, server: ServerTh
     client.cmd("s SELECT INBOX")
     out = client.cmd("b FETCH 1 (RFC822.SIZE BODY.PEEK[])")
     assert out == b"* 1 FETCH (RFC822.SIZE %d BODY[] {%d}\r\n%s)\r\nb OK FETCH completed\r\n" % (
-        len(body), len(body), body)
+        len(body),
+        len(body),
+        body,
+    )
 
 
 def test_create_rename_delete_subscribe_list(client: Transcript) -> None:
     assert client.cmd("a CREATE Dossiers/2026/") == b"a OK CREATE completed\r\n"
-    assert client.cmd("b CREATE Dossiers/2026") == b"b NO [ALREADYEXISTS] Mailbox already exists\r\n"
+    assert (
+        client.cmd("b CREATE Dossiers/2026") == b"b NO [ALREADYEXISTS] Mailbox already exists\r\n"
+    )
     assert client.cmd("c CREATE INBOX") == b"c NO [ALREADYEXISTS] INBOX always exists\r\n"
     assert client.cmd('d CREATE "R&AOk-sultats"') == b"d OK CREATE completed\r\n"
     assert client.cmd('e LIST "" "Dossiers/%"') == (
         b'* LIST (\\HasNoChildren) "/" Dossiers/2026\r\ne OK LIST completed\r\n'
     )
-    assert client.cmd('f LIST "" R*') == b'* LIST (\\HasNoChildren) "/" R&AOk-sultats\r\nf OK LIST completed\r\n'
+    assert (
+        client.cmd('f LIST "" R*')
+        == b'* LIST (\\HasNoChildren) "/" R&AOk-sultats\r\nf OK LIST completed\r\n'
+    )
     assert client.cmd("g RENAME Dossiers/2026 Dossiers/2025") == b"g OK RENAME completed\r\n"
     assert client.cmd("h UNSUBSCRIBE Dossiers/2025") == b"h OK UNSUBSCRIBE completed\r\n"
     assert client.cmd('i LSUB "" Dossiers/*') == b"i OK LSUB completed\r\n"
     assert client.cmd("j SUBSCRIBE Dossiers/2025") == b"j OK SUBSCRIBE completed\r\n"
-    assert client.cmd('k LSUB "" Dossiers/*') == b'* LSUB () "/" Dossiers/2025\r\nk OK LSUB completed\r\n'
+    assert (
+        client.cmd('k LSUB "" Dossiers/*')
+        == b'* LSUB () "/" Dossiers/2025\r\nk OK LSUB completed\r\n'
+    )
     assert client.cmd('l LIST (SUBSCRIBED) "" "Dossiers/*"') == (
         b'* LIST (\\HasNoChildren \\Subscribed) "/" Dossiers/2025\r\nl OK LIST completed\r\n'
     )
@@ -236,24 +259,35 @@ def test_utf8_names_after_enable(client: Transcript) -> None:
 def test_status_items(client: Transcript, server: ServerThread) -> None:
     fill(server, 2)
     out = client.cmd("a STATUS INBOX (MESSAGES RECENT UIDNEXT UNSEEN DELETED SIZE)")
-    assert out == b"* STATUS INBOX (MESSAGES 2 RECENT 0 UIDNEXT 3 UNSEEN 2 DELETED 0 SIZE %d)\r\n" % (
-        len(MSG1) + len(MSG2)
-    ) + b"a OK STATUS completed\r\n"
+    assert (
+        out
+        == b"* STATUS INBOX (MESSAGES 2 RECENT 0 UIDNEXT 3 UNSEEN 2 DELETED 0 SIZE %d)\r\n"
+        % (len(MSG1) + len(MSG2))
+        + b"a OK STATUS completed\r\n"
+    )
 
 
 def test_quota_and_acl(client: Transcript, server: ServerThread) -> None:
     shared = '"Partag&AOk-/secretariat@hop.mssante.fr/INBOX"'
-    assert client.cmd("a GETQUOTAROOT INBOX") == b"* QUOTAROOT INBOX\r\na OK GETQUOTAROOT completed\r\n"
-    assert client.cmd("b SETQUOTA x (STORAGE 10)") == b"b NO [NOPERM] Quotas are set by the operator\r\n"
+    assert (
+        client.cmd("a GETQUOTAROOT INBOX")
+        == b"* QUOTAROOT INBOX\r\na OK GETQUOTAROOT completed\r\n"
+    )
+    assert (
+        client.cmd("b SETQUOTA x (STORAGE 10)")
+        == b"b NO [NOPERM] Quotas are set by the operator\r\n"
+    )
     assert client.cmd(f"c MYRIGHTS {shared}") == (
-        b"* MYRIGHTS Partag&AOk-/secretariat@hop.mssante.fr/INBOX lrswipkxtea\r\nc OK MYRIGHTS completed\r\n"
+        b"* MYRIGHTS Partag&AOk-/secretariat@hop.mssante.fr/INBOX lrswipkxtea\r\n"
+        b"c OK MYRIGHTS completed\r\n"
     )
     assert client.cmd(f'd SETACL {shared} "{BOB}" lr') == b"d OK SETACL completed\r\n"
     out = client.cmd(f"e GETACL {shared}")
-    assert b' bob@hop.mssante.fr lr' in out and b"alice@hop.mssante.fr lrswipkxtea" in out
+    assert b" bob@hop.mssante.fr lr" in out and b"alice@hop.mssante.fr lrswipkxtea" in out
     assert client.cmd(f'f SETACL {shared} "{BOB}" +i') == b"f OK SETACL completed\r\n"
     assert client.cmd(f'g LISTRIGHTS {shared} "{BOB}"') == (
-        b'* LISTRIGHTS Partag&AOk-/secretariat@hop.mssante.fr/INBOX bob@hop.mssante.fr "" l r s w i p k x t e a\r\n'
+        b"* LISTRIGHTS Partag&AOk-/secretariat@hop.mssante.fr/INBOX bob@hop.mssante.fr "
+        b'"" l r s w i p k x t e a\r\n'
         b"g OK LISTRIGHTS completed\r\n"
     )
     assert client.cmd(f'h DELETEACL {shared} "{BOB}"') == b"h OK DELETEACL completed\r\n"
@@ -269,7 +303,9 @@ def test_rev2_select_and_esearch_by_default(client: Transcript, server: ServerTh
 
 
 @pytest.mark.parametrize("qresync", [True])
-def test_qresync_select_reports_changes(client: Transcript, server: ServerThread, qresync: bool) -> None:
+def test_qresync_select_reports_changes(
+    client: Transcript, server: ServerThread, qresync: bool
+) -> None:
     fill(server, 3)
     client.cmd("e ENABLE QRESYNC")
     out = client.cmd("a SELECT INBOX")

@@ -14,7 +14,9 @@ MSG = b"From: a@hop.mssante.fr\r\nSubject: test\r\n\r\nbody\r\n"
 
 
 def connect(server: ServerThread, pki: Pki) -> imaplib.IMAP4_SSL:
-    m = imaplib.IMAP4_SSL("localhost", server.tls_port, ssl_context=pki.client_context(), timeout=10)
+    m = imaplib.IMAP4_SSL(
+        "localhost", server.tls_port, ssl_context=pki.client_context(), timeout=10
+    )
     m.login(ALICE, PASSWORD)
     return m
 

@@ -208,7 +208,8 @@ def test_append_multi_with_flags_dates_and_literal8() -> None:
 
 def test_search_program_tree_and_charset() -> None:
     args = parse(
-        b'a SEARCH RETURN (MIN COUNT) CHARSET UTF-8 OR FROM "j\xc3\xa9" NOT (SEEN 1:3) SINCE 1-Feb-2026'
+        b"a SEARCH RETURN (MIN COUNT) CHARSET UTF-8 "
+        b'OR FROM "j\xc3\xa9" NOT (SEEN 1:3) SINCE 1-Feb-2026'
     ).args
     assert isinstance(args, SearchArgs)
     assert args.return_opts == ("MIN", "COUNT") and args.charset == "UTF-8"
@@ -256,5 +257,5 @@ def test_select_condstore_and_qresync() -> None:
 
 def test_authenticate_with_initial_response() -> None:
     cmd = parse(b"a AUTHENTICATE PLAIN AGFsaWNlAHB3ZA==")
-    assert cmd.args is not None and getattr(cmd.args, "initial") == b"AGFsaWNlAHB3ZA=="
-    assert getattr(parse(b"a AUTHENTICATE PLAIN =").args, "initial") == b"="
+    assert cmd.args is not None and cmd.args.initial == b"AGFsaWNlAHB3ZA=="
+    assert parse(b"a AUTHENTICATE PLAIN =").args.initial == b"="

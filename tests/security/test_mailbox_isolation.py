@@ -15,7 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "imap"))
 
-from imap_harness import ALICE, BOB, ORG, Pki, ServerThread, Transcript, make_pki  # noqa: E402
+from imap_harness import ALICE, BOB, ORG, Pki, ServerThread, Transcript, make_pki
 
 SHARED = "Partag&AOk-"
 GHOST = "ghost@hop.mssante.fr"
@@ -116,7 +116,9 @@ def test_revoked_delegation_disappears_at_once(server: ServerThread, pki: Pki) -
     assert alice.cmd(f"c STATUS {shared_inbox} (MESSAGES)") == (
         b"c NO [NONEXISTENT] Mailbox does not exist\r\n"
     )
-    assert alice.cmd(f"d EXAMINE {shared_inbox}") == b"d NO [NONEXISTENT] Mailbox does not exist\r\n"
+    assert (
+        alice.cmd(f"d EXAMINE {shared_inbox}") == b"d NO [NONEXISTENT] Mailbox does not exist\r\n"
+    )
     alice.close()
 
 

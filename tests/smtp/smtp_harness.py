@@ -138,8 +138,11 @@ class Node:
 
 
 def body_of(stored: bytes) -> bytes:
-    """The stored message without our Received: trace field, which always ends with
-    ``;`` CRLF TAB date CRLF (a message starting with white space would look folded into it)."""
+    """The stored message without our trace fields: ``Return-Path:`` (relay-in, final
+    delivery) then ``Received:``, which always ends with ``;`` CRLF TAB date CRLF (a message
+    starting with white space would look folded into it)."""
+    if stored.startswith(b"Return-Path: <"):
+        stored = stored[stored.index(b"\r\n") + 2 :]
     assert stored.startswith(b"Received: ")
     date_line = stored.index(b";\r\n\t") + 4
     return stored[stored.index(b"\r\n", date_line) + 2 :]

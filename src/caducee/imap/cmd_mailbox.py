@@ -129,6 +129,7 @@ async def _delete(s: Session, cmd: Command) -> bytes:
         from caducee.imap.session import AUTH
 
         s.state = AUTH
+        s.watch(None)
     await s.ctx.storage.messages.delete_folder(mid, folder.name)
     return b"OK DELETE completed"
 
@@ -338,6 +339,7 @@ async def _append(s: Session, cmd: Command) -> bytes:
             raise _reply("NO", "TRYCREATE", "Mailbox does not exist") from None
         uids.append(stored.uid)
     if s.selected is not None and s.selected.folder.folder_id == folder.folder_id:
+        s.dirty = True  # our own change: do not wait for the notifier
         await s.sync(allow_expunge=False)
     code = f"[APPENDUID {folder.uidvalidity} {format_uids(uids, keep_order=True)}] "
     return b"OK " + code.encode() + b"APPEND completed"

@@ -35,6 +35,7 @@ def _deselect(s: Session) -> None:
     s.selected = None
     s.selected_bal = None
     s.state = AUTH
+    s.watch(None)
 
 
 async def _select(s: Session, cmd: Command) -> bytes:
@@ -53,6 +54,7 @@ async def _select(s: Session, cmd: Command) -> bytes:
         s.enabled.add("CONDSTORE")
     resolved, folder = await find(s, args.mailbox, "r")
     readonly = cmd.name == "EXAMINE"
+    s.watch(folder.folder_id, resolved.bal.mailbox.mailbox_id)
     view = await SelectedView.open(s.ctx.storage.messages, folder, readonly)
     view.condstore = s.condstore
     keywords = set(_BASE_FLAGS)
@@ -178,9 +180,11 @@ async def _copy(s: Session, cmd: Command) -> bytes:
             s.untagged(b"OK " + code + b"Moved")
         _announce(s, view, [a for a, _ in mapping])
         if dest.folder_id == view.folder.folder_id:
+            s.dirty = True
             await s.sync(allow_expunge=False)
         return b"OK " + verb + b" completed"
     if dest.folder_id == view.folder.folder_id:
+        s.dirty = True
         await s.sync(allow_expunge=cmd.uid)
     return b"OK " + code + verb + b" completed"
 

@@ -42,7 +42,7 @@ from caducee.imap.parser import AuthArgs, Command, LoginArgs, parse_command
 from caducee.imap.search import BadCharset
 from caducee.imap.view import SelectedView
 from caducee.smtp.sasl import SaslCancelled
-from caducee.storage.interfaces import BlobWriter
+from caducee.storage.interfaces import BlobWriter, ChangeSubscription
 
 if TYPE_CHECKING:
     from caducee.imap.server import ServerContext
@@ -99,6 +99,8 @@ class Session:
         self.enabled: set[str] = set()
         self.auth_failures = 0
         self._spool: BlobWriter | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self.dirty = True
         self._spool_meta: tuple[int, bool] = (0, False)
 
     # -- properties -------------------------------------------------------------------------
@@ -175,6 +177,7 @@ class Session:
         except ConnectionClosed:
             pass
         finally:
+            self.watch(None)
             await self._abort_spool()
             self.conn.close()
 
@@ -309,13 +312,15 @@ class Session:
         return self.views
 
     async def sync(self, *, allow_expunge: bool) -> None:
-        """Untagged updates on the selected mailbox (RFC 9051 §7.4, §7.5)."""
+        """Untagged updates on the selected mailbox (RFC 9051 §7.4, §7.5). The store is asked
+        only when the change notifier said the folder changed (or expunges are pending)."""
         view = self.selected
-        if view is None or self.selected_bal is None:
+        if view is None:
             return
-        current = await self.ctx.storage.messages.get_folder(
-            self.selected_bal.mailbox.mailbox_id, view.folder.name
-        )
+        if not self.dirty and not (allow_expunge and view.gone):
+            return
+        self.dirty = False
+        current = await self.ctx.storage.messages.get_folder_by_id(view.folder.folder_id)
         for line in await view.refresh(
             self.ctx.storage.messages,
             current,
@@ -324,6 +329,18 @@ class Session:
             vanished="QRESYNC" in self.enabled,
         ):
             self.out += line
+
+    def watch(self, folder_id: int | None, mailbox_id: int = 0) -> None:
+        """Follows changes of the selected folder through the notifier (also across nodes on
+        PostgreSQL): marks the session dirty and wakes an IDLE wait. Subscribes at once, so
+        nothing that happens after this call is missed."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
+        self.dirty = True
+        if folder_id is not None:
+            sub = self.ctx.storage.notifier.subscribe(mailbox_id)
+            self._watcher = asyncio.create_task(_watch(self, sub, folder_id))
 
     async def audit(self, kind: str, outcome: str, target: str = "", **details: str) -> None:
         with contextlib.suppress(Exception):
@@ -490,54 +507,42 @@ async def _idle(s: Session, cmd: Command) -> bytes:
     s.out += b"+ idling\r\n"
     await s.sync(allow_expunge=True)
     await s.flush()
-    watcher: asyncio.Task[None] | None = None
-    if s.selected is not None and s.selected_bal is not None:
-        watcher = asyncio.create_task(_watch(s, s.selected_bal.mailbox.mailbox_id))
-    try:
-        timeout = s.ctx.settings.idle_timeout
-        while True:
-            event = s.framer.next_event()
-            if event is None:
-                try:
-                    async with asyncio.timeout(timeout):
-                        data = await s.conn.read(interruptible=True)
-                except TimeoutError:
-                    s.out += b"* BYE IDLE timed out\r\n"
-                    await s.flush()
-                    raise ConnectionClosed from None
-                if data is None:
-                    await s.sync(allow_expunge=True)
-                    await s.flush()
-                    continue
-                if not data:
-                    raise ConnectionClosed
-                s.framer.feed(data)
+    timeout = s.ctx.settings.idle_timeout
+    while True:
+        event = s.framer.next_event()
+        if event is None:
+            try:
+                async with asyncio.timeout(timeout):
+                    data = await s.conn.read(interruptible=True)
+            except TimeoutError:
+                s.out += b"* BYE IDLE timed out\r\n"
+                await s.flush()
+                raise ConnectionClosed from None
+            if data is None:
+                await s.sync(allow_expunge=True)
+                await s.flush()
                 continue
-            if isinstance(event, CommandReady) and event.texts[0].strip().upper() == b"DONE":
-                break
-            if isinstance(event, NeedContinuation | BigLiteralStart):
-                s.framer.reset()
-            raise bad("Expected DONE")
-    finally:
-        if watcher is not None:
-            watcher.cancel()
-            with contextlib.suppress(BaseException):
-                await watcher
+            if not data:
+                raise ConnectionClosed
+            s.framer.feed(data)
+            continue
+        if isinstance(event, CommandReady) and event.texts[0].strip().upper() == b"DONE":
+            break
+        if isinstance(event, NeedContinuation | BigLiteralStart):
+            s.framer.reset()
+        raise bad("Expected DONE")
     await s.sync(allow_expunge=True)
     return b"OK IDLE terminated"
 
 
-async def _watch(s: Session, mailbox_id: int) -> None:
-    view = s.selected
-    sub = s.ctx.storage.notifier.subscribe(mailbox_id)
+async def _watch(s: Session, sub: ChangeSubscription, folder: int) -> None:
     try:
         async for folder_id in sub:
-            if view is not None and folder_id == view.folder.folder_id:
+            if folder_id in (folder, 0):
+                s.dirty = True
                 s.conn.interrupt()
     finally:
-        aclose = getattr(sub, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await sub.aclose()
 
 
 _HANDLERS: dict[str, Handler] = {

@@ -87,23 +87,56 @@ class SelectedView:
         rev1: bool,
         vanished: bool = False,
     ) -> list[bytes]:
-        """Untagged responses bringing the session up to date with the store."""
+        """Untagged responses bringing the session up to date with the store.
+
+        Incremental: messages whose MODSEQ rose since the last sync (flag changes and new
+        messages) and the UIDs expunged since (RFC 7162 §3.2.10); a full listing only when
+        the counts do not add up.
+        """
         if current is None:
             return []
-        if (
+        unchanged = (
             current.highest_modseq == self.folder.highest_modseq
             and current.uidnext == self.folder.uidnext
             and current.message_count == self.folder.message_count
-            and not (allow_expunge and self.gone)
-        ):
+        )
+        if unchanged and not (allow_expunge and self.gone):
             return []
+        since = self.folder.highest_modseq
         self.folder = current
-        msgs = await store.list_messages(current.folder_id)
-        fresh = {m.uid: m for m in msgs}
+        last = self.uids[-1] if self.uids else 0
+        if unchanged:
+            changed: list[StoredMessage] = []
+        else:
+            changed = await store.changed_since(current.folder_id, since)
+            expunged = [u for u in await store.vanished_since(current.folder_id, since)]
+            self.gone.update(u for u in expunged if u in self.msgs)
+            added = sum(1 for m in changed if m.uid > last)
+            if len(self.uids) - len(self.gone) + added != current.message_count:
+                msgs = await store.list_messages(current.folder_id)
+                present = {m.uid for m in msgs}
+                self.gone.update(u for u in self.uids if u not in present)
+                changed = msgs
+        return self._apply(
+            changed,
+            last,
+            allow_expunge=allow_expunge,
+            rev1=rev1,
+            vanished=vanished,
+            current=current,
+        )
+
+    def _apply(
+        self,
+        changed: list[StoredMessage],
+        last: int,
+        *,
+        allow_expunge: bool,
+        rev1: bool,
+        vanished: bool,
+        current: Folder,
+    ) -> list[bytes]:
         out: list[bytes] = []
-        for uid in self.uids:
-            if uid not in fresh:
-                self.gone.add(uid)
         if allow_expunge and self.gone:
             gone = sorted(self.gone)
             seqs = self.remove(gone)
@@ -113,21 +146,21 @@ class SelectedView:
                 out.append(b"* VANISHED " + format_uids(gone).encode() + b"\r\n")
             else:
                 out.extend(b"* %d EXPUNGE\r\n" % s for s in seqs)
-        for uid, old in list(self.msgs.items()):
-            new = fresh.get(uid)
-            if new is None:
+        added: list[StoredMessage] = []
+        for new in changed:
+            if new.uid > last:
+                added.append(new)
                 continue
-            if new.flags != old.flags or new.modseq != old.modseq:
-                self.msgs[uid] = new
-                seq = self.seq_of(uid)
-                if seq is not None and new.flags != old.flags:
+            old = self.msgs.get(new.uid)
+            if old is None or new.uid in self.gone:
+                continue
+            self.msgs[new.uid] = new
+            if new.flags != old.flags:
+                seq = self.seq_of(new.uid)
+                if seq is not None:
                     mod = b" MODSEQ (%d)" % new.modseq if self.condstore else b""
-                    out.append(
-                        b"* %d FETCH (UID %d FLAGS %s%s)\r\n"
-                        % (seq, uid, flag_list(new.flags, uid in self.recent and rev1), mod)
-                    )
-        last = self.uids[-1] if self.uids else 0
-        added = [m for m in msgs if m.uid > last]
+                    flags = flag_list(new.flags, new.uid in self.recent and rev1)
+                    out.append(b"* %d FETCH (UID %d FLAGS %s%s)\r\n" % (seq, new.uid, flags, mod))
         if added:
             for m in added:
                 self.uids.append(m.uid)
@@ -136,6 +169,8 @@ class SelectedView:
             out.append(b"* %d EXISTS\r\n" % len(self.uids))
             if rev1:
                 out.append(b"* %d RECENT\r\n" % len(self.recent))
-        self.highest_modseq = max([self.highest_modseq, *(m.modseq for m in msgs)])
-        self.uidnext = max(current.uidnext, last + 1)
+        self.highest_modseq = max(
+            [self.highest_modseq, current.highest_modseq, *(m.modseq for m in changed)]
+        )
+        self.uidnext = max(current.uidnext, (self.uids[-1] + 1) if self.uids else 1)
         return out

@@ -177,6 +177,7 @@ class OperatorHandler(Handler):
 
 class RelayHandler(OperatorHandler):
     kind = "relay"
+    final_delivery = True  # relay-in delivers only to local mailboxes
 
     def __init__(
         self,
@@ -193,7 +194,11 @@ class RelayHandler(OperatorHandler):
 
     async def on_mail(self, s: Session, mail: MailFrom) -> Reply | None:
         domain = mail.address.rpartition("@")[2]
-        verdict = self.policy.check_inbound(s.peer_cert_der, domain)
+        # The certificate is fixed for the session: one check per sender domain and session.
+        cache = s.state.setdefault("verdicts", {})
+        verdict = cache.get(domain)
+        if verdict is None:
+            verdict = cache[domain] = self.policy.check_inbound(s.peer_cert_der, domain)
         if verdict.subject_dn:
             s.state["actor"] = verdict.subject_dn
         if not verdict.accepted:
