@@ -113,6 +113,8 @@ def test_serve_answers_discovery_and_logs_in(tmp_path: Path) -> None:
             page = c.get(f"{base}/authorize?response_type=code&client_id=none")
             assert page.status_code == 400  # unknown client: an error page, no redirect
         assert totp(secret).isdigit()
+        proc.terminate()  # SIGTERM: a clean stop, exit status 0
+        assert proc.wait(timeout=15) == 0
     finally:
         proc.terminate()
         deadline = time.monotonic() + 10

@@ -20,6 +20,7 @@ import getpass
 import ipaddress
 import os
 import secrets
+import signal
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -321,10 +322,14 @@ def _serve(args: argparse.Namespace) -> int:
     )
 
     async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
         bound = await server.start()
         print(f"IdP issuer {server.issuer} listening on {bound[0]}:{bound[1]}", flush=True)
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
             await server.stop()
 
