@@ -34,8 +34,10 @@ SESSION_COOKIE = "__Host-caducee-idp"
 CSRF_COOKIE = "__Host-caducee-idp-csrf"
 _SECURITY_HEADERS = {
     "Cache-Control": "no-store",
-    "Content-Security-Policy": "default-src 'none'; style-src 'self'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'",
+    # No form-action: Chromium applies it to the redirects that follow a submission, and the
+    # login form ends in a redirect to the client's redirect URI (another origin).
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Strict-Transport-Security": "max-age=31536000",
