@@ -202,3 +202,23 @@ async def test_hostile_headers(idp: RunningIdp) -> None:
     for header in (deep, "e30", "bnVsbA", "eyJ0eXAiOjF9"):  # nesting, {}, null, {"typ":1}
         with pytest.raises(AuthenticationFailed):
             await v.validate(f"{header}.e30.c2ln")
+
+
+async def test_rs256_tokens_as_pro_sante_connect_signs_them() -> None:
+    """Keycloak (hence PSC) signs RS256 with a "typ": "Bearer" claim; a static JWKS works."""
+    rsa = RSAKey.generate_key(2048, {"kid": "psc-1", "alg": "RS256", "use": "sig"}, private=True)
+    issuer = "https://auth.bas.psc.esante.gouv.fr/auth/realms/esante-wallet"
+    v = TokenValidator(issuer, audience="op1", jwks={"keys": [rsa.as_dict(private=False)]})
+    now = int(time.time())
+    claims = {
+        "iss": issuer,
+        "aud": "op1",
+        "sub": "f:550e8400:899700218896",
+        "exp": now + 120,
+        "typ": "Bearer",
+        "preferred_username": "899700218896",
+    }
+    token = jwt.encode({"alg": "RS256", "kid": "psc-1", "typ": "JWT"}, claims, rsa, ["RS256"])
+    checked = await v.validate(token)
+    assert checked.idnps == "899700218896"  # from preferred_username when no SubjectNameID
+    assert v.fetch_count == 0
