@@ -181,8 +181,12 @@ def build_app(core: OAuthCore, login: LoginService) -> Starlette:
         result = await run_in_threadpool(
             core.server.create_authorization_response, grant.request, grant_user, grant
         )
-        store.audit(
-            "idp.authorize", "ok", grant_user.user.username, grant.request.payload.client_id or ""
+        await run_in_threadpool(
+            store.audit,
+            "idp.authorize",
+            "ok",
+            grant_user.user.username,
+            grant.request.payload.client_id or "",
         )
         return _authlib_response(result)
 
