@@ -9,6 +9,7 @@ runs it in a thread pool.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections import defaultdict
@@ -39,6 +40,25 @@ from caducee.auth.idp.models import (
 from caducee.auth.idp.store import CodeRecord, IdpStore, RefreshRecord, User
 
 __all__ = ["HttpData", "IdpSettings", "OAuthCore", "user_claims"]
+
+
+class _NoTokenRecords(logging.Filter):
+    """authlib's grants log the whole token response at DEBUG ("Issue token {...}"): drop
+    those records, whatever the logging configuration (tokens are never logged)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(("Issue token", "Grant token"))
+
+
+_NO_TOKENS = _NoTokenRecords()
+for _name in (
+    "authlib.oauth2.rfc6749.grants.authorization_code",
+    "authlib.oauth2.rfc6749.grants.refresh_token",
+    "authlib.oauth2.rfc6749.grants.implicit",
+    "authlib.oauth2.rfc6749.grants.client_credentials",
+    "authlib.oauth2.rfc6749.grants.resource_owner_password_credentials",
+):
+    logging.getLogger(_name).addFilter(_NO_TOKENS)
 
 
 @dataclass(frozen=True)
