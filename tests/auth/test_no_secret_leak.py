@@ -76,7 +76,6 @@ async def test_no_secret_in_logs_or_database(
     # whose DEBUG trace prints the IdP's Location headers as the browser receives them).
     ours = [r.getMessage() for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
     assert any(r.name.startswith("authlib") for r in caplog.records)  # server side captured
-    text = "\n".join(ours)
     for piece in pieces:
         leaks = [line for line in ours if piece in line]
         assert not leaks, leaks[0][:300]
