@@ -222,3 +222,14 @@ async def test_rs256_tokens_as_pro_sante_connect_signs_them() -> None:
     checked = await v.validate(token)
     assert checked.idnps == "899700218896"  # from preferred_username when no SubjectNameID
     assert v.fetch_count == 0
+
+
+async def test_rotation_from_another_process_is_picked_up(idp: RunningIdp) -> None:
+    from caducee.auth.idp.keys import SigningKeys
+
+    before = idp.server.keys.current.kid
+    new_kid = SigningKeys(idp.server.data_dir / "signing-keys.json").rotate()  # e.g. the CLI
+    async with idp.http() as c:
+        kids = [k["kid"] for k in (await c.get("/jwks")).json()["keys"]]
+    assert kids[-1] == new_kid and before in kids
+    assert idp.server.keys.current.kid == new_kid
