@@ -29,6 +29,7 @@ from caducee.smtp.submission import SubmissionServer
 from caducee.storage import open_sqlite
 from caducee.storage.interfaces import Storage
 from caducee.storage.keyring import create_keyring
+from caducee.storage.passwords import PasswordHasher
 from caducee.testing.certs import IssuedCert, TrustSpaceCA
 from caducee.trust.listeblanche import DomainEntry, ListeBlanche
 from caducee.trust.policy import TrustPolicy
@@ -151,7 +152,10 @@ def body_of(stored: bytes) -> bytes:
 async def make_node(pki: Pki, tmp_path: Path, **limits: Any) -> Node:
     keyring = tmp_path / "keyring"
     create_keyring(keyring)
-    storage = await open_sqlite(tmp_path / "data", keyring, node="b")
+    # Cheap scrypt parameters: these tests are about SMTP, not password hashing cost.
+    storage = await open_sqlite(
+        tmp_path / "data", keyring, node="b", hasher=PasswordHasher(log2_n=10)
+    )
     accounts = storage.accounts
     for login, pw in PASSWORDS.items():
         await accounts.create_account(login, pw, display_name=login)

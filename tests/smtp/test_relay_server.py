@@ -305,3 +305,44 @@ async def test_max_recipients_and_idle_timeout(pki: Pki, tmp_path: Path) -> None
         await node.relay.stop()
         await node.submission.stop()
         await node.storage.close()
+
+
+async def test_disconnect_during_tls_handshake_ends_session_at_once(node: Node) -> None:
+    def talk() -> None:
+        c = RawClient(node.relay_addr)
+        c.replies(1)
+        c.send(b"EHLO mx.a.test\r\nSTARTTLS\r\n")
+        assert c.codes(2) == [250, 220]
+        c.send(b"\x16\x03\x01\x00")  # the start of a ClientHello, then gone
+        c.close()
+
+    await asyncio.to_thread(talk)
+    ev = await node.wait_audit(lambda e: e.kind == "smtp.relay.tls_failed", timeout=5)
+    assert "during the TLS handshake" in ev.details["reason"] or ev.details["reason"]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while node.relay._listener.session_count and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+    assert node.relay._listener.session_count == 0
+
+
+async def test_plaintext_after_starttls_is_a_handshake_failure(node: Node) -> None:
+    def talk() -> bytes:
+        c = RawClient(node.relay_addr)
+        c.replies(1)
+        c.send(b"EHLO mx.a.test\r\nSTARTTLS\r\n")
+        assert c.codes(2) == [250, 220]
+        c.send(b"MAIL FROM:<x@a.test>\r\n")
+        data = b""
+        try:
+            while chunk := c.sock.recv(4096):
+                data += chunk
+        except OSError:
+            pass
+        c.close()
+        return data
+
+    data = await asyncio.to_thread(talk)
+    assert b"250" not in data  # never answered in plaintext after STARTTLS
+    ev = await node.wait_audit(lambda e: e.kind == "smtp.relay.tls_failed")
+    assert ev.outcome == "refused"

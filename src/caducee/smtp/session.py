@@ -260,9 +260,8 @@ class Session:
         except (ssl.SSLError, OSError, TimeoutError, asyncio.CancelledError) as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            self._quit = True
+            self._quit = True  # the connection closes (the TLS alert was sent)
             await self.handler.on_tls_failed(self, exc)
-            self.conn.abort()
             return
         self.tls = True
         obj = self.conn.get_extra_info("ssl_object")
