@@ -133,7 +133,7 @@ class _Writer:
         self._tmp = None
         return rel
 
-    async def commit(self) -> BlobRef:
+    async def commit(self, *, durable: bool = True) -> BlobRef:
         if self._done:
             raise StorageError("blob writer already committed or aborted")
         self._done = True
@@ -148,7 +148,12 @@ class _Writer:
                 data = None
                 rel = await asyncio.to_thread(self._finish_file)
             args = (self._blob_id, self._key_id, self._size, self._salt, data, rel)
-            await self._store.runner.write(lambda: _insert(*args))
+            if durable:
+                await self._store.runner.write(lambda: _insert(*args))
+            else:
+                # Queued before any later write of the caller, so committed in the same batch
+                # or an earlier one: the later write's durability covers it.
+                self._store.runner.write_nowait(lambda: _insert(*args))
         except BaseException:
             await asyncio.to_thread(self._discard)
             raise
@@ -188,12 +193,12 @@ class SqliteBlobStore:
     def writer(self) -> _Writer:
         return _Writer(self)
 
-    async def put(self, data: bytes) -> BlobRef:
+    async def put(self, data: bytes, *, durable: bool = True) -> BlobRef:
         w = self.writer()
         view = memoryview(data)
         for start in range(0, len(data), SEGMENT):
             await w.write(bytes(view[start : start + SEGMENT]))
-        return await w.commit()
+        return await w.commit(durable=durable)
 
     async def get(self, ref: BlobRef) -> bytes:
         return b"".join([part async for part in self.stream(ref)])
