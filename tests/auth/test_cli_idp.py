@@ -16,6 +16,8 @@ import pytest
 from caducee.auth.totp import totp
 from caducee.cli.main import main
 
+from .conftest import AUDIENCE, IDNPS, PASSWORD, REDIRECT, RunningIdp
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -123,3 +125,35 @@ def test_serve_answers_discovery_and_logs_in(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
+
+
+async def test_token_command_prints_a_usable_xoauth2_string(
+    idp: RunningIdp, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import base64
+
+    from caducee.auth.sasl_mechs import parse_xoauth2
+    from caducee.auth.tokens import TokenValidator
+
+    monkeypatch.setenv("PW", PASSWORD)
+    monkeypatch.setenv("TOTP", idp.totp_secret)
+    args = [
+        "idp", "token", "--issuer", idp.base, "--client-id", "lps",
+        "--redirect-uri", REDIRECT, "--login", "jdupont", "--password-env", "PW",
+        "--totp-secret-env", "TOTP", "--ca", str(idp.pki.ca_file),
+        "--xoauth2", "jeanne.dupont@op1.test",
+    ]  # fmt: skip
+    assert await asyncio.to_thread(main, args) == 0
+    out = capsys.readouterr().out.strip()
+    creds = parse_xoauth2(base64.b64decode(out))
+    assert creds.authzid == "jeanne.dupont@op1.test"
+    v = TokenValidator(
+        idp.base, audience=AUDIENCE, jwks_url=f"{idp.base}/jwks", verify=idp.client_ctx()
+    )
+    assert (await v.validate(creds.token)).idnps == IDNPS
+    # a wrong password is one line on stderr, exit status 1, and no token
+    monkeypatch.setenv("PW", "wrong password")
+    assert await asyncio.to_thread(main, args) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith("caducee: error: login refused")

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
+import re
 import secrets
 import ssl
 import time
@@ -30,6 +32,7 @@ __all__ = [
     "AuthorizationRequest",
     "OidcClient",
     "TokenSet",
+    "headless_login",
     "oauthbearer_response",
     "xoauth2_response",
 ]
@@ -177,3 +180,32 @@ class OidcClient:
             id_token=body.get("id_token"),
             scope=str(body.get("scope", "")),
         )
+
+
+_HIDDEN = re.compile(r'<input type="hidden" name="(csrf|query)" value="([^"]*)"')
+
+
+async def headless_login(
+    client: OidcClient, username: str, password: str, totp_code: str = ""
+) -> TokenSet:
+    """Sandbox and test convenience: drives the sandbox IdP's own login form without a
+    browser (password + one-time code) and returns the tokens. Only for ``caducee idp``:
+    a real Pro Santé Connect login happens in the professional's browser or wallet."""
+    req = await client.start()
+    base = client.issuer
+    async with httpx.AsyncClient(verify=client._verify, timeout=10) as browser:
+        page = await browser.get(req.url)
+        fields = {k: html.unescape(v) for k, v in _HIDDEN.findall(page.text)}
+        if page.status_code != 200 or set(fields) != {"csrf", "query"}:
+            raise AuthenticationFailed(f"no login form (HTTP {page.status_code})")
+        resp = await browser.post(
+            f"{base}/login/password",
+            data={**fields, "username": username, "password": password, "totp": totp_code},
+        )
+        if resp.status_code != 303:
+            raise AuthenticationFailed(f"login refused (HTTP {resp.status_code})")
+        resp = await browser.get(f"{base}{resp.headers['location']}")
+        if resp.status_code != 302:
+            raise AuthenticationFailed(f"authorization refused (HTTP {resp.status_code})")
+        callback = resp.headers["location"]
+    return await client.finish(req, callback)
