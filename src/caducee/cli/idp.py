@@ -7,6 +7,7 @@
     caducee idp client list --dir D
     caducee idp rotate-key --dir D
     caducee idp audit --dir D
+    caducee idp token --issuer URL --client-id C --redirect-uri U --login L ...  (sandbox)
 
 Secrets never go on the command line: passwords come from a file, an environment variable or
 the terminal; generated secrets (TOTP, client secret) are printed once.
