@@ -42,6 +42,10 @@ def test_help_everywhere(capsys: pytest.CaptureFixture[str]) -> None:
         ["user", "list"],
         ["client", "add"],
         ["rotate-key"],
+        ["token"],
+        ["client", "list"],
+        ["user", "unlock"],
+        ["user", "passwd"],
         ["audit"],
     ):
         with pytest.raises(SystemExit) as exc:
