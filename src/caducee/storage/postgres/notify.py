@@ -34,16 +34,30 @@ class PgNotifier(LocalNotifier):
         self._kwargs = conn_kwargs
         self._instance = secrets.token_hex(6)
         self._task: asyncio.Task[None] | None = None
+        self._sender: asyncio.Task[None] | None = None
+        self._outbox: dict[str, None] = {}
         self._ready = asyncio.Event()
 
     async def publish(self, mailbox_id: int, folder_id: int) -> None:
+        """Wakes local subscribers now; other nodes get it from a background sender that
+        batches whatever is pending into one statement (the caller never waits for it)."""
         self.fan_out(mailbox_id, folder_id)
-        payload = f"{self._instance}:{mailbox_id}:{folder_id}"
-        try:
-            async with self._pool.connection() as conn:
-                await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
-        except psycopg.Error as exc:  # the change is committed; only the wake-up is lost
-            log.warning("NOTIFY failed: %s", type(exc).__name__)
+        self._outbox[f"{self._instance}:{mailbox_id}:{folder_id}"] = None
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send(), name="caducee-pg-notify")
+
+    async def _send(self) -> None:
+        while self._outbox:
+            payloads = list(self._outbox)[:200]
+            for p in payloads:
+                del self._outbox[p]
+            calls = ", ".join(["pg_notify(%s, %s)"] * len(payloads))
+            args = [x for p in payloads for x in (CHANNEL, p)]
+            try:
+                async with self._pool.connection() as conn:
+                    await conn.execute(f"SELECT {calls}".encode(), args)
+            except psycopg.Error as exc:  # the change is committed; only a wake-up is lost
+                log.warning("NOTIFY failed: %s", type(exc).__name__)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._listen(), name="caducee-pg-listen")
@@ -59,6 +73,11 @@ class PgNotifier(LocalNotifier):
                 )
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    if self._ready.is_set():
+                        # Changes may have been missed while disconnected: tell every local
+                        # subscriber to resynchronise (folder id 0).
+                        for mailbox_id in list(self._subs):
+                            self.fan_out(mailbox_id, 0)
                     self._ready.set()
                     delay = 0.1
                     async for note in conn.notifies():
@@ -79,6 +98,10 @@ class PgNotifier(LocalNotifier):
             log.warning("ignored malformed change notification")
 
     async def close(self) -> None:
+        if self._sender is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._sender), 5)
+            self._sender = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

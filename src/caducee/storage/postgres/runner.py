@@ -17,8 +17,8 @@ import psycopg
 from psycopg import errors as pgerr
 from psycopg_pool import AsyncConnectionPool
 
-from caducee.core.errors import CaduceeError, Conflict, StorageError
-from caducee.storage.sql.base import Dialect, Op, OpFactory
+from caducee.core.errors import CaduceeError, Conflict, NotFound, StorageError
+from caducee.storage.sql.base import Dialect, Op, OpFactory, Q
 
 __all__ = ["PgRunner", "migrate", "to_pg"]
 
@@ -33,24 +33,55 @@ def to_pg(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
-async def run_op(conn: psycopg.AsyncConnection[Any], op: Op[T]) -> T:
+@lru_cache(maxsize=4096)
+def _returns_rows(sql: str) -> bool:
+    """Our convention: a statement yields rows iff it is a SELECT or has a RETURNING clause."""
+    return sql.lstrip()[:6].upper() == "SELECT" or " RETURNING " in sql
+
+
+async def _execute(conn: psycopg.AsyncConnection[Any], stmt: Q) -> list[Any]:
+    async with conn.cursor() as cur:
+        if stmt.many:
+            if stmt.params:
+                await cur.executemany(to_pg(stmt.sql), stmt.params)
+            return []
+        await cur.execute(to_pg(stmt.sql), stmt.params)
+        # In pipeline mode a statement without result is not waited for: errors surface at
+        # the next sync, still inside the transaction, which they abort.
+        return await cur.fetchall() if _returns_rows(stmt.sql) else []
+
+
+async def run_op(conn: psycopg.AsyncConnection[Any], op: Op[T], first: Q) -> T:
+    stmt = first
     try:
-        stmt = next(op)
         while True:
-            async with conn.cursor() as cur:
-                if stmt.many:
-                    if stmt.params:
-                        await cur.executemany(to_pg(stmt.sql), stmt.params)
-                    rows: list[Any] = []
-                else:
-                    await cur.execute(to_pg(stmt.sql), stmt.params)
-                    rows = await cur.fetchall() if cur.description is not None else []
-            stmt = op.send(rows)
+            stmt = op.send(await _execute(conn, stmt))
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]  # generator return value is T
 
 
+async def run_factory(conn: psycopg.AsyncConnection[Any], factory: OpFactory[T]) -> T:
+    """One transaction, or none for an operation made of one ``only`` statement."""
+    op = factory()
+    try:
+        first = next(op)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]  # generator return value is T
+    if first.only:
+        rows = await _execute(conn, first)
+        try:
+            op.send(rows)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]  # generator return value is T
+        raise StorageError("an 'only' statement was followed by another")
+    # Pipeline mode: BEGIN travels with the first statement (one round trip fewer).
+    async with conn.pipeline(), conn.transaction():
+        return await run_op(conn, op, first)
+
+
 def _map(exc: psycopg.Error) -> CaduceeError:
+    if isinstance(exc, pgerr.ForeignKeyViolation):
+        return NotFound("a referenced object (blob, mailbox, folder) does not exist")
     if isinstance(exc, pgerr.UniqueViolation):
         return Conflict("the object already exists")
     if isinstance(exc, pgerr.IntegrityError):
@@ -67,8 +98,8 @@ class PgRunner:
     async def _run(self, factory: OpFactory[T]) -> T:
         for attempt in range(_RETRIES):
             try:
-                async with self.pool.connection() as conn, conn.transaction():
-                    return await run_op(conn, factory())
+                async with self.pool.connection() as conn:
+                    return await run_factory(conn, factory)
             except (pgerr.DeadlockDetected, pgerr.SerializationFailure) as exc:
                 if attempt == _RETRIES - 1:
                     raise _map(exc) from exc

@@ -15,7 +15,8 @@ from caducee.core.model import Account, Address, Mailbox, MailboxType
 from caducee.storage.interfaces import DEFAULT_FOLDERS
 from caducee.storage.passwords import PasswordHasher
 from caducee.storage.sql.base import Op, Q, Row, Runner, now_us
-from caducee.storage.sql.messages import create_folder_op, gc_blobs
+from caducee.storage.sql.folders import create_folder_op
+from caducee.storage.sql.messages import gc_blobs
 
 __all__ = ["ALL_RIGHTS", "SqlAccountStore"]
 
@@ -59,7 +60,14 @@ def _create_account(
 
 
 def _get_account(login: str) -> Op[Account | None]:
-    rows = yield Q(f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE login_key = ?", (login.lower(),))
+    rows = yield Q(
+        f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE login_key = ?", (login.lower(),), only=True
+    )
+    return _account(rows[0]) if rows else None
+
+
+def _get_account_by_idnps(idnps: str) -> Op[Account | None]:
+    rows = yield Q(f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE idnps = ?", (idnps,))
     return _account(rows[0]) if rows else None
 
 
@@ -67,12 +75,13 @@ def _account_secret(login: str) -> Op[tuple[Account, str | None] | None]:
     rows = yield Q(
         f"SELECT {_ACCOUNT_COLS}, password_hash FROM accounts WHERE login_key = ?",
         (login.lower(),),
+        only=True,
     )
     return (_account(rows[0]), rows[0][5]) if rows else None
 
 
 def _list_accounts() -> Op[list[Account]]:
-    rows = yield Q(f"SELECT {_ACCOUNT_COLS} FROM accounts ORDER BY login_key")
+    rows = yield Q(f"SELECT {_ACCOUNT_COLS} FROM accounts ORDER BY login_key", only=True)
     return [_account(r) for r in rows]
 
 
@@ -80,6 +89,7 @@ def _set_password(login: str, pw_hash: str) -> Op[None]:
     rows = yield Q(
         "UPDATE accounts SET password_hash = ? WHERE login_key = ? RETURNING account_id",
         (pw_hash, login.lower()),
+        only=True,
     )
     if not rows:
         raise NotFound(f"no account {login!r}")
@@ -89,6 +99,7 @@ def _set_disabled(login: str, disabled: bool) -> Op[None]:
     rows = yield Q(
         "UPDATE accounts SET disabled = ? WHERE login_key = ? RETURNING account_id",
         (1 if disabled else 0, login.lower()),
+        only=True,
     )
     if not rows:
         raise NotFound(f"no account {login!r}")
@@ -96,7 +107,7 @@ def _set_disabled(login: str, disabled: bool) -> Op[None]:
 
 def _delete_account(login: str) -> Op[None]:
     rows = yield Q(
-        "DELETE FROM accounts WHERE login_key = ? RETURNING account_id", (login.lower(),)
+        "DELETE FROM accounts WHERE login_key = ? RETURNING account_id", (login.lower(),), only=True
     )
     if not rows:
         raise NotFound(f"no account {login!r}")
@@ -146,17 +157,18 @@ def _create_mailbox(
 
 
 def _get_mailbox(where: str, arg: Any) -> Op[Mailbox | None]:
-    rows = yield Q(f"SELECT {_MAILBOX_COLS} FROM mailboxes WHERE {where} = ?", (arg,))
+    rows = yield Q(f"SELECT {_MAILBOX_COLS} FROM mailboxes WHERE {where} = ?", (arg,), only=True)
     return _mailbox(rows[0]) if rows else None
 
 
 def _list_mailboxes(domain: str | None) -> Op[list[Mailbox]]:
     if domain is None:
-        rows = yield Q(f"SELECT {_MAILBOX_COLS} FROM mailboxes ORDER BY address_key")
+        rows = yield Q(f"SELECT {_MAILBOX_COLS} FROM mailboxes ORDER BY address_key", only=True)
     else:
         rows = yield Q(
             f"SELECT {_MAILBOX_COLS} FROM mailboxes WHERE domain = ? ORDER BY address_key",
             (domain.lower().rstrip("."),),
+            only=True,
         )
     return [_mailbox(r) for r in rows]
 
@@ -233,6 +245,7 @@ def _acl(mailbox_id: int) -> Op[list[tuple[str, str]]]:
         "SELECT a.login, d.rights FROM delegations d JOIN accounts a"
         " ON a.account_id = d.account_id WHERE d.mailbox_id = ? ORDER BY a.login_key",
         (mailbox_id,),
+        only=True,
     )
     return [(r[0], r[1]) for r in rows]
 
@@ -255,6 +268,9 @@ class SqlAccountStore:
 
     async def get_account(self, login: str) -> Account | None:
         return await self._run.read(lambda: _get_account(login))
+
+    async def get_account_by_idnps(self, idnps: str) -> Account | None:
+        return await self._run.read(lambda: _get_account_by_idnps(idnps))
 
     async def list_accounts(self) -> list[Account]:
         return await self._run.read(_list_accounts)

@@ -17,6 +17,7 @@ def _record(event: AuditEvent, when: int, node: str) -> Op[None]:
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
         (when, event.kind, event.outcome, event.actor, event.target,
          json.dumps(dict(event.details), sort_keys=True, ensure_ascii=False), node),
+        only=True,
     )  # fmt: skip
 
 
@@ -49,7 +50,7 @@ def _query(
     sql = "SELECT kind, outcome, actor, target, details, time, node FROM audit"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    rows = yield Q(sql + " ORDER BY event_id DESC LIMIT ?", (*args, max(0, limit)))
+    rows = yield Q(sql + " ORDER BY event_id DESC LIMIT ?", (*args, max(0, limit)), only=True)
     return [_event(r) for r in rows]
 
 

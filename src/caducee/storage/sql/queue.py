@@ -33,9 +33,6 @@ def _enqueue(
     envid: str | None,
     ret: str | None,
 ) -> Op[int]:
-    rows = yield Q("SELECT 1 FROM blobs WHERE blob_id = ?", (blob.blob_id,))
-    if not rows:
-        raise NotFound("blob not found (not committed?)")
     now = now_us()
     rows = yield Q(
         "INSERT INTO queue_items (sender, blob_id, key_id, size, domain, created, next_attempt,"
@@ -123,7 +120,7 @@ def _list() -> Op[list[QueueItem]]:
 
 
 def _update(sql: str, params: tuple[object, ...], item_id: int) -> Op[None]:
-    rows = yield Q(sql + " RETURNING item_id", params)
+    rows = yield Q(sql + " RETURNING item_id", params, only=True)
     if not rows:
         raise NotFound(f"no queue item {item_id}")
 
@@ -133,6 +130,7 @@ def _set_state(item_id: int, address: str, state: RecipientState, diagnostic: st
         "UPDATE queue_recipients SET state = ?, diagnostic = ? WHERE item_id = ? AND address = ?"
         " RETURNING idx",
         (state.value, diagnostic, item_id, address),
+        only=True,
     )
     if not rows:
         raise NotFound(f"no recipient {address!r} in queue item {item_id}")
@@ -191,6 +189,20 @@ class SqlQueueStore:
         """Gives the lease back without counting an attempt (e.g. on shutdown)."""
         sql = "UPDATE queue_items SET lease_node = NULL, lease_until = 0 WHERE item_id = ?"
         await self._run.write(lambda: _update(sql, (item_id,), item_id))
+
+    async def release_node(self, node: str) -> int:
+        """Gives back every lease held by ``node``: at start-up, its items from a previous
+        life (crash) are due again at once. Node names are unique among nodes sharing a DB."""
+        sql = (
+            "UPDATE queue_items SET lease_node = NULL, lease_until = 0 WHERE lease_node = ?"
+            " RETURNING item_id"
+        )
+
+        def op() -> Op[int]:
+            rows = yield Q(sql, (node,))
+            return len(rows)
+
+        return await self._run.write(op)
 
     async def finish(self, item_id: int) -> None:
         await self._run.write(lambda: _finish(item_id))

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -20,12 +22,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from caducee.core.errors import CaduceeError, Conflict, StorageError
+from caducee.core.errors import CaduceeError, Conflict, NotFound, StorageError
 from caducee.storage.sql.base import Dialect, Op, OpFactory
 
 __all__ = ["SqliteRunner", "run_op"]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 MAX_BATCH = 512
 
 
@@ -47,11 +50,18 @@ def run_op(conn: sqlite3.Connection, op: Op[T]) -> T:
 def _map(exc: BaseException) -> BaseException:
     if isinstance(exc, CaduceeError):
         return exc
+    if isinstance(exc, sqlite3.IntegrityError) and "FOREIGN KEY" in str(exc):
+        return NotFound("a referenced object (blob, mailbox, folder) does not exist")
     if isinstance(exc, sqlite3.IntegrityError):
         return Conflict(f"integrity constraint failed: {exc}")
     if isinstance(exc, sqlite3.Error):
         return StorageError(f"SQLite error: {exc}")
     return exc
+
+
+def _log_failure(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.warning("a queued write failed: %s", fut.exception())
 
 
 def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
@@ -87,6 +97,8 @@ class SqliteRunner:
         self._closed = False
         self.batches = 0  # number of group commits (for tests and the benchmark)
         self.batched_jobs = 0
+        if not path.exists():  # only the operator may read the database (addresses, audit)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         conn = _connect(path, readonly=False)  # create the file and switch to WAL now
         conn.close()
         self._writer.start()
@@ -127,12 +139,19 @@ class SqliteRunner:
 
     def _run_exclusive(self, conn: sqlite3.Connection, job: _Job) -> None:
         fn, fut, _ = job
+        if not fut.set_running_or_notify_cancel():
+            return  # the caller gave up before the job started: nothing was done
         try:
             fut.set_result(fn(conn))
         except BaseException as exc:
             fut.set_exception(_map(exc))
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        # A job whose caller was cancelled before it started is skipped (nothing was done, no
+        # reply was given); once running, its future can no longer be cancelled.
+        batch = [job for job in batch if job[1].set_running_or_notify_cancel()]
+        if not batch:
+            return
         results: list[tuple[bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -170,6 +189,11 @@ class SqliteRunner:
 
     async def write(self, factory: OpFactory[T]) -> T:
         return await self._submit(lambda conn: run_op(conn, factory()), False)
+
+    def write_nowait(self, factory: OpFactory[Any]) -> None:
+        """Queues a write without waiting for its commit (see ``BlobWriter.commit``)."""
+        fut = self._submit(lambda conn: run_op(conn, factory()), False)
+        fut.add_done_callback(_log_failure)
 
     async def exclusive(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Runs ``fn`` alone on the writer connection (migrations); it manages its transaction."""
