@@ -171,6 +171,9 @@ async def test_serve_over_real_sockets(auth: Authority, tmp_path: Path) -> None:
         )
         liste = await asyncio.to_thread(fetch_liste_blanche, trust)
         assert liste.is_listed("ch-exemple.mssante.test")
+        bundle = str(auth.directory / "public/ca-bundle.pem")
+        args = ["trust", "inspect", "--json", "--ca-bundle", bundle, f"{https}/{LIST_NAME}"]
+        assert await asyncio.to_thread(main, args) == 0
         async with httpx.AsyncClient() as client:
             crl = (await client.get(f"{http}/crl/aci.crl")).content
             assert x509.load_pem_x509_crl(crl).issuer == auth.intermediate.cert.subject
