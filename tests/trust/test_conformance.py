@@ -23,9 +23,9 @@ from caducee.trust.conformance import SCENARIOS, run_conformance
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     d = tmp_path_factory.mktemp("conf") / "sbx"
-    with socket.socket() as s:  # a free port range is likely above an ephemeral port
+    with socket.socket() as s:  # a varying base below the ephemeral range (32768+)
         s.bind(("127.0.0.1", 0))
-        base = 20000 + s.getsockname()[1] % 20000
+        base = 20000 + (s.getsockname()[1] % 1200) * 10
     info = asyncio.run(create_sandbox(d, operators=2, port_base=base))
     return d, info
 
