@@ -419,3 +419,20 @@ async def test_recipient_over_quota_is_452_and_nothing_stored(node: Node) -> Non
     assert (code, text[:5]) == (452, b"4.2.2")
     assert await node.folder_messages("bob@b.test") == []  # atomic: all or nothing
     assert await node.folder_messages("tiny@b.test") == []
+
+
+async def test_recipient_probing_hits_the_error_limit(node: Node) -> None:
+    def talk() -> list[int]:
+        c = RawClient(node.relay_addr)
+        c.starttls(node.client_context(node.pki.peer))
+        c.send(b"MAIL FROM:<x@a.test>\r\n")
+        codes = c.codes(1)
+        for i in range(12):
+            c.send(f"RCPT TO:<user{i}@b.test>\r\n".encode())
+        codes += c.codes(11)
+        closed = c.sock.recv(4096) == b""
+        c.close()
+        return [*codes, closed]
+
+    # Ten refusals (max_errors), then 421 and the connection closes.
+    assert await asyncio.to_thread(talk) == [250, *[550] * 10, 421, True]

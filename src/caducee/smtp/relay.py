@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from caducee.config.model import NodeConfig
-from caducee.core.errors import QuotaExceeded, StorageError
+from caducee.core.errors import ConfigError, QuotaExceeded, StorageError
 from caducee.core.model import AuditEvent, BlobRef
 from caducee.smtp.protocol import HeaderCollector, MailFrom, RcptTo, Reply
 from caducee.smtp.server import Connection, Listener
@@ -299,7 +299,7 @@ class RelayServer:
     ) -> None:
         addr = listen or cfg.smtp.relay_listen
         if addr is None:
-            raise ValueError("relay server has no listen address (smtp.relay_listen)")
+            raise ConfigError(["smtp.relay_listen: the relay server needs a listen address"])
         self.limits = limits or limits_from_config(cfg)
         self.handler = RelayHandler(cfg, storage, policy, on_delivered)
         self.hostname = cfg.smtp.hostname

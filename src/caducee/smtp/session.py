@@ -330,6 +330,8 @@ class Session:
         refusal = await self.handler.on_mail(self, mail)
         if refusal is not None:
             self.reply(refusal)
+            if refusal.code >= 500:
+                self._count_error()
             return
         self.tx = Transaction(mail=mail, queue_id=secrets.token_hex(8))
         self.reply(Reply(250, "2.1.0", "Sender ok"))
@@ -346,6 +348,8 @@ class Session:
         if 200 <= result.code < 300:
             tx.rcpts.append(rcpt)
         self.reply(result)
+        if result.code >= 500:  # like Postfix's hard error limit: no endless probing
+            self._count_error()
 
     async def cmd_data(self, arg: str) -> None:
         tx = self.tx

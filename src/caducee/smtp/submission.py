@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from caducee.config.model import NodeConfig
-from caducee.core.errors import QuotaExceeded, StorageError
+from caducee.core.errors import ConfigError, QuotaExceeded, StorageError
 from caducee.core.model import Account, BlobRef, Mailbox, QueueRecipient
 from caducee.smtp.protocol import HeaderCollector, MailFrom, RcptTo, Reply, header_addresses
 from caducee.smtp.relay import OnDelivered, OperatorHandler, TrustView, limits_from_config
@@ -217,7 +217,9 @@ class SubmissionServer:
     ) -> None:
         addr = listen or cfg.smtp.submission_listen
         if addr is None:
-            raise ValueError("submission server has no listen address (smtp.submission_listen)")
+            raise ConfigError(
+                ["smtp.submission_listen: the submission server needs a listen address"]
+            )
         self.limits = limits or limits_from_config(cfg)
         mechs = list(mechanisms) if mechanisms is not None else [PlainMechanism(storage.accounts)]
         self.handler = SubmissionHandler(cfg, storage, policy, mechs, on_queued, on_delivered)
