@@ -20,7 +20,7 @@ import zipfile
 
 from caducee.core.errors import InvalidInput
 from caducee.directory.extracts import BadLine, ExtractKind, detect_kind, iter_lines, open_extract
-from caducee.directory.model import MAILBOX_TYPES
+from caducee.directory.model import MAILBOX_TYPES, idnst
 from caducee.directory.progress import Progress
 from caducee.directory.rows import (
     HASH_MASK,
@@ -222,6 +222,8 @@ def _write_persons(
         persons.clear()
         acts.clear()
         orgs.clear()
+        if not bulk:
+            seen_orgs.clear()
 
     for kind, number, f in _lines(path, bar):
         if isinstance(f, BadLine) or _check(kind, number, f) is not None:
@@ -234,19 +236,17 @@ def _write_persons(
         if len(group) < counts[key]:
             continue
         del pending[key]
-        h = 0
-        for line in group:
-            h = (h + line_hash(line)) & HASH_MASK
-        persons.append(person_row(group, h, stamp))
+        hashes = [line_hash(line) for line in group]
+        persons.append(person_row(group, sum(hashes) & HASH_MASK, stamp))
         ids: set[str] = set()
-        for line in group:
-            acts.append(activity_row(line, activity_id(line, ids)))
+        for line, lh in zip(group, hashes, strict=True):
+            acts.append(activity_row(line, activity_id(line, ids, lh)))
+            okey = idnst(line[21], line[19], line[23])
+            if not okey or okey in seen_orgs:
+                continue
+            seen_orgs.add(okey)
             o = org_row(line, stamp)
             if o is not None:
-                okey = str(o[0])
-                if bulk and okey in seen_orgs:
-                    continue
-                seen_orgs.add(okey)
                 orgs[okey] = o
         if len(persons) >= _BATCH:
             flush()

@@ -86,8 +86,10 @@ def person_row(lines: Sequence[Sequence[str]], hash_: int, updated: str) -> tupl
     return (f[2], f[0], f[1], f[3], f[4], f[5], f[6], f[7], f[8], doc, names, hash_, updated)
 
 
-def activity_id(f: Sequence[str], seen: set[str]) -> str:
-    base = f"{f[2]}-{line_hash(f) & 0xFFFFFFFFFF:010x}"
+def activity_id(f: Sequence[str], seen: set[str], hash_: int | None = None) -> str:
+    """A stable id for an activity line: the IDNPS and 40 bits of the line's hash."""
+    h = line_hash(f) if hash_ is None else hash_
+    base = f"{f[2]}-{h & 0xFFFFFFFFFF:010x}"
     aid, n = base, 1
     while aid in seen:
         n += 1
