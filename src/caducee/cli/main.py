@@ -81,5 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         if args.debug:
             raise
-        print(f"caducee: error: {exc.strerror or exc} ({exc.filename or ''})".rstrip(" ()"), file=sys.stderr)
+        print(
+            f"caducee: error: {exc.strerror or exc} ({exc.filename or ''})".rstrip(" ()"),
+            file=sys.stderr,
+        )
         return 1

@@ -162,7 +162,9 @@ class DirectoryApi:
                 included: list[dict[str, Any]], offset: int, count: int,
                 more: bool) -> dict[str, Any]:  # fmt: skip
         plain = [(k, v) for k, v in params.multi_items() if k != "_offset"]
-        links = [{"relation": "self", "url": f"{base}/{kind}?{urlencode([*plain, ('_offset', offset)])}"}]  # noqa: E501
+        links = [
+            {"relation": "self", "url": f"{base}/{kind}?{urlencode([*plain, ('_offset', offset)])}"}
+        ]
         if more:
             nxt = urlencode([*plain, ("_offset", offset + count)])
             links.append({"relation": "next", "url": f"{base}/{kind}?{nxt}"})

@@ -55,9 +55,7 @@ SYS_FINESS = "https://finess.esante.gouv.fr"
 SYS_SIRENE = "https://sirene.fr"
 SYS_ID_TYPE = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203"
 
-URL_MAILBOX_METADATA = (
-    "https://interop.esante.gouv.fr/ig/fhir/annuaire/StructureDefinition/as-ext-mailbox-mss-metadata"
-)
+URL_MAILBOX_METADATA = "https://interop.esante.gouv.fr/ig/fhir/annuaire/StructureDefinition/as-ext-mailbox-mss-metadata"
 URL_EMAIL_TYPE = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-contact-point-email-type"
 
 # TRE_G15-ProfessionSante (current codes).

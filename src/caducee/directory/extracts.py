@@ -11,7 +11,6 @@ or ``(line_number, error)`` so an importer can report a bad line with its number
 
 from __future__ import annotations
 
-import io
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,8 +25,8 @@ __all__ = [
     "PS_COLUMNS",
     "PS_HEADER",
     "BadLine",
-    "detect_kind",
     "ExtractKind",
+    "detect_kind",
     "format_line",
     "iter_lines",
     "open_extract",
@@ -196,7 +195,9 @@ def open_extract(path: Path) -> IO[bytes]:
         members = [m for m in zf.infolist() if not m.is_dir()]
         txt = [m for m in members if m.filename.lower().endswith((".txt", ".csv"))] or members
         if len(txt) != 1:
-            raise InvalidInput(f"{path.name}: expected one extract file in the ZIP, found {len(txt)}")
+            raise InvalidInput(
+                f"{path.name}: expected one extract file in the ZIP, found {len(txt)}"
+            )
         return zf.open(txt[0])
     return path.open("rb")
 
@@ -207,7 +208,7 @@ def iter_lines(stream: IO[bytes]) -> Iterator[tuple[str, int, list[str] | BadLin
     The first line must be one of the two known headers. Blank lines are skipped; a line that
     is not UTF-8 or has the wrong column count becomes a :class:`BadLine`.
     """
-    buffered = io.BufferedReader(stream, buffer_size=1 << 20) if not hasattr(stream, "peek") else stream
+    buffered = stream
     first = buffered.readline()
     if not first:
         raise InvalidInput("empty extract (no header line)")

@@ -96,7 +96,9 @@ def mailbox_contact_point(m: Mailbox, *, authenticated: bool = False) -> JSON:
 
 
 def _boxes(boxes: tuple[Mailbox, ...], authenticated: bool) -> list[JSON]:
-    return [mailbox_contact_point(m, authenticated=authenticated) for m in boxes if not m.liste_rouge]
+    return [
+        mailbox_contact_point(m, authenticated=authenticated) for m in boxes if not m.liste_rouge
+    ]
 
 
 def practitioner(p: Person, *, authenticated: bool = False) -> JSON:
@@ -122,7 +124,13 @@ def practitioner(p: Person, *, authenticated: bool = False) -> JSON:
         if a.sf_code and ("s", a.sf_code) not in seen:
             seen.add(("s", a.sf_code))
             quals.append(
-                {"code": {"coding": _clean([{"system": TRE_R38, "code": a.sf_code, "display": a.sf_label}])}}  # noqa: E501
+                {
+                    "code": {
+                        "coding": _clean(
+                            [{"system": TRE_R38, "code": a.sf_code, "display": a.sf_label}]
+                        )
+                    }
+                }
             )
     res: JSON = {
         "resourceType": "Practitioner",
@@ -147,10 +155,16 @@ def _clean(codings: list[JSON]) -> list[JSON]:
 def practitioner_role(a: Activity, *, authenticated: bool = False) -> JSON:
     codes = []
     if a.mode_code:
-        codes.append({"coding": _clean([{"system": TRE_R23, "code": a.mode_code, "display": a.mode_label}])})  # noqa: E501
+        codes.append(
+            {"coding": _clean([{"system": TRE_R23, "code": a.mode_code, "display": a.mode_label}])}
+        )
     if a.profession_code:
         codes.append(
-            {"coding": _clean([{"system": TRE_G15, "code": a.profession_code, "display": a.profession_label}])}  # noqa: E501
+            {
+                "coding": _clean(
+                    [{"system": TRE_G15, "code": a.profession_code, "display": a.profession_label}]
+                )
+            }
         )
     res: JSON = {
         "resourceType": "PractitionerRole",
@@ -193,7 +207,11 @@ def organization(o: Organization, *, authenticated: bool = False) -> JSON:
         res["alias"] = [o.enseigne]
     if o.sector_code:
         res["type"] = [
-            {"coding": _clean([{"system": TRE_R02, "code": o.sector_code, "display": o.sector_label}])}  # noqa: E501
+            {
+                "coding": _clean(
+                    [{"system": TRE_R02, "code": o.sector_code, "display": o.sector_label}]
+                )
+            }
         ]
     telecom: list[JSON] = []
     if authenticated:

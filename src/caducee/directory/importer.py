@@ -11,12 +11,12 @@ skipped; too many bad lines, or a file that would remove too large a share of th
 from __future__ import annotations
 
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
-import zipfile
 
 from caducee.core.errors import InvalidInput
 from caducee.directory.extracts import BadLine, ExtractKind, detect_kind, iter_lines, open_extract
@@ -82,9 +82,6 @@ class _Counting:
         line = self.raw.readline()
         self.read_bytes += len(line)
         return line
-
-    def peek(self, n: int = 0) -> bytes:  # iter_lines only checks it exists
-        return b""
 
 
 def _size(path: Path) -> int:

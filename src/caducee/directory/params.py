@@ -129,7 +129,8 @@ def parse_role(params: Params) -> RoleQuery | None:
         return None
     box, match = _mailbox(params)
     return RoleQuery(
-        ids=tuple(_values(params, "_id")) + tuple(v.rpartition("|")[2] for v in _values(params, "identifier")),  # noqa: E501
+        ids=tuple(_values(params, "_id"))
+        + tuple(v.rpartition("|")[2] for v in _values(params, "identifier")),
         practitioners=_ref_ids(params, "practitioner"),
         organizations=_ref_ids(params, "organization"),
         roles=_codes(params, "role"),
@@ -137,5 +138,3 @@ def parse_role(params: Params) -> RoleQuery | None:
         mailbox_match=match,
         updated_since=_updated(params),
     )
-
-

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -23,7 +23,8 @@ from caducee.directory.model import (
     Organization,
     Person,
 )
-from caducee.directory.store import MailboxMatch, OrgQuery, PersonQuery, RoleQuery
+from caducee.directory.rows import mailbox_store_row
+from caducee.directory.store import ImportSession, MailboxMatch, OrgQuery, PersonQuery, RoleQuery
 from caducee.directory.text import deletes, edit_distance_le1, fold, tokens
 
 __all__ = ["SqlStoreBase", "Term"]
@@ -41,6 +42,10 @@ def _mailbox(r: Row) -> Mailbox:
     return Mailbox(r[0], r[1], r[2] or "", r[3] or "", r[4] or "", r[5] or "", r[6] or "",
                    bool(r[7]), r[8], r[9] or "", r[10] or "", r[11] or "", r[12] or "",
                    r[13] or "", r[14] or "")  # fmt: skip
+
+
+def _strs(row: Row) -> list[str]:
+    return [str(x) if x is not None else "" for x in row]
 
 
 class SqlStoreBase(ABC):
@@ -121,7 +126,8 @@ class SqlStoreBase(ABC):
 
     def _prefix_exists(self, tok: str) -> bool:
         rows = self._all(
-            "SELECT 1 FROM name_term WHERE term >= ? AND term < ? LIMIT 1", [tok, tok + "\U0010ffff"]
+            "SELECT 1 FROM name_term WHERE term >= ? AND term < ? LIMIT 1",
+            [tok, tok + "\U0010ffff"],
         )
         return bool(rows)
 
@@ -162,7 +168,7 @@ class SqlStoreBase(ABC):
         if q.mailbox:
             c, p = self._mailbox_cond(q.mailbox, q.mailbox_match)
             conds.append(
-                f"t.idnps IN (SELECT m.idnps FROM mailbox m WHERE {c} AND m.liste_rouge = 0)"
+                f"t.idnps IN (SELECT m.idnps FROM mailbox m WHERE {c} AND m.liste_rouge = 0)"  # noqa: S608
             )
             params += p
         if q.updated_since:
@@ -201,12 +207,15 @@ class SqlStoreBase(ABC):
             params.append("%" + q.name_contains.lower() + "%")
         if q.identifiers:
             marks = ", ".join("?" * len(q.identifiers))
-            conds.append(f"(t.key IN ({marks}) OR t.finess IN ({marks}) OR t.siret IN ({marks}))")
-            params += list(q.identifiers) * 3
+            conds.append(
+                f"(t.key IN ({marks}) OR t.finess IN ({marks}) OR t.siret IN ({marks})"
+                f" OR t.siren IN ({marks}))"
+            )
+            params += list(q.identifiers) * 4
         if q.mailbox:
             c, p = self._mailbox_cond(q.mailbox, q.mailbox_match)
             conds.append(
-                f"t.key IN (SELECT m.org_key FROM mailbox m WHERE {c} AND m.liste_rouge = 0"
+                f"t.key IN (SELECT m.org_key FROM mailbox m WHERE {c} AND m.liste_rouge = 0"  # noqa: S608
                 " AND m.type IN ('ORG', 'APP'))"
             )
             params += p
@@ -220,7 +229,11 @@ class SqlStoreBase(ABC):
     def search_roles(self, q: RoleQuery, offset: int, limit: int) -> list[str]:
         conds: list[str] = []
         params: list[object] = []
-        for col, values in (("a.id", q.ids), ("a.idnps", q.practitioners), ("a.org_key", q.organizations)):
+        for col, values in (
+            ("a.id", q.ids),
+            ("a.idnps", q.practitioners),
+            ("a.org_key", q.organizations),
+        ):
             if values:
                 conds.append(f"{col} IN ({', '.join('?' * len(values))})")
                 params += list(values)
@@ -231,12 +244,12 @@ class SqlStoreBase(ABC):
         if q.mailbox:
             c, p = self._mailbox_cond(q.mailbox, q.mailbox_match)
             conds.append(
-                f"EXISTS (SELECT 1 FROM mailbox m WHERE {c} AND m.liste_rouge = 0"
+                f"EXISTS (SELECT 1 FROM mailbox m WHERE {c} AND m.liste_rouge = 0"  # noqa: S608
                 " AND m.idnps = a.idnps AND m.org_key = a.org_key)"
             )
             params += p
             conds.append(
-                f"a.idnps IN (SELECT m.idnps FROM mailbox m WHERE {c} AND m.liste_rouge = 0)"
+                f"a.idnps IN (SELECT m.idnps FROM mailbox m WHERE {c} AND m.liste_rouge = 0)"  # noqa: S608
             )
             params += p
         if q.updated_since:
@@ -283,8 +296,11 @@ class SqlStoreBase(ABC):
             if m.type in ("PER", "CAB"):
                 boxes.setdefault(m.idnps, []).append(m)
         by_id = {
-            r[0]: Person(*(x or "" for x in r), activities=tuple(acts.get(r[0], ())),
-                         mailboxes=tuple(boxes.get(r[0], ())))  # fmt: skip
+            r[0]: replace(
+                Person(*_strs(r)[:9]),  # type: ignore[arg-type]  # the 9 leading str fields
+                activities=tuple(acts.get(r[0], ())),
+                mailboxes=tuple(boxes.get(r[0], ())),
+            )
             for r in prow
         }
         return [by_id[i] for i in ids if i in by_id]
@@ -298,7 +314,8 @@ class SqlStoreBase(ABC):
             f" WHERE a.{col} IN ({marks}) ORDER BY a.id",
             list(values),
         )
-        return [Activity(*(x or "" for x in r)) for r in rows]
+        # the selected columns are the leading str fields of Activity
+        return [Activity(*_strs(r)) for r in rows]  # type: ignore[arg-type]
 
     def get_roles(self, ids: Sequence[str]) -> list[Activity]:
         if not ids:
@@ -309,10 +326,7 @@ class SqlStoreBase(ABC):
         for m in self._mailboxes_where("idnps", persons):
             if m.org_key and m.type == "PER":
                 boxes.setdefault((m.idnps, m.org_key), []).append(m)
-        out = {
-            a.id: replace(a, mailboxes=tuple(boxes.get((a.idnps, a.org_key), ())))
-            for a in acts
-        }
+        out = {a.id: replace(a, mailboxes=tuple(boxes.get((a.idnps, a.org_key), ()))) for a in acts}
         return [out[i] for i in ids if i in out]
 
     def get_orgs(self, keys: Sequence[str]) -> list[Organization]:
@@ -331,7 +345,10 @@ class SqlStoreBase(ABC):
             if m.type in ("ORG", "APP"):
                 boxes.setdefault(m.org_key, []).append(m)
         by_key = {
-            r[0]: Organization(*(x or "" for x in r), mailboxes=tuple(boxes.get(r[0], ())))
+            r[0]: replace(
+                Organization(*_strs(r)),  # type: ignore[arg-type]  # the leading str fields
+                mailboxes=tuple(boxes.get(r[0], ())),
+            )
             for r in rows
         }
         return [by_key[k] for k in keys if k in by_key]
@@ -340,9 +357,34 @@ class SqlStoreBase(ABC):
     def find_mailbox(self, address: str) -> list[Mailbox]:
         return self._mailboxes_where("address", [address.strip().lower()])
 
+    @abstractmethod
+    def importing(self, *, bulk: bool = False) -> AbstractContextManager[ImportSession]: ...
+
+    def put_mailbox(self, mailbox: Mailbox) -> None:
+        row = mailbox_store_row(mailbox, self._holder_row(mailbox.idnps))
+        with self.importing() as s:
+            s.delete_mailboxes([mailbox.address])
+            s.insert_mailboxes([row])
+
+    def remove_mailbox(self, address: str) -> int:
+        before = len(self.find_mailbox(address))
+        with self.importing() as s:
+            s.delete_mailboxes([address.strip().lower()])
+        return before
+
+    def _holder_row(self, idnps: str) -> Row | None:
+        if not idnps:
+            return None
+        rows = self._all(
+            "SELECT p.id_type, p.id_pp, p.civ_ex_code, p.family, p.given, a.category_code,"
+            " a.category_label, a.profession_code, a.profession_label, a.sf_code, a.sf_label"
+            " FROM person p LEFT JOIN activity a ON a.idnps = p.idnps WHERE p.idnps = ? LIMIT 1",
+            [idnps],
+        )
+        return rows[0] if rows else None
+
 
 def insert_sql(table: str) -> str:
     cols = {"person": PERSON_COLUMNS, "activity": ACTIVITY_COLUMNS, "org": ORG_COLUMNS,
             "mailbox": MAILBOX_COLUMNS}[table]  # fmt: skip
     return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"  # noqa: S608
-

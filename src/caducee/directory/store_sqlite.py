@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from caducee.core.errors import StorageError
-from caducee.directory.model import Mailbox
 from caducee.directory.sqlbase import SqlStoreBase, Term, insert_sql
 from caducee.directory.store import ImportSession
 from caducee.directory.text import deletes
@@ -38,7 +37,8 @@ CREATE TABLE IF NOT EXISTS activity (
 CREATE INDEX IF NOT EXISTS activity_idnps ON activity(idnps);
 CREATE INDEX IF NOT EXISTS activity_org ON activity(org_key);
 CREATE TABLE IF NOT EXISTS org (
-  pk INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, siret TEXT, siren TEXT, finess TEXT,
+  pk INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, siret TEXT, siren TEXT,
+  finess TEXT,
   finess_ej TEXT, tech_id TEXT, name TEXT, enseigne TEXT, compl_dest TEXT, compl_geo TEXT,
   num_voie TEXT, indice TEXT, type_voie_code TEXT, type_voie_label TEXT, voie TEXT, mention TEXT,
   cedex TEXT, postal_code TEXT, commune_code TEXT, city TEXT, country_code TEXT, country TEXT,
@@ -46,11 +46,13 @@ CREATE TABLE IF NOT EXISTS org (
   sector_code TEXT, sector_label TEXT, doc TEXT, source TEXT, updated TEXT);
 CREATE INDEX IF NOT EXISTS org_finess ON org(finess);
 CREATE INDEX IF NOT EXISTS org_siret ON org(siret);
+CREATE INDEX IF NOT EXISTS org_siren ON org(siren);
 CREATE VIRTUAL TABLE IF NOT EXISTS org_fts USING fts5(
   doc, content='org', content_rowid='pk', detail=none, columnsize=0,
   tokenize='unicode61 remove_diacritics 2', prefix='1 2 3');
 CREATE TABLE IF NOT EXISTS mailbox (
-  pk INTEGER PRIMARY KEY AUTOINCREMENT, type TEXT NOT NULL, address TEXT NOT NULL, id_type_pp TEXT, id_pp TEXT,
+  pk INTEGER PRIMARY KEY AUTOINCREMENT, type TEXT NOT NULL, address TEXT NOT NULL,
+  id_type_pp TEXT, id_pp TEXT,
   idnps TEXT, struct_type TEXT, struct_id TEXT, service TEXT, civ TEXT, family TEXT, given TEXT,
   category_code TEXT, category_label TEXT, profession_code TEXT, profession_label TEXT,
   sf_code TEXT, sf_label TEXT, demat TEXT, org_name TEXT, enseigne TEXT, l2 TEXT, l3 TEXT,
@@ -146,31 +148,6 @@ class SqliteDirectoryStore(SqlStoreBase):
                     conn.execute("ROLLBACK")
                 raise
 
-    def put_mailbox(self, mailbox: Mailbox) -> None:
-        from caducee.directory.rows import mailbox_store_row
-
-        row = mailbox_store_row(mailbox, self._person_row(mailbox.idnps))
-        with self.importing() as s:
-            s.delete_mailboxes([mailbox.address])
-            s.insert_mailboxes([row])
-
-    def remove_mailbox(self, address: str) -> int:
-        before = len(self.find_mailbox(address))
-        with self.importing() as s:
-            s.delete_mailboxes([address.strip().lower()])
-        return before
-
-    def _person_row(self, idnps: str) -> tuple[Any, ...] | None:
-        if not idnps:
-            return None
-        rows = self._all(
-            "SELECT p.id_type, p.id_pp, p.civ_ex_code, p.family, p.given, a.category_code,"
-            " a.category_label, a.profession_code, a.profession_label, a.sf_code, a.sf_label"
-            " FROM person p LEFT JOIN activity a ON a.idnps = p.idnps WHERE p.idnps = ? LIMIT 1",
-            [idnps],
-        )
-        return rows[0] if rows else None
-
 
 class _SqliteImport:
     """One import transaction on SQLite (see :class:`ImportSession`)."""
@@ -253,7 +230,7 @@ class _SqliteImport:
         c = self.conn
         if self.bulk:
             for fts in ("person_fts", "org_fts", "mailbox_tri"):
-                c.execute(f"INSERT INTO {fts}({fts}) VALUES('rebuild')")  # noqa: S608
+                c.execute(f"INSERT INTO {fts}({fts}) VALUES('rebuild')")
         else:
             c.execute(
                 "INSERT INTO person_fts(rowid, doc) SELECT pk, doc FROM person WHERE pk > ?",

@@ -26,57 +26,406 @@ from caducee.directory.text import fold
 
 __all__ = ["ExtraPerson", "SynthResult", "generate"]
 
-FAMILY = (
-    "Martin Bernard Dubois Thomas Robert Richard Petit Durand Leroy Moreau Simon Laurent Lefèbvre "
-    "Michel Garcia David Bertrand Roux Vincent Fournier Morel Girard André Lefèvre Mercier Dupont "
-    "Lambert Bonnet François Martinez Legrand Garnier Faure Rousseau Blanc Guérin Muller Henry "
-    "Roussel Nicolas Perrin Morin Mathieu Clément Gauthier Dumont Lopez Fontaine Chevalier Robin "
-    "Masson Sanchez Gérard Nguyen Boyer Denis Lemaire Duval Joly Gautier Roger Roche Roy Noël "
-    "Meyer Lucas Meunier Pérez Marchand Dufour Blanchard Barbier Brun Dumas Brunet Schmitt "
-    "Leroux Colin Fernandez Renard Arnaud Rolland Caron Aubert Giraud Leclerc Vidal Bourgeois "
-    "Renaud Lemoine Picard Gaillard Leclercq Lacroix Fabre Dupuis Olivier Rodriguez Hubert "
-    "Guillot Rivière Guillaume Adam Rey Moulin Gonzalez Berger Lecomte Ménard Fleury Deschamps "
-    "Carpentier Benoît Maillard Marchal Aubry Vasseur Renault Jacquet Collet Prévost Poirier "
-    "Charpentier Royer Huet Baron Dupuy Pons Laine Carré Breton Rémy Schneider Perrot Guyot "
-    "Barré Marty Cousin Bouvier Besnard Lefort Hoarau Payet Kieffer Haddad Benali Diallo Traoré"
-).split()
-PARTICLE = (
-    "de La Fontaine|d'Argenson|de Saint-Just|Le Bihan|Le Gall|Le Goff|Le Roux|Du Pont|Da Silva|"
-    "Dos Santos|N'Diaye|Ben Ahmed|Saint-Martin|de Castelnau|d'Harcourt|Van der Berg|Mac Donald|"
-    "L'Hôte|de Sousa|El Amrani|Ould-Ahmed|La Rosa|Le Nôtre|de Lattre|Lévêque-Bénard"
-).split("|")
-SYL1 = "Ker Le La Mont Beau Ros Char Val Bel Mar Vill Bou Four Cham Cour Lan Mor Pel Ri Ver Gau Dé Bé Ché Tou Vi Sau Lau Ga Bro".split()  # noqa: E501
+FAMILY = [
+    "Martin",
+    "Bernard",
+    "Dubois",
+    "Thomas",
+    "Robert",
+    "Richard",
+    "Petit",
+    "Durand",
+    "Leroy",
+    "Moreau",
+    "Simon",
+    "Laurent",
+    "Lefèbvre",
+    "Michel",
+    "Garcia",
+    "David",
+    "Bertrand",
+    "Roux",
+    "Vincent",
+    "Fournier",
+    "Morel",
+    "Girard",
+    "André",
+    "Lefèvre",
+    "Mercier",
+    "Dupont",
+    "Lambert",
+    "Bonnet",
+    "François",
+    "Martinez",
+    "Legrand",
+    "Garnier",
+    "Faure",
+    "Rousseau",
+    "Blanc",
+    "Guérin",
+    "Muller",
+    "Henry",
+    "Roussel",
+    "Nicolas",
+    "Perrin",
+    "Morin",
+    "Mathieu",
+    "Clément",
+    "Gauthier",
+    "Dumont",
+    "Lopez",
+    "Fontaine",
+    "Chevalier",
+    "Robin",
+    "Masson",
+    "Sanchez",
+    "Gérard",
+    "Nguyen",
+    "Boyer",
+    "Denis",
+    "Lemaire",
+    "Duval",
+    "Joly",
+    "Gautier",
+    "Roger",
+    "Roche",
+    "Roy",
+    "Noël",
+    "Meyer",
+    "Lucas",
+    "Meunier",
+    "Pérez",
+    "Marchand",
+    "Dufour",
+    "Blanchard",
+    "Barbier",
+    "Brun",
+    "Dumas",
+    "Brunet",
+    "Schmitt",
+    "Leroux",
+    "Colin",
+    "Fernandez",
+    "Renard",
+    "Arnaud",
+    "Rolland",
+    "Caron",
+    "Aubert",
+    "Giraud",
+    "Leclerc",
+    "Vidal",
+    "Bourgeois",
+    "Renaud",
+    "Lemoine",
+    "Picard",
+    "Gaillard",
+    "Leclercq",
+    "Lacroix",
+    "Fabre",
+    "Dupuis",
+    "Olivier",
+    "Rodriguez",
+    "Hubert",
+    "Guillot",
+    "Rivière",
+    "Guillaume",
+    "Adam",
+    "Rey",
+    "Moulin",
+    "Gonzalez",
+    "Berger",
+    "Lecomte",
+    "Ménard",
+    "Fleury",
+    "Deschamps",
+    "Carpentier",
+    "Benoît",
+    "Maillard",
+    "Marchal",
+    "Aubry",
+    "Vasseur",
+    "Renault",
+    "Jacquet",
+    "Collet",
+    "Prévost",
+    "Poirier",
+    "Charpentier",
+    "Royer",
+    "Huet",
+    "Baron",
+    "Dupuy",
+    "Pons",
+    "Laine",
+    "Carré",
+    "Breton",
+    "Rémy",
+    "Schneider",
+    "Perrot",
+    "Guyot",
+    "Barré",
+    "Marty",
+    "Cousin",
+    "Bouvier",
+    "Besnard",
+    "Lefort",
+    "Hoarau",
+    "Payet",
+    "Kieffer",
+    "Haddad",
+    "Benali",
+    "Diallo",
+    "Traoré",
+]
+PARTICLE = [
+    "de La Fontaine",
+    "d'Argenson",
+    "de Saint-Just",
+    "Le Bihan",
+    "Le Gall",
+    "Le Goff",
+    "Le Roux",
+    "Du Pont",
+    "Da Silva",
+    "Dos Santos",
+    "N'Diaye",
+    "Ben Ahmed",
+    "Saint-Martin",
+    "de Castelnau",
+    "d'Harcourt",
+    "Van der Berg",
+    "Mac Donald",
+    "L'Hôte",
+    "de Sousa",
+    "El Amrani",
+    "Ould-Ahmed",
+    "La Rosa",
+    "Le Nôtre",
+    "de Lattre",
+    "Lévêque-Bénard",
+]
+SYL1 = [
+    "Ker",
+    "Le",
+    "La",
+    "Mont",
+    "Beau",
+    "Ros",
+    "Char",
+    "Val",
+    "Bel",
+    "Mar",
+    "Vill",
+    "Bou",
+    "Four",
+    "Cham",
+    "Cour",
+    "Lan",
+    "Mor",
+    "Pel",
+    "Ri",
+    "Ver",
+    "Gau",
+    "Dé",
+    "Bé",
+    "Ché",
+    "Tou",
+    "Vi",
+    "Sau",
+    "Lau",
+    "Ga",
+    "Bro",
+]
 SYL2 = ["", "a", "e", "i", "o", "ou", "an", "er", "on", "é"]
-SYL3 = "ville court mont ier ard ot on ez at elle eau in ais ac ieu oux ère y ès gnac det let lin quin".split()  # noqa: E501
-GIVEN_F = (
-    "Marie Anne Sophie Isabelle Nathalie Catherine Sylvie Christine Hélène Élodie Zoé Chloé "
-    "Maëlle Noémie Gaëlle Cécile Thérèse Agnès Inès Anaïs Léa Camille Manon Émilie Aurélie "
-    "Céline Valérie Véronique Françoise Mélanie Laëtitia Solène Clémence Marie-Hélène "
-    "Anne-Sophie Marie-Claire Anne-Laure Marie-Thérèse Fatima Yasmine Aïcha"
-).split()
-GIVEN_M = (
-    "Jean Pierre Michel Philippe Alain Nicolas François Stéphane Frédéric Jérôme Sébastien "
-    "Benoît Loïc Joël Clément Raphaël Théo Mathéo Grégoire Hervé Éric Thierry Pascal Olivier "
-    "Laurent Cédric Mickaël Noël Anthony Julien Jean-Marie Jean-François Jean-Luc Pierre-Yves "
-    "Jean-Baptiste Marc-Antoine Karim Mohamed Yannick Gaël"
-).split()
-STREETS = (
-    "DE LA REPUBLIQUE|VICTOR HUGO|JEAN JAURES|PASTEUR|DU GENERAL DE GAULLE|DES LILAS|EMILE ZOLA|"
-    "DE LA GARE|NATIONALE|DU MARECHAL FOCH|GAMBETTA|VOLTAIRE|DES ECOLES|SAINT-MICHEL|DE PARIS|"
-    "DU CHATEAU|DES TILLEULS|JULES FERRY|DE L'EGLISE|DU MOULIN|ARISTIDE BRIAND|CARNOT|"
-    "DE VERDUN|DES ROSES|DU 8 MAI 1945|HENRI BARBUSSE|DIDOT|DU MORVAN|DE LA LIBERATION"
-).split("|")
+SYL3 = [
+    "ville",
+    "court",
+    "mont",
+    "ier",
+    "ard",
+    "ot",
+    "on",
+    "ez",
+    "at",
+    "elle",
+    "eau",
+    "in",
+    "ais",
+    "ac",
+    "ieu",
+    "oux",
+    "ère",
+    "y",
+    "ès",
+    "gnac",
+    "det",
+    "let",
+    "lin",
+    "quin",
+]
+GIVEN_F = [
+    "Marie",
+    "Anne",
+    "Sophie",
+    "Isabelle",
+    "Nathalie",
+    "Catherine",
+    "Sylvie",
+    "Christine",
+    "Hélène",
+    "Élodie",
+    "Zoé",
+    "Chloé",
+    "Maëlle",
+    "Noémie",
+    "Gaëlle",
+    "Cécile",
+    "Thérèse",
+    "Agnès",
+    "Inès",
+    "Anaïs",
+    "Léa",
+    "Camille",
+    "Manon",
+    "Émilie",
+    "Aurélie",
+    "Céline",
+    "Valérie",
+    "Véronique",
+    "Françoise",
+    "Mélanie",
+    "Laëtitia",
+    "Solène",
+    "Clémence",
+    "Marie-Hélène",
+    "Anne-Sophie",
+    "Marie-Claire",
+    "Anne-Laure",
+    "Marie-Thérèse",
+    "Fatima",
+    "Yasmine",
+    "Aïcha",
+]
+GIVEN_M = [
+    "Jean",
+    "Pierre",
+    "Michel",
+    "Philippe",
+    "Alain",
+    "Nicolas",
+    "François",
+    "Stéphane",
+    "Frédéric",
+    "Jérôme",
+    "Sébastien",
+    "Benoît",
+    "Loïc",
+    "Joël",
+    "Clément",
+    "Raphaël",
+    "Théo",
+    "Mathéo",
+    "Grégoire",
+    "Hervé",
+    "Éric",
+    "Thierry",
+    "Pascal",
+    "Olivier",
+    "Laurent",
+    "Cédric",
+    "Mickaël",
+    "Noël",
+    "Anthony",
+    "Julien",
+    "Jean-Marie",
+    "Jean-François",
+    "Jean-Luc",
+    "Pierre-Yves",
+    "Jean-Baptiste",
+    "Marc-Antoine",
+    "Karim",
+    "Mohamed",
+    "Yannick",
+    "Gaël",
+]
+STREETS = [
+    "DE LA REPUBLIQUE",
+    "VICTOR HUGO",
+    "JEAN JAURES",
+    "PASTEUR",
+    "DU GENERAL DE GAULLE",
+    "DES LILAS",
+    "EMILE ZOLA",
+    "DE LA GARE",
+    "NATIONALE",
+    "DU MARECHAL FOCH",
+    "GAMBETTA",
+    "VOLTAIRE",
+    "DES ECOLES",
+    "SAINT-MICHEL",
+    "DE PARIS",
+    "DU CHATEAU",
+    "DES TILLEULS",
+    "JULES FERRY",
+    "DE L'EGLISE",
+    "DU MOULIN",
+    "ARISTIDE BRIAND",
+    "CARNOT",
+    "DE VERDUN",
+    "DES ROSES",
+    "DU 8 MAI 1945",
+    "HENRI BARBUSSE",
+    "DIDOT",
+    "DU MORVAN",
+    "DE LA LIBERATION",
+]
 VOIES = [("R", "Rue"), ("AV", "Avenue"), ("BD", "Boulevard"), ("PL", "Place"), ("CHE", "Chemin"),
          ("ALL", "Allée"), ("IMP", "Impasse"), ("QUA", "Quai")]  # fmt: skip
-SERVICES = (
-    "accueil admissions cardiologie urgences radiologie pediatrie maternite neurologie "
-    "oncologie pneumologie chirurgie-digestive orthopedie gynecologie psychiatrie geriatrie "
-    "laboratoire pharmacie secretariat-medical dim consultations reanimation nephrologie "
-    "dermatologie ophtalmologie orl endocrinologie rhumatologie soins-palliatifs imagerie "
-    "medecine-interne hematologie infectiologie addictologie bloc-operatoire dialyse"
-).split()
-MAILIZ = {"10": "medecin", "21": "pharmacien", "40": "chirurgien-dentiste", "50": "sage-femme",
-          "60": "infirmier", "70": "masseur-kinesitherapeute", "80": "pedicure-podologue"}  # fmt: skip
+SERVICES = [
+    "accueil",
+    "admissions",
+    "cardiologie",
+    "urgences",
+    "radiologie",
+    "pediatrie",
+    "maternite",
+    "neurologie",
+    "oncologie",
+    "pneumologie",
+    "chirurgie-digestive",
+    "orthopedie",
+    "gynecologie",
+    "psychiatrie",
+    "geriatrie",
+    "laboratoire",
+    "pharmacie",
+    "secretariat-medical",
+    "dim",
+    "consultations",
+    "reanimation",
+    "nephrologie",
+    "dermatologie",
+    "ophtalmologie",
+    "orl",
+    "endocrinologie",
+    "rhumatologie",
+    "soins-palliatifs",
+    "imagerie",
+    "medecine-interne",
+    "hematologie",
+    "infectiologie",
+    "addictologie",
+    "bloc-operatoire",
+    "dialyse",
+]
+MAILIZ = {
+    "10": "medecin",
+    "21": "pharmacien",
+    "40": "chirurgien-dentiste",
+    "50": "sage-femme",
+    "60": "infirmier",
+    "70": "masseur-kinesitherapeute",
+    "80": "pedicure-podologue",
+}
 OPERATORS = ["pro", "ap-hm", "sante-idf", "esante-bretagne", "sesan", "ensante", "gcs-pays"]
 
 # Profession mix (share of the population) and where they work: (structure kind, mode, weight).
@@ -84,8 +433,21 @@ PROF_MIX = [("60", 38), ("10", 20), ("70", 8), ("21", 6), ("40", 4), ("50", 2), 
             ("80", 1), ("92", 1), ("94", 1), ("95", 1), ("96", 1), ("26", 1), ("28", 1),
             ("98", 2), ("86", 1), ("41", 2)]  # fmt: skip
 WORK = {
-    "10": [("cab", "L", 50), ("hop", "S", 38), ("cds", "S", 5), ("lab", "L", 2), ("had", "S", 2), ("ehpad", "S", 3)],  # noqa: E501
-    "60": [("hop", "S", 55), ("cab", "L", 22), ("ehpad", "S", 12), ("had", "S", 6), ("cds", "S", 5)],  # noqa: E501
+    "10": [
+        ("cab", "L", 50),
+        ("hop", "S", 38),
+        ("cds", "S", 5),
+        ("lab", "L", 2),
+        ("had", "S", 2),
+        ("ehpad", "S", 3),
+    ],
+    "60": [
+        ("hop", "S", 55),
+        ("cab", "L", 22),
+        ("ehpad", "S", 12),
+        ("had", "S", 6),
+        ("cds", "S", 5),
+    ],
     "21": [("pha", "L", 55), ("pha", "S", 20), ("hop", "S", 15), ("lab", "S", 10)],
     "86": [("lab", "S", 70), ("hop", "S", 30)],
     "98": [("hop", "S", 80), ("cab", "S", 20)],
@@ -128,11 +490,21 @@ class SynthResult:
 
 
 class _Structure:
-    __slots__ = ("domain", "dept", "finess", "kind", "key_type", "key_id", "line", "name", "city",
-                 "cp", "siret", "mss_addr", "services", "sector")  # fmt: skip
+    """A generated site (the PS columns 20-47 pre-joined in ``line``)."""
 
-    def __init__(self) -> None:
-        self.services: list[str] = []
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.name = ""
+        self.line = ""
+        self.sector = ""
+        self.finess = ""
+        self.siret = ""
+        self.cp = ""
+        self.city = ""
+        self.dept = ""
+        self.key_type = ""
+        self.key_id = ""
+        self.domain = ""
 
 
 def _weighted(pairs: Sequence[tuple[object, int]]) -> tuple[list[object], list[int]]:
@@ -141,7 +513,7 @@ def _weighted(pairs: Sequence[tuple[object, int]]) -> tuple[list[object], list[i
 
 class _Gen:
     def __init__(self, seed: int, persons: int) -> None:
-        self.r = random.Random(seed)
+        self.r = random.Random(seed)  # noqa: S311  # synthetic data, not security
         self.n = persons
         self.communes, self.commune_w = _weighted([(c, c[3]) for c in COMMUNES])
         self.profs, self.prof_w = _weighted(PROF_MIX)
@@ -181,8 +553,7 @@ class _Gen:
                  "soc": 0.9, "cab": 0.3, "grp": 0.6}[kind]  # fmt: skip
         if pool and self.r.random() < share:
             return self.r.choice(pool)
-        s = _Structure()
-        s.kind = kind
+        s = _Structure(kind)
         name_c, cp, insee, _ = near or self.commune()
         city = name_c
         dept = dept_of(cp)
@@ -220,13 +591,16 @@ class _Gen:
         email = f"contact@{fold(s.name).replace(' ', '-')[:30]}.fr" if self.r.random() < 0.2 else ""
         sector = SECTOR[kind]
         dept_label = DEPARTEMENTS.get(dept, "")
-        s.line = "|".join([siret, siret[:9], finess, finess[:2] + "0" + finess[3:] if finess else "",
+        ej = finess[:2] + "9" + finess[3:] if finess else ""
+        s.line = "|".join([siret, siret[:9], finess, ej,
                            tech, s.name, "", "", "", num, "", vcode, vlabel, street, "", "",
                            cp, insee, city, "99000", "France", phone, phone2, fax, email,
                            dept, dept_label, ""])  # fmt: skip
         s.sector = sector
         s.finess, s.siret, s.cp, s.city, s.dept = finess, siret, cp, city, dept
-        s.key_type, s.key_id = ("1", finess) if finess else ("3", siret) if siret else ("4", tech[1:])  # noqa: E501
+        s.key_type, s.key_id = (
+            ("1", finess) if finess else ("3", siret) if siret else ("4", tech[1:])
+        )
         s.domain = fold(f"{kind} {city}").replace(" ", "-")[:40] + ".mssante.fr"
         pool.append(s)
         return s
@@ -256,9 +630,10 @@ def generate(
     bar = Progress(persons + len(extra), "generating", enabled=progress)
     n_lines = n_boxes = 0
     extra_ids: list[str] = []
-    with ps_path.open("w", encoding="utf-8", newline="\n") as ps, mss_path.open(
-        "w", encoding="utf-8", newline="\n"
-    ) as mss:
+    with (
+        ps_path.open("w", encoding="utf-8", newline="\n") as ps,
+        mss_path.open("w", encoding="utf-8", newline="\n") as mss,
+    ):
         ps.write(PS_HEADER + "\n")
         mss.write(MSS_HEADER + "\n")
         ps_lines: list[str] = []
@@ -299,7 +674,9 @@ def _zip(path: Path) -> Path:
     return target
 
 
-def _people(g: _Gen, n: int, extra: Sequence[ExtraPerson]) -> Iterator[tuple[list[str], list[str], str]]:  # noqa: E501
+def _people(
+    g: _Gen, n: int, extra: Sequence[ExtraPerson]
+) -> Iterator[tuple[list[str], list[str], str]]:
     r = g.r
     for i in range(n):
         prof = str(r.choices(g.profs, cum_weights=g.prof_w)[0])
@@ -325,7 +702,11 @@ def _person(
         id_pp = f"{r.randrange(1, 96):02d}{i % 10**7:07d}"
     id_type = "8" if rpps or (e is not None and e.rpps) else "0"
     idnps = id_type + id_pp
-    civ_ex = e.civ_ex if e is not None else ("DR" if prof in ("10", "40") or (prof == "21" and r.random() < 0.5) else "")  # noqa: E501
+    civ_ex = (
+        e.civ_ex
+        if e is not None
+        else ("DR" if prof in ("10", "40") or (prof == "21" and r.random() < 0.5) else "")
+    )
     civ, civ_label = ("MME", "Madame") if female else ("M", "Monsieur")
     if e is not None:
         sf_list = [e.specialty] if e.specialty else []
@@ -347,7 +728,9 @@ def _person(
     lines: list[str] = []
     places: list[_Structure | None] = []
     for a in range(n_act):
-        kind, mode = r.choices(kinds, cum_weights=weights)[0]  # type: ignore[misc]
+        choice = r.choices(kinds, cum_weights=weights)[0]
+        assert isinstance(choice, tuple)  # noqa: S101
+        kind, mode = str(choice[0]), str(choice[1])
         if e is not None and a == 0:
             c = next((x for x in COMMUNES if x[1] == e.postal_code), (e.city, e.postal_code, "", 1))
             s = g.structure("cab" if not e.structure else "grp", near=c)
@@ -428,7 +811,10 @@ def _org_mailboxes(g: _Gen) -> Iterator[str]:
             if kind == "hop":
                 n = r.randrange(15, 60)
                 services = r.sample(SERVICES, min(n, len(SERVICES)))
-                services += [f"{x}-{k}" for k, x in enumerate(r.choices(SERVICES, k=max(0, n - len(SERVICES))))]  # noqa: E501
+                services += [
+                    f"{x}-{k}"
+                    for k, x in enumerate(r.choices(SERVICES, k=max(0, n - len(SERVICES))))
+                ]
             elif kind in ("ehpad", "had", "lab", "cds", "grp", "soc"):
                 if r.random() > 0.7:
                     continue
