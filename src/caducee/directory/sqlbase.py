@@ -105,23 +105,29 @@ class SqlStoreBase(ABC):
             return "m.address LIKE ?", ["%" + v.replace("%", "").replace("_", "") + "%"]
         return "m.address >= ? AND m.address < ?", [v, v + "\U0010ffff"]
 
-    def _name_groups(self, text: str, fuzzy: bool) -> list[list[Term]] | None:
-        """One OR-group per query word; None when a word matches nothing even fuzzily."""
-        groups: list[list[Term]] = []
-        for tok in tokens(text):
-            groups.append([(tok, True)])
+    def _name_groups(self, text: str, fuzzy: bool, widen: bool = False) -> list[list[Term]] | None:
+        """One OR-group per query word; None when a word matches nothing even fuzzily.
+
+        A word that is no prefix of any known name is replaced by its corrections (edit
+        distance 1); with ``widen``, every word also accepts its corrections (a retry when
+        the words are all real names but none together: ``lefebvre`` for ``lefevre``)."""
+        groups: list[list[Term]] = [[(tok, True)] for tok in tokens(text)]
         if not fuzzy:
             return groups
         out: list[list[Term]] = []
         for group in groups:
             tok = group[0][0]
-            if len(tok) < 4 or self._prefix_exists(tok):
+            if len(tok) < 4:
                 out.append(group)
                 continue
-            cands = self._corrections(tok)
-            if not cands:
+            exists = self._prefix_exists(tok)
+            if exists and not widen:
+                out.append(group)
+                continue
+            cands = [(c, False) for c in self._corrections(tok) if c != tok]
+            if not exists and not cands:
                 return None
-            out.append([(c, False) for c in cands])
+            out.append((group if exists else []) + cands)
         return out
 
     def _prefix_exists(self, tok: str) -> bool:
@@ -139,10 +145,18 @@ class SqlStoreBase(ABC):
         return sorted({r[0] for r in rows if edit_distance_le1(tok, r[0])})[:20]
 
     def search_persons(self, q: PersonQuery, offset: int, limit: int) -> list[str]:
-        groups: list[list[Term]] = []
         text = " ".join(x for x in (q.text, q.family, q.given) if x)
+        found = self._search_persons(q, text, offset, limit, widen=False)
+        if not found and text and q.fuzzy and offset == 0:
+            found = self._search_persons(q, text, offset, limit, widen=True)
+        return found
+
+    def _search_persons(
+        self, q: PersonQuery, text: str, offset: int, limit: int, *, widen: bool
+    ) -> list[str]:
+        groups: list[list[Term]] = []
         if text:
-            named = self._name_groups(text, q.fuzzy)
+            named = self._name_groups(text, q.fuzzy, widen)
             if named is None:
                 return []
             groups += named

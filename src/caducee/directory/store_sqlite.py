@@ -164,10 +164,11 @@ class _SqliteImport:
         return int(self.conn.execute(f"SELECT coalesce(max(pk), 0) FROM {table}").fetchone()[0])  # noqa: S608
 
     def _fts_delete(self, table: str, col: str, key: str, values: Sequence[str]) -> None:
+        fts = "mailbox_tri" if table == "mailbox" else f"{table}_fts"
         for chunk in _chunks(values):
             marks = ", ".join("?" * len(chunk))
             self.conn.execute(
-                f"INSERT INTO {table}_fts({table}_fts, rowid, {col})"  # noqa: S608
+                f"INSERT INTO {fts}({fts}, rowid, {col})"  # noqa: S608
                 f" SELECT 'delete', pk, {col} FROM {table} WHERE {key} IN ({marks})",
                 tuple(chunk),
             )

@@ -547,11 +547,13 @@ class _Gen:
         region = {"7": "1", "9": "1", "5": "2", "1": "4", "6": "4", "3": "5"}.get(dept[:1], "3")
         return f"0{region}{self.r.randrange(10**8):08d}"
 
-    def structure(self, kind: str, near: tuple[str, str, str, int] | None = None) -> _Structure:
+    def structure(
+        self, kind: str, near: tuple[str, str, str, int] | None = None, name: str = ""
+    ) -> _Structure:
         pool = self.structs[kind]
         share = {"hop": 0.995, "lab": 0.9, "pha": 0.7, "ehpad": 0.85, "had": 0.97, "cds": 0.9,
                  "soc": 0.9, "cab": 0.3, "grp": 0.6}[kind]  # fmt: skip
-        if pool and self.r.random() < share:
+        if pool and not name and self.r.random() < share:
             return self.r.choice(pool)
         s = _Structure(kind)
         name_c, cp, insee, _ = near or self.commune()
@@ -576,6 +578,7 @@ class _Gen:
             "cab": "CABINET DU DR",
             "grp": f"MAISON DE SANTE {city_title.upper()}",
         }[kind]
+        s.name = name or s.name
         if self.addresses and self.r.random() < 0.04:  # shared address (medical centres)
             num, voie, street, _ = self.r.choice(self.addresses)
         else:
@@ -733,9 +736,7 @@ def _person(
         kind, mode = str(choice[0]), str(choice[1])
         if e is not None and a == 0:
             c = next((x for x in COMMUNES if x[1] == e.postal_code), (e.city, e.postal_code, "", 1))
-            s = g.structure("cab" if not e.structure else "grp", near=c)
-            if e.structure:
-                s.name = e.structure.upper()
+            s = g.structure("cab" if not e.structure else "grp", near=c, name=e.structure.upper())
         elif r.random() < 0.003:
             s = None  # no structure at all: a missing-fields line
         else:
