@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import secrets
 import threading
 import time
@@ -18,15 +20,36 @@ from caducee.directory.synth import ExtraPerson, SynthResult, generate
 
 PERSONS = 1500
 EXTRA = (
-    ExtraPerson("Lefèvre-Dupont", "Hélène", profession="10", rpps="10000000017",
-                specialty="SM04", postal_code="69003", city="LYON 3E",
-                mailbox="helene.lefevre-dupont@medecin.mssante.fr", civ_ex="DR"),
-    ExtraPerson("de La Fontaine", "Jean-Marie", profession="60", rpps="10000000025",
-                postal_code="20000", city="AJACCIO",
-                mailbox="jean-marie.delafontaine@infirmier.mssante.fr"),
-    ExtraPerson("N'Diaye", "Aïssatou", profession="21", rpps="10000000033",
-                postal_code="97400", city="SAINT-DENIS", structure="Pharmacie du Lagon"),
-)  # fmt: skip
+    ExtraPerson(
+        "Lefèvre-Dupont",
+        "Hélène",
+        profession="10",
+        rpps="10000000017",
+        specialty="SM04",
+        postal_code="69003",
+        city="LYON 3E",
+        mailbox="helene.lefevre-dupont@medecin.mssante.fr",
+        civ_ex="DR",
+    ),
+    ExtraPerson(
+        "de La Fontaine",
+        "Jean-Marie",
+        profession="60",
+        rpps="10000000025",
+        postal_code="20000",
+        city="AJACCIO",
+        mailbox="jean-marie.delafontaine@infirmier.mssante.fr",
+    ),
+    ExtraPerson(
+        "N'Diaye",
+        "Aïssatou",
+        profession="21",
+        rpps="10000000033",
+        postal_code="97400",
+        city="SAINT-DENIS",
+        structure="Pharmacie du Lagon",
+    ),
+)
 
 
 @pytest.fixture(scope="session")
@@ -76,10 +99,10 @@ def module_pg_dsn(pg_admin_dsn: str) -> Iterator[str]:
 @pytest.fixture(
     scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
-def ro_store(
+def module_store(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, synth: SynthResult
 ) -> Iterator[DirectoryStore]:
-    """A loaded store that tests must not modify."""
+    """A loaded store shared by a module: its tests must not depend on each other's changes."""
     store: DirectoryStore
     if request.param == "sqlite":
         from caducee.directory.store_sqlite import SqliteDirectoryStore
@@ -119,3 +142,85 @@ class ServerThread:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def server_thread() -> type[ServerThread]:
+    """``with server_thread(uvicorn_config(...)) as srv: srv.port``."""
+    return ServerThread
+
+
+class Pki:
+    """A throwaway CA, a server certificate for 127.0.0.1 and client certificates."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.ca_key, self.ca_cert = self._make("Caducee Test CA", None, ca=True)
+        self.ca_path = self._write("ca", self.ca_key, self.ca_cert)[0]
+
+    def _make(self, cn: str, issuer: Any, *, ca: bool = False, server: bool = False) -> Any:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name(
+            [
+                x509.NameAttribute(NameOID.COUNTRY_NAME, "FR"),
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Caducee Tests"),
+                x509.NameAttribute(NameOID.COMMON_NAME, cn),
+            ]
+        )
+        now = datetime.datetime.now(datetime.UTC)
+        issuer_key, issuer_cert = issuer if issuer else (key, None)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(issuer_cert.subject if issuer_cert else name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if server:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False,
+            ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+        elif not ca:
+            builder = builder.add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False
+            )
+        cert = builder.sign(issuer_key, hashes.SHA256())
+        return key, cert
+
+    def _write(self, stem: str, key: Any, cert: Any) -> tuple[Path, Path]:
+        from cryptography.hazmat.primitives import serialization
+
+        cert_path, key_path = self.root / f"{stem}.crt", self.root / f"{stem}.key"
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        return cert_path, key_path
+
+    def issue(
+        self, cn: str, *, server: bool = False, other_ca: bool = False
+    ) -> tuple[Path, Path, str]:
+        issuer = (self.ca_key, self.ca_cert)
+        if other_ca:
+            issuer = self._make("Rogue CA", None, ca=True)
+        key, cert = self._make(cn, issuer, server=server)
+        cert_path, key_path = self._write(cn.replace(" ", "_"), key, cert)
+        return cert_path, key_path, cert.subject.rfc4514_string()
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return Pki(tmp_path_factory.mktemp("pki"))
