@@ -19,7 +19,7 @@ from caducee.core.errors import StorageError
 from caducee.directory.model import ACTIVITY_COLUMNS, MAILBOX_COLUMNS, ORG_COLUMNS, PERSON_COLUMNS
 from caducee.directory.sqlbase import SqlStoreBase, Term
 from caducee.directory.store import ImportSession
-from caducee.directory.text import deletes
+from caducee.directory.text import deletes, name_tokens
 
 __all__ = ["PostgresDirectoryStore"]
 
@@ -153,7 +153,7 @@ class _PgImport:
     def insert_persons(self, rows: Iterable[tuple[object, ...]]) -> None:
         def gen() -> Iterator[tuple[object, ...]]:
             for r in rows:
-                self.terms.update(t for t in str(r[9]).split() if not t.startswith("zz"))
+                self.terms.update(name_tokens(str(r[7]), str(r[8])))
                 yield r
 
         self._copy("person", PERSON_COLUMNS, gen())
