@@ -69,6 +69,10 @@ class SqlStoreBase(ABC):
     def _q(self, sql: str) -> str:
         return sql
 
+    def _fts_from(self, table: str) -> tuple[str, str]:
+        """(FROM clause, ORDER BY key) when a full-text condition is present."""
+        return f"{table} t", "t.pk"
+
     def _all(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
         with self._cursor() as cur:
             cur.execute(self._q(sql), tuple(params))
@@ -169,10 +173,12 @@ class SqlStoreBase(ABC):
             groups.append([("zzf" + q.finess, False)])
         conds: list[str] = []
         params: list[object] = []
+        source, order = "person t", "t.pk"
         if groups:
             c, p = self._fts_clause("person", groups)
             conds.append(c)
             params += p
+            source, order = self._fts_from("person")
         if q.family:
             conds.append("(' ' || t.names) LIKE ?")
             params.append("% " + fold(q.family) + "%")
@@ -189,7 +195,7 @@ class SqlStoreBase(ABC):
             conds.append("t.updated >= ?")
             params.append(q.updated_since)
         where = " AND ".join(conds) or "1=1"
-        sql = f"SELECT t.idnps FROM person t WHERE {where} ORDER BY t.pk LIMIT ? OFFSET ?"  # noqa: S608
+        sql = f"SELECT t.idnps FROM {source} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?"  # noqa: S608
         return [r[0] for r in self._all(sql, [*params, limit, offset])]
 
     @staticmethod
@@ -212,10 +218,12 @@ class SqlStoreBase(ABC):
             groups.append([("zzsa" + s.lower(), False) for s in q.sectors])
         conds: list[str] = []
         params: list[object] = []
+        source, order = "org t", "t.pk"
         if groups:
             c, p = self._fts_clause("org", groups)
             conds.append(c)
             params += p
+            source, order = self._fts_from("org")
         if q.name_contains:
             conds.append("lower(t.name) LIKE ?")
             params.append("%" + q.name_contains.lower() + "%")
@@ -237,7 +245,7 @@ class SqlStoreBase(ABC):
             conds.append("t.updated >= ?")
             params.append(q.updated_since)
         where = " AND ".join(conds) or "1=1"
-        sql = f"SELECT t.key FROM org t WHERE {where} ORDER BY t.pk LIMIT ? OFFSET ?"  # noqa: S608
+        sql = f"SELECT t.key FROM {source} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?"  # noqa: S608
         return [r[0] for r in self._all(sql, [*params, limit, offset])]
 
     def search_roles(self, q: RoleQuery, offset: int, limit: int) -> list[str]:

@@ -129,7 +129,11 @@ class SqliteDirectoryStore(SqlStoreBase):
             alts = [f'"{tok}"' + ("*" if prefix else "") for tok, prefix in group]
             parts.append(alts[0] if len(alts) == 1 else "(" + " OR ".join(alts) + ")")
         expr = " AND ".join(parts)
-        return f"t.pk IN (SELECT rowid FROM {table}_fts WHERE {table}_fts MATCH ?)", [expr]  # noqa: S608
+        return f"{table}_fts MATCH ?", [expr]
+
+    def _fts_from(self, table: str) -> tuple[str, str]:
+        # Driven by the FTS5 table in rowid order, so LIMIT stops the scan early.
+        return f"{table}_fts JOIN {table} t ON t.pk = {table}_fts.rowid", f"{table}_fts.rowid"
 
     def _contains_clause(self, pattern: str) -> tuple[str, list[object]]:
         safe = pattern.replace("%", "").replace("_", "")
