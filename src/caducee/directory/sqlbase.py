@@ -95,6 +95,11 @@ class SqlStoreBase(ABC):
             out[addr] = (out.get(addr, 0) + int(h)) & mask
         return out
 
+    def generation(self) -> int:
+        """A number that changes with every committed import or publication."""
+        rows = self._all("SELECT v FROM meta WHERE k = 'generation'")
+        return int(rows[0][0]) if rows else 0
+
     def operator_addresses(self) -> set[str]:
         return {r[0] for r in self._all("SELECT address FROM mailbox WHERE source = 'op'")}
 

@@ -62,6 +62,7 @@ CREATE TABLE IF NOT EXISTS mailbox (
 CREATE INDEX IF NOT EXISTS mailbox_address ON mailbox(address);
 CREATE INDEX IF NOT EXISTS mailbox_idnps ON mailbox(idnps);
 CREATE INDEX IF NOT EXISTS mailbox_org ON mailbox(org_key);
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS name_term (term TEXT COLLATE "C" PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS name_del (del TEXT COLLATE "C", term TEXT COLLATE "C",
   PRIMARY KEY (del, term));
@@ -201,6 +202,10 @@ class _PgImport:
         return cur.rowcount
 
     def finish(self) -> None:
+        self.conn.execute(
+            "INSERT INTO meta (k, v) VALUES ('generation', 1)"
+            " ON CONFLICT (k) DO UPDATE SET v = meta.v + 1"
+        )
         if self.terms:
             self.conn.execute('CREATE TEMP TABLE IF NOT EXISTS new_term (term TEXT COLLATE "C")')
             self.conn.execute("TRUNCATE new_term")

@@ -60,6 +60,7 @@ CREATE INDEX IF NOT EXISTS mailbox_idnps ON mailbox(idnps);
 CREATE INDEX IF NOT EXISTS mailbox_org ON mailbox(org_key);
 CREATE VIRTUAL TABLE IF NOT EXISTS mailbox_tri USING fts5(
   address, content='mailbox', content_rowid='pk', detail=none, tokenize='trigram');
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS name_term (term TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS name_del (del TEXT, term TEXT, PRIMARY KEY (del, term)) WITHOUT ROWID;
 """
@@ -239,6 +240,10 @@ class _SqliteImport:
 
     def finish(self) -> None:
         c = self.conn
+        c.execute(
+            "INSERT INTO meta (k, v) VALUES ('generation', 1)"
+            " ON CONFLICT (k) DO UPDATE SET v = meta.v + 1"
+        )
         if self.bulk:
             for sql in BULK_INDEXES.values():
                 c.execute(sql)
