@@ -1,0 +1,295 @@
+"""Typed storage interfaces, one per role. Engines: ``storage.sqlite`` and ``storage.postgres``.
+
+Every method is a coroutine: engines do their blocking work off the event loop. Every engine
+passes the same contract suite (``tests/contract``). Methods raise only ``StorageError``
+subclasses (``NotFound``, ``Conflict``) or ``QuotaExceeded``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from caducee.core.model import (
+    Account,
+    AuditEvent,
+    BlobRef,
+    Folder,
+    Mailbox,
+    MailboxType,
+    QueueItem,
+    QueueRecipient,
+    RecipientState,
+    StoredMessage,
+)
+
+__all__ = [
+    "AccountStore",
+    "AuditStore",
+    "BlobStore",
+    "BlobWriter",
+    "ChangeNotifier",
+    "FlagMode",
+    "MessageStore",
+    "QueueStore",
+    "Storage",
+]
+
+DEFAULT_FOLDERS: tuple[tuple[str, str | None], ...] = (
+    ("INBOX", None),
+    ("Sent", "\\Sent"),
+    ("Drafts", "\\Drafts"),
+    ("Trash", "\\Trash"),
+)
+
+
+class BlobWriter(Protocol):
+    """Streams one blob in, encrypting as it goes (never the whole plaintext in memory)."""
+
+    async def write(self, chunk: bytes) -> None: ...
+
+    async def commit(self) -> BlobRef:
+        """Make the blob durable and return its reference."""
+        ...
+
+    async def abort(self) -> None:
+        """Discard everything written; idempotent."""
+        ...
+
+
+class BlobStore(Protocol):
+    """Encrypted blobs (AES-256-GCM, key id stored beside each blob). Nothing in plaintext."""
+
+    def writer(self) -> BlobWriter: ...
+
+    async def put(self, data: bytes) -> BlobRef: ...
+
+    async def get(self, ref: BlobRef) -> bytes: ...
+
+    def stream(self, ref: BlobRef, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Decrypted bytes ``[start, end)`` in chunks, verifying authenticity as it reads."""
+        ...
+
+    async def delete(self, ref: BlobRef) -> None: ...
+
+
+class AccountStore(Protocol):
+    """Accounts (logins), mailboxes (BALs) and delegations."""
+
+    async def create_account(
+        self, login: str, password: str | None, *, display_name: str = "", idnps: str | None = None
+    ) -> Account:
+        """``password`` None: no password login (token or certificate only)."""
+        ...
+
+    async def get_account(self, login: str) -> Account | None: ...
+
+    async def list_accounts(self) -> list[Account]: ...
+
+    async def set_password(self, login: str, password: str) -> None: ...
+
+    async def verify_password(self, login: str, password: str) -> Account | None:
+        """Checks off the event loop; a bounded cache of recent successes keeps it cheap."""
+        ...
+
+    async def delete_account(self, login: str) -> None: ...
+
+    async def create_mailbox(
+        self,
+        address: str,
+        type: MailboxType,
+        holder_id: str,
+        *,
+        display_name: str = "",
+        quota_bytes: int = 0,
+    ) -> Mailbox:
+        """Creates the BAL and its DEFAULT_FOLDERS."""
+        ...
+
+    async def get_mailbox(self, address: str) -> Mailbox | None:
+        """Case-insensitive on the whole address."""
+        ...
+
+    async def get_mailbox_by_id(self, mailbox_id: int) -> Mailbox | None: ...
+
+    async def list_mailboxes(self, domain: str | None = None) -> list[Mailbox]: ...
+
+    async def delete_mailbox(self, address: str) -> None: ...
+
+    async def grant(self, login: str, address: str, rights: str) -> None:
+        """Give ``login`` RFC 4314 ``rights`` (e.g. "lrswipkxtea") on the BAL; replaces."""
+        ...
+
+    async def revoke(self, login: str, address: str) -> None: ...
+
+    async def mailboxes_of(self, login: str) -> list[tuple[Mailbox, str]]:
+        """The BALs ``login`` holds or is delegated on, with its rights on each."""
+        ...
+
+    async def rights(self, login: str, mailbox_id: int) -> str:
+        """The login's rights on the BAL, "" when none."""
+        ...
+
+
+class FlagMode(enum.StrEnum):
+    ADD = "add"
+    REMOVE = "remove"
+    REPLACE = "replace"
+
+
+class MessageStore(Protocol):
+    """Folders and messages of BALs, with what IMAP needs (UIDs, MODSEQ, flags)."""
+
+    async def list_folders(self, mailbox_id: int) -> list[Folder]: ...
+
+    async def get_folder(self, mailbox_id: int, name: str) -> Folder | None: ...
+
+    async def create_folder(
+        self, mailbox_id: int, name: str, *, special_use: str | None = None
+    ) -> Folder: ...
+
+    async def rename_folder(self, mailbox_id: int, old: str, new: str) -> None:
+        """Renames children too (RFC 9051 §6.3.6); a new UIDVALIDITY for INBOX's copy."""
+        ...
+
+    async def delete_folder(self, mailbox_id: int, name: str) -> None: ...
+
+    async def set_subscribed(self, mailbox_id: int, name: str, subscribed: bool) -> None: ...
+
+    async def deliver(
+        self,
+        blob: BlobRef,
+        mailbox_ids: Sequence[int],
+        *,
+        folder: str = "INBOX",
+        flags: Iterable[str] = (),
+        internal_date: datetime | None = None,
+        dedup_key: str | None = None,
+    ) -> list[StoredMessage]:
+        """Atomically adds the message to ``folder`` of every BAL (one transaction, durable on
+        return). With ``dedup_key``, a BAL that already got that key is skipped: re-delivery
+        after a crash never puts a message twice. Raises ``QuotaExceeded`` (nothing stored)."""
+        ...
+
+    async def append(
+        self,
+        folder_id: int,
+        blob: BlobRef,
+        *,
+        flags: Iterable[str] = (),
+        internal_date: datetime | None = None,
+    ) -> StoredMessage: ...
+
+    async def list_messages(
+        self, folder_id: int, uid_min: int = 1, uid_max: int | None = None
+    ) -> list[StoredMessage]:
+        """In UID order."""
+        ...
+
+    async def store_flags(
+        self,
+        folder_id: int,
+        uids: Sequence[int],
+        flags: Iterable[str],
+        mode: FlagMode,
+        *,
+        unchanged_since: int | None = None,
+    ) -> tuple[list[StoredMessage], list[int]]:
+        """Returns (changed messages with new MODSEQ, UIDs that failed UNCHANGEDSINCE)."""
+        ...
+
+    async def expunge(self, folder_id: int, uids: Sequence[int] | None = None) -> list[int]:
+        """Removes messages flagged \\Deleted (restricted to ``uids`` if given); their UIDs."""
+        ...
+
+    async def copy(
+        self, folder_id: int, uids: Sequence[int], dest_folder_id: int, *, move: bool = False
+    ) -> list[tuple[int, int]]:
+        """(source UID, destination UID) pairs, for COPYUID (RFC 4315)."""
+        ...
+
+    async def changed_since(self, folder_id: int, modseq: int) -> list[StoredMessage]: ...
+
+
+class ChangeNotifier(Protocol):
+    """Wakes IMAP IDLE and webmail when a folder changes; across nodes on PostgreSQL."""
+
+    async def publish(self, mailbox_id: int, folder_id: int) -> None: ...
+
+    def subscribe(self, mailbox_id: int) -> AsyncIterator[int]:
+        """Yields folder ids of the BAL as they change, until the iterator is closed."""
+        ...
+
+
+class QueueStore(Protocol):
+    """Durable outbound queue: one item per (message, destination domain)."""
+
+    async def enqueue(
+        self,
+        sender: str,
+        recipients: Sequence[QueueRecipient],
+        blob: BlobRef,
+        domain: str,
+        *,
+        expires: datetime,
+        envid: str | None = None,
+        ret: str | None = None,
+    ) -> int:
+        """Durable on return (engines may group-commit concurrent callers)."""
+        ...
+
+    async def claim(self, node: str, *, limit: int, lease_seconds: float) -> list[QueueItem]:
+        """Due items not leased by another node (PostgreSQL: FOR UPDATE SKIP LOCKED)."""
+        ...
+
+    async def set_recipient_state(
+        self, item_id: int, address: str, state: RecipientState, diagnostic: str = ""
+    ) -> None: ...
+
+    async def reschedule(self, item_id: int, next_attempt: datetime, error: str) -> None: ...
+
+    async def finish(self, item_id: int) -> None:
+        """Removes the item (its blob is deleted by the caller when no longer referenced)."""
+        ...
+
+    async def get(self, item_id: int) -> QueueItem | None: ...
+
+    async def list(self) -> list[QueueItem]: ...
+
+    async def retry_now(self, item_id: int) -> None: ...
+
+
+class AuditStore(Protocol):
+    """Append-only audit trail."""
+
+    async def record(self, event: AuditEvent) -> None: ...
+
+    async def query(
+        self,
+        *,
+        kind_prefix: str | None = None,
+        target: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> list[AuditEvent]:
+        """Newest first."""
+        ...
+
+
+class Storage(Protocol):
+    """All the stores of one node, on one engine."""
+
+    accounts: AccountStore
+    messages: MessageStore
+    queue: QueueStore
+    blobs: BlobStore
+    audit: AuditStore
+    notifier: ChangeNotifier
+
+    async def migrate(self) -> None:
+        """Applies pending versioned migrations; idempotent."""
+        ...
+
+    async def close(self) -> None: ...
