@@ -198,3 +198,17 @@ def test_phones_only_for_authenticated_professionals(base: str) -> None:
     )
     systems = {t["system"] for e in bad.json()["entry"] for t in e["resource"].get("telecom", [])}
     assert systems == {"email"}
+
+
+def test_autocomplete(base: str) -> None:
+    r = httpx.get(f"{base}/autocomplete", params={"q": "hel lefev", "limit": 5}, timeout=30)
+    assert r.status_code == 200
+    results = r.json()["results"]
+    assert {
+        "resourceType": "Practitioner",
+        "id": HELENE,
+        "label": "LEFÈVRE-DUPONT Hélène",
+    } in results
+    orgs = httpx.get(f"{base}/autocomplete", params={"q": "chu"}, timeout=30).json()["results"]
+    assert orgs and all(o["resourceType"] == "Organization" for o in orgs)
+    assert httpx.get(f"{base}/autocomplete", params={"q": "x", "limit": "a"}).status_code == 400

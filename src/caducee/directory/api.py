@@ -208,6 +208,18 @@ class DirectoryApi:
             raise NotFound(f"{kind}/{rid} is not known")
         return found[0][1][0]
 
+    async def autocomplete(self, request: Request) -> Response:
+        """``GET /autocomplete?q=jean dup&limit=10``: names as you type (not a FHIR
+        interaction; each result points to the FHIR resource)."""
+        text = request.query_params.get("q", "").strip()
+        try:
+            limit = min(max(int(request.query_params.get("limit", "10")), 1), 50)
+        except ValueError:
+            return outcome(400, "invalid", "limit must be an integer")
+        found = await run_in_threadpool(self.store.suggest, text, limit) if text else []
+        items = [{"resourceType": k, "id": i, "label": label} for k, i, label in found]
+        return Response(dumps({"results": items}), media_type="application/json")
+
     async def metadata(self, request: Request) -> Response:
         from caducee.directory.capability import capability_statement
 
@@ -227,6 +239,7 @@ def build_app(
     kinds = "{kind:str}"
     routes = [
         Route("/metadata", api.metadata, methods=["GET"]),
+        Route("/autocomplete", api.autocomplete, methods=["GET"]),
         Route(f"/{kinds}/_search", api.search, methods=["POST"]),
         Route(f"/{kinds}/{{id:str}}", api.read, methods=["GET"]),
         Route(f"/{kinds}", api.search, methods=["GET"]),

@@ -203,6 +203,31 @@ class SqlStoreBase(ABC):
         sql = f"SELECT t.idnps FROM {source} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?"  # noqa: S608
         return [r[0] for r in self._all(sql, [*params, limit, offset])]
 
+    def suggest(self, text: str, limit: int) -> list[tuple[str, str, str]]:
+        """Autocomplete: ``(resource type, id, label)`` of persons then structures whose names
+        start with the words typed (typos tolerated when nothing matches)."""
+        out: list[tuple[str, str, str]] = []
+        ids = self.search_persons(PersonQuery(text=text), 0, limit)
+        if ids:
+            marks = ", ".join("?" * len(ids))
+            rows = self._all(
+                f"SELECT idnps, family, given FROM person WHERE idnps IN ({marks})",  # noqa: S608
+                ids,
+            )
+            label = {r[0]: f"{r[1]} {r[2] or ''}".strip() for r in rows}
+            out += [("Practitioner", i, label[i]) for i in ids if i in label]
+        if len(out) < limit:
+            keys = self.search_orgs(OrgQuery(text=text), 0, limit - len(out))
+            if keys:
+                marks = ", ".join("?" * len(keys))
+                rows = self._all(
+                    f"SELECT key, name, city FROM org WHERE key IN ({marks})",  # noqa: S608
+                    keys,
+                )
+                label = {r[0]: f"{r[1]} ({r[2]})" if r[2] else str(r[1]) for r in rows}
+                out += [("Organization", k, label[k]) for k in keys if k in label]
+        return out
+
     @staticmethod
     def _place_groups(groups: list[list[Term]], postal: str, city: str) -> None:
         pc = postal.strip().lower()
