@@ -212,3 +212,23 @@ def test_autocomplete(base: str) -> None:
     orgs = httpx.get(f"{base}/autocomplete", params={"q": "chu"}, timeout=30).json()["results"]
     assert orgs and all(o["resourceType"] == "Organization" for o in orgs)
     assert httpx.get(f"{base}/autocomplete", params={"q": "x", "limit": "a"}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"qualification-code": 'SM04")|(x'},
+        {"address-postalcode": '7"5)|(*'},
+        {"address-city": '"*'},
+        {"name": "\" OR 1=1 -- ' ; DROP TABLE person"},
+        {"mailbox-mss:contains": "%_%'"},
+        {"identifier": "x|y|z"},
+        {"type": "'); --"},
+        {"name": "é" * 300},
+    ],
+)
+def test_hostile_parameters_are_harmless(base: str, params: dict[str, str]) -> None:
+    for kind in ("Practitioner", "Organization", "PractitionerRole"):
+        r = httpx.get(f"{base}/{kind}", params=params, timeout=30)
+        assert r.status_code == 200, r.text
+        Bundle.model_validate(r.json())

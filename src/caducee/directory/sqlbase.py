@@ -25,10 +25,11 @@ from caducee.directory.model import (
 )
 from caducee.directory.rows import mailbox_store_row
 from caducee.directory.store import ImportSession, MailboxMatch, OrgQuery, PersonQuery, RoleQuery
-from caducee.directory.text import deletes, edit_distance_le1, fold, tokens
+from caducee.directory.text import compact, deletes, edit_distance_le1, fold, tokens
 
 __all__ = ["SqlStoreBase", "Term"]
 
+MAX_WORDS = 8  # a longer query is cut: each word costs index lookups
 Term = tuple[str, bool]  # (token, is_prefix); a list of them is OR-ed
 Row = tuple[Any, ...]
 
@@ -120,7 +121,8 @@ class SqlStoreBase(ABC):
         A word that is no prefix of any known name is replaced by its corrections (edit
         distance 1); with ``widen``, every word also accepts its corrections (a retry when
         the words are all real names but none together: ``lefebvre`` for ``lefevre``)."""
-        groups: list[list[Term]] = [[(tok, True)] for tok in tokens(text)]
+        words = [t[:40] for t in tokens(text)][:MAX_WORDS]
+        groups: list[list[Term]] = [[(tok, True)] for tok in words]
         if not fuzzy:
             return groups
         out: list[list[Term]] = []
@@ -170,12 +172,12 @@ class SqlStoreBase(ABC):
                 return []
             groups += named
         if q.professions:
-            groups.append([("zzp" + p.lower(), False) for p in q.professions])
+            groups.append([("zzp" + compact(p), False) for p in q.professions])
         if q.specialties:
-            groups.append([("zzs" + s.lower(), False) for s in q.specialties])
+            groups.append([("zzs" + compact(s), False) for s in q.specialties])
         self._place_groups(groups, q.postal_code, q.city)
         if q.finess:
-            groups.append([("zzf" + q.finess, False)])
+            groups.append([("zzf" + compact(q.finess), False)])
         conds: list[str] = []
         params: list[object] = []
         source, order = "person t", "t.pk"
@@ -230,22 +232,22 @@ class SqlStoreBase(ABC):
 
     @staticmethod
     def _place_groups(groups: list[list[Term]], postal: str, city: str) -> None:
-        pc = postal.strip().lower()
+        pc = compact(postal)
         if pc:
             if len(pc) == 2 or (len(pc) == 3 and pc.startswith("97")):
                 groups.append([("zzd" + pc, False)])
             else:
                 groups.append([("zzcp" + pc, len(pc) < 5)])
-        if city.strip():
-            groups.append([("zzc" + fold(city).replace(" ", ""), True)])
+        if compact(city):
+            groups.append([("zzc" + compact(city), True)])
 
     def search_orgs(self, q: OrgQuery, offset: int, limit: int) -> list[str]:
         groups: list[list[Term]] = []
         if q.text:
-            groups += [[(t, True)] for t in tokens(q.text)]
+            groups += [[(t[:40], True)] for t in tokens(q.text)[:MAX_WORDS]]
         self._place_groups(groups, q.postal_code, q.city)
         if q.sectors:
-            groups.append([("zzsa" + s.lower(), False) for s in q.sectors])
+            groups.append([("zzsa" + compact(s), False) for s in q.sectors])
         conds: list[str] = []
         params: list[object] = []
         source, order = "org t", "t.pk"
