@@ -39,15 +39,19 @@ def _machine() -> str:
     return f"{platform.machine()}, {cpus} CPUs, Python {platform.python_version()}"
 
 
-def _child_import(files: list[Path], db: Path | None, dsn: str | None) -> tuple[float, float, str]:
+def _child_import(
+    files: list[Path], db: Path | None, dsn: str | None
+) -> tuple[float, float, float, str]:
+    """(wall s, CPU s, peak RSS MB, report) of ``caducee directory import`` in a child."""
     cmd = [sys.executable, "-m", "caducee", "directory", "import", *map(str, files)]
     cmd += ["--dsn", dsn] if dsn else ["--db", str(db)]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
     elapsed = time.monotonic() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return elapsed, max(peak, before) / 1024, proc.stdout.strip()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return elapsed, cpu, max(after.ru_maxrss, before.ru_maxrss) / 1024, proc.stdout.strip()
 
 
 def _queries(store: DirectoryStore, rng: random.Random) -> dict[str, list[Callable[[], Any]]]:
@@ -201,7 +205,7 @@ def main() -> int:
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     print("command:", " ".join([sys.executable, *sys.argv]))
-    print("machine:", _machine())
+    print("machine:", _machine(), f"load average {os.getloadavg()[0]:.1f} at start")
     files = args.work / "files"
     if not args.skip_generate:
         t = time.monotonic()
@@ -217,14 +221,18 @@ def main() -> int:
         if db is not None:
             for suffix in ("", "-wal", "-shm"):
                 Path(str(db) + suffix).unlink(missing_ok=True)
-        elapsed, peak, report = _child_import([ps, mss], db, args.dsn)
+        elapsed, cpu, peak, report = _child_import([ps, mss], db, args.dsn)
+        engine = "PostgreSQL" if args.dsn else "SQLite"
         print(
-            f"import (empty {'PostgreSQL' if args.dsn else 'SQLite'}): {elapsed:.1f} s,"
-            f" peak RSS {peak:.0f} MB"
+            f"import (empty {engine}): {elapsed:.1f} s wall, {cpu:.1f} s CPU (importer"
+            f" process only), peak RSS {peak:.0f} MB"
         )
         print("  " + report.replace("\n", "\n  "))
-        elapsed, peak, report = _child_import([ps, mss], db, args.dsn)
-        print(f"re-import, no change (daily diff): {elapsed:.1f} s, peak RSS {peak:.0f} MB")
+        elapsed, cpu, peak, report = _child_import([ps, mss], db, args.dsn)
+        print(
+            f"re-import, no change (daily diff): {elapsed:.1f} s wall, {cpu:.1f} s CPU,"
+            f" peak RSS {peak:.0f} MB"
+        )
     store = open_store(db, args.dsn)
     print("search latency (store API, one thread):")
     print("\n".join(_latency(store, args.seed)))
