@@ -519,6 +519,7 @@ class _Gen:
         self.profs, self.prof_w = _weighted(PROF_MIX)
         self.structs: dict[str, list[_Structure]] = {k: [] for k in SECTOR}
         self.used_local: dict[str, int] = {}
+        self.domains: dict[str, int] = {}
         self.serial = 0
         self.addresses: list[tuple[str, str, str, str]] = []
 
@@ -604,7 +605,10 @@ class _Gen:
         s.key_type, s.key_id = (
             ("1", finess) if finess else ("3", siret) if siret else ("4", tech[1:])
         )
-        s.domain = fold(f"{kind} {city}").replace(" ", "-")[:40] + ".mssante.fr"
+        base = fold(s.name).replace(" ", "-")[:40]
+        k = self.domains.get(base, 0)
+        self.domains[base] = k + 1
+        s.domain = (base if k == 0 else f"{base}-{k + 1}") + ".mssante.fr"
         pool.append(s)
         return s
 
