@@ -30,6 +30,7 @@ from caducee.directory.text import compact, deletes, edit_distance_le1, fold, to
 __all__ = ["SqlStoreBase", "Term"]
 
 MAX_WORDS = 8  # a longer query is cut: each word costs index lookups
+MAX_HOLDERS = 500  # a mailbox pattern matching more holders is cut to these
 Term = tuple[str, bool]  # (token, is_prefix); a list of them is OR-ed
 Row = tuple[Any, ...]
 
@@ -115,6 +116,20 @@ class SqlStoreBase(ABC):
             return "m.address LIKE ?", ["%" + v.replace("%", "").replace("_", "") + "%"]
         return "m.address >= ? AND m.address < ?", [v, v + "\U0010ffff"]
 
+    def _mailbox_holders(
+        self, col: str, value: str, match: MailboxMatch, *, org: bool = False
+    ) -> list[str]:
+        """Holders of the (non liste rouge) mailboxes matching ``value``, looked up first so the
+        search is driven by the mailbox index rather than by a scan of the holders."""
+        c, p = self._mailbox_cond(value, match)
+        types = " AND m.type IN ('ORG', 'APP')" if org else ""
+        rows = self._all(
+            f"SELECT DISTINCT m.{col} FROM mailbox m WHERE {c} AND m.liste_rouge = 0"  # noqa: S608
+            f" AND m.{col} <> ''{types} LIMIT {MAX_HOLDERS}",
+            p,
+        )
+        return [r[0] for r in rows if r[0]]
+
     def _name_groups(self, text: str, fuzzy: bool, widen: bool = False) -> list[list[Term]] | None:
         """One OR-group per query word; None when a word matches nothing even fuzzily.
 
@@ -166,25 +181,36 @@ class SqlStoreBase(ABC):
         self, q: PersonQuery, text: str, offset: int, limit: int, *, widen: bool
     ) -> list[str]:
         groups: list[list[Term]] = []
+        named: list[list[Term]] | None = []
         if text:
             named = self._name_groups(text, q.fuzzy, widen)
             if named is None:
                 return []
             groups += named
+        common: list[list[Term]] = []
         if q.professions:
-            groups.append([("zzp" + compact(p), False) for p in q.professions])
+            common.append([("zzp" + compact(p), False) for p in q.professions])
         if q.specialties:
-            groups.append([("zzs" + compact(s), False) for s in q.specialties])
-        self._place_groups(groups, q.postal_code, q.city)
-        if q.finess:
-            groups.append([("zzf" + compact(q.finess), False)])
+            common.append([("zzs" + compact(s), False) for s in q.specialties])
+        self._place_groups(common, q.postal_code, q.city)
         conds: list[str] = []
         params: list[object] = []
+        if named and all(len(t) >= 3 for g in named for t, _p in g):
+            # Names are selective: match them in the index and check the frequent
+            # categorical tokens (profession, place) on the few documents found.
+            for group in common:
+                alts = ["(' ' || t.doc || ' ') LIKE ?"] * len(group)
+                conds.append("(" + " OR ".join(alts) + ")")
+                params += [f"% {tok}{'' if prefix else ' '}%" for tok, prefix in group]
+        else:
+            groups += common
+        if q.finess:
+            groups.append([("zzf" + compact(q.finess), False)])
         source, order = "person t", "t.pk"
         if groups:
             c, p = self._fts_clause("person", groups)
-            conds.append(c)
-            params += p
+            conds.insert(0, c)
+            params[:0] = p
             source, order = self._fts_from("person")
         if q.family:
             conds.append("(' ' || t.names) LIKE ?")
@@ -193,11 +219,11 @@ class SqlStoreBase(ABC):
             conds.append(f"t.idnps IN ({', '.join('?' * len(q.identifiers))})")
             params += list(q.identifiers)
         if q.mailbox:
-            c, p = self._mailbox_cond(q.mailbox, q.mailbox_match)
-            conds.append(
-                f"t.idnps IN (SELECT m.idnps FROM mailbox m WHERE {c} AND m.liste_rouge = 0)"  # noqa: S608
-            )
-            params += p
+            holders = self._mailbox_holders("idnps", q.mailbox, q.mailbox_match)
+            if not holders:
+                return []
+            conds.append(f"t.idnps IN ({', '.join('?' * len(holders))})")
+            params += holders
         if q.updated_since:
             conds.append("t.updated >= ?")
             params.append(q.updated_since)
@@ -267,12 +293,11 @@ class SqlStoreBase(ABC):
             )
             params += list(q.identifiers) * 4
         if q.mailbox:
-            c, p = self._mailbox_cond(q.mailbox, q.mailbox_match)
-            conds.append(
-                f"t.key IN (SELECT m.org_key FROM mailbox m WHERE {c} AND m.liste_rouge = 0"  # noqa: S608
-                " AND m.type IN ('ORG', 'APP'))"
-            )
-            params += p
+            holders = self._mailbox_holders("org_key", q.mailbox, q.mailbox_match, org=True)
+            if not holders:
+                return []
+            conds.append(f"t.key IN ({', '.join('?' * len(holders))})")
+            params += holders
         if q.updated_since:
             conds.append("t.updated >= ?")
             params.append(q.updated_since)
