@@ -224,6 +224,12 @@ class SqlStoreBase(ABC):
                 return []
             conds.append(f"t.idnps IN ({', '.join('?' * len(holders))})")
             params += holders
+        if q.mailbox_type:
+            conds.append(
+                "EXISTS (SELECT 1 FROM mailbox m WHERE m.idnps = t.idnps AND m.type = ?"
+                " AND m.type IN ('PER', 'CAB') AND m.liste_rouge = 0)"
+            )
+            params.append(q.mailbox_type)
         if q.updated_since:
             conds.append("t.updated >= ?")
             params.append(q.updated_since)
@@ -298,6 +304,12 @@ class SqlStoreBase(ABC):
                 return []
             conds.append(f"t.key IN ({', '.join('?' * len(holders))})")
             params += holders
+        if q.mailbox_type:
+            conds.append(
+                "EXISTS (SELECT 1 FROM mailbox m WHERE m.org_key = t.key AND m.type = ?"
+                " AND m.type IN ('ORG', 'APP') AND m.liste_rouge = 0)"
+            )
+            params.append(q.mailbox_type)
         if q.updated_since:
             conds.append("t.updated >= ?")
             params.append(q.updated_since)
@@ -331,6 +343,12 @@ class SqlStoreBase(ABC):
                 f"a.idnps IN (SELECT m.idnps FROM mailbox m WHERE {c} AND m.liste_rouge = 0)"  # noqa: S608
             )
             params += p
+        if q.mailbox_type:
+            conds.append(
+                "EXISTS (SELECT 1 FROM mailbox m WHERE m.idnps = a.idnps AND m.org_key = a.org_key"
+                " AND m.type = ? AND m.type = 'PER' AND m.liste_rouge = 0)"
+            )
+            params.append(q.mailbox_type)
         if q.updated_since:
             conds.append("a.idnps IN (SELECT idnps FROM person WHERE updated >= ?)")
             params.append(q.updated_since)
