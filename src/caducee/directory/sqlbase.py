@@ -181,36 +181,25 @@ class SqlStoreBase(ABC):
         self, q: PersonQuery, text: str, offset: int, limit: int, *, widen: bool
     ) -> list[str]:
         groups: list[list[Term]] = []
-        named: list[list[Term]] | None = []
         if text:
             named = self._name_groups(text, q.fuzzy, widen)
             if named is None:
                 return []
             groups += named
-        common: list[list[Term]] = []
         if q.professions:
-            common.append([("zzp" + compact(p), False) for p in q.professions])
+            groups.append([("zzp" + compact(p), False) for p in q.professions])
         if q.specialties:
-            common.append([("zzs" + compact(s), False) for s in q.specialties])
-        self._place_groups(common, q.postal_code, q.city)
+            groups.append([("zzs" + compact(s), False) for s in q.specialties])
+        self._place_groups(groups, q.postal_code, q.city)
         conds: list[str] = []
         params: list[object] = []
-        if named and all(len(t) >= 3 for g in named for t, _p in g):
-            # Names are selective: match them in the index and check the frequent
-            # categorical tokens (profession, place) on the few documents found.
-            for group in common:
-                alts = ["(' ' || t.doc || ' ') LIKE ?"] * len(group)
-                conds.append("(" + " OR ".join(alts) + ")")
-                params += [f"% {tok}{'' if prefix else ' '}%" for tok, prefix in group]
-        else:
-            groups += common
         if q.finess:
             groups.append([("zzf" + compact(q.finess), False)])
         source, order = "person t", "t.pk"
         if groups:
             c, p = self._fts_clause("person", groups)
-            conds.insert(0, c)
-            params[:0] = p
+            conds.append(c)
+            params += p
             source, order = self._fts_from("person")
         if q.family:
             conds.append("(' ' || t.names) LIKE ?")
