@@ -213,11 +213,12 @@ def main() -> int:
     print("machine:", _machine(), f"load average {os.getloadavg()[0]:.1f} at start")
     files = args.work / "files"
     if not args.skip_generate:
-        t = time.monotonic()
+        t, c = time.monotonic(), time.process_time()
         res = generate(files, args.persons, seed=args.seed)
         print(
             f"generate: {res.persons} persons, {res.activity_lines} activity lines,"
-            f" {res.mailboxes} mailboxes in {time.monotonic() - t:.1f} s"
+            f" {res.mailboxes} mailboxes in {time.monotonic() - t:.1f} s wall,"
+            f" {time.process_time() - c:.1f} s CPU"
         )
     ps = sorted(files.glob("PS_*"))[-1]
     mss = sorted(files.glob("Extraction_*"))[-1]
