@@ -31,6 +31,7 @@ __all__ = [
     "BlobStore",
     "BlobWriter",
     "ChangeNotifier",
+    "ChangeSubscription",
     "FlagMode",
     "MessageStore",
     "QueueStore",
@@ -50,8 +51,13 @@ class BlobWriter(Protocol):
 
     async def write(self, chunk: bytes) -> None: ...
 
-    async def commit(self) -> BlobRef:
-        """Make the blob durable and return its reference."""
+    async def commit(self, *, durable: bool = True) -> BlobRef:
+        """Make the blob durable and return its reference.
+
+        ``durable=False``: the blob becomes durable with the next durable write of this storage
+        that references it (``deliver``, ``append``, ``enqueue``), saving one commit on the
+        SMTP hot path; until then a crash may lose it, and a ``deliver``/``enqueue`` naming a
+        lost blob fails with ``NotFound`` (never a message without its bytes)."""
         ...
 
     async def abort(self) -> None:
@@ -64,7 +70,9 @@ class BlobStore(Protocol):
 
     def writer(self) -> BlobWriter: ...
 
-    async def put(self, data: bytes) -> BlobRef: ...
+    async def put(self, data: bytes, *, durable: bool = True) -> BlobRef:
+        """Writes a whole blob; ``durable`` as in ``BlobWriter.commit``."""
+        ...
 
     async def get(self, ref: BlobRef) -> bytes: ...
 
@@ -72,7 +80,14 @@ class BlobStore(Protocol):
         """Decrypted bytes ``[start, end)`` in chunks, verifying authenticity as it reads."""
         ...
 
-    async def delete(self, ref: BlobRef) -> None: ...
+    async def delete(self, ref: BlobRef) -> None:
+        """Deletes the blob unless a message or a queue item still references it."""
+        ...
+
+    async def gc_orphans(self, older_than: datetime) -> int:
+        """Removes what uploads that never committed left behind (older than ``older_than``);
+        how many pieces. Call it now and then (e.g. hourly, with an hour's margin)."""
+        ...
 
 
 class AccountStore(Protocol):
@@ -86,6 +101,11 @@ class AccountStore(Protocol):
 
     async def get_account(self, login: str) -> Account | None: ...
 
+    async def get_account_by_idnps(self, idnps: str) -> Account | None:
+        """The account whose ``idnps`` is this one (bearer-token logins map a token's
+        SubjectNameID to an account); None when there is none."""
+        ...
+
     async def list_accounts(self) -> list[Account]: ...
 
     async def set_password(self, login: str, password: str) -> None: ...
@@ -96,6 +116,10 @@ class AccountStore(Protocol):
 
     async def delete_account(self, login: str) -> None: ...
 
+    async def set_disabled(self, login: str, disabled: bool) -> None:
+        """A disabled account fails every password check."""
+        ...
+
     async def create_mailbox(
         self,
         address: str,
@@ -104,8 +128,10 @@ class AccountStore(Protocol):
         *,
         display_name: str = "",
         quota_bytes: int = 0,
+        owner: str | None = None,
     ) -> Mailbox:
-        """Creates the BAL and its DEFAULT_FOLDERS."""
+        """Creates the BAL and its DEFAULT_FOLDERS; ``owner`` (a login) gets every right.
+        An account whose login equals the address (case-insensitively) owns it implicitly."""
         ...
 
     async def get_mailbox(self, address: str) -> Mailbox | None:
@@ -132,6 +158,10 @@ class AccountStore(Protocol):
         """The login's rights on the BAL, "" when none."""
         ...
 
+    async def acl(self, mailbox_id: int) -> list[tuple[str, str]]:
+        """Explicit (login, rights) entries of the BAL (RFC 4314 GETACL)."""
+        ...
+
 
 class FlagMode(enum.StrEnum):
     ADD = "add"
@@ -144,7 +174,11 @@ class MessageStore(Protocol):
 
     async def list_folders(self, mailbox_id: int) -> list[Folder]: ...
 
-    async def get_folder(self, mailbox_id: int, name: str) -> Folder | None: ...
+    async def get_folder(self, mailbox_id: int, name: str) -> Folder | None:
+        """``INBOX`` is case-insensitive. Counts (messages, unseen) are fresh."""
+        ...
+
+    async def get_folder_by_id(self, folder_id: int) -> Folder | None: ...
 
     async def create_folder(
         self, mailbox_id: int, name: str, *, special_use: str | None = None
@@ -210,7 +244,37 @@ class MessageStore(Protocol):
         """(source UID, destination UID) pairs, for COPYUID (RFC 4315)."""
         ...
 
-    async def changed_since(self, folder_id: int, modseq: int) -> list[StoredMessage]: ...
+    async def get_messages(self, folder_id: int, uids: Sequence[int]) -> list[StoredMessage]:
+        """The messages among ``uids`` that exist, in UID order."""
+        ...
+
+    async def changed_since(self, folder_id: int, modseq: int) -> list[StoredMessage]:
+        """Messages whose MODSEQ is above ``modseq`` (RFC 7162 CHANGEDSINCE), UID order."""
+        ...
+
+    async def vanished_since(self, folder_id: int, modseq: int) -> list[int]:
+        """UIDs expunged (or moved away) after ``modseq`` (RFC 7162 §3.2.10 VANISHED)."""
+        ...
+
+    async def find_by_dedup(self, mailbox_id: int, dedup_key: str) -> StoredMessage | None:
+        """The message a ``deliver(dedup_key=...)`` put in this BAL, if still there."""
+        ...
+
+    async def purge_dedup(self, older_than: datetime) -> int:
+        """Forgets dedup keys recorded before ``older_than`` (keep them longer than the queue
+        lifetime of any sender, e.g. 30 days); how many."""
+        ...
+
+
+class ChangeSubscription(Protocol):
+    """An async iterator of changed folder ids of one BAL (0: the folder list changed),
+    coalesced; registered at creation, so no change after ``subscribe()`` returns is missed."""
+
+    def __aiter__(self) -> ChangeSubscription: ...
+
+    async def __anext__(self) -> int: ...
+
+    async def aclose(self) -> None: ...
 
 
 class ChangeNotifier(Protocol):
@@ -218,7 +282,7 @@ class ChangeNotifier(Protocol):
 
     async def publish(self, mailbox_id: int, folder_id: int) -> None: ...
 
-    def subscribe(self, mailbox_id: int) -> AsyncIterator[int]:
+    def subscribe(self, mailbox_id: int) -> ChangeSubscription:
         """Yields folder ids of the BAL as they change, until the iterator is closed."""
         ...
 
@@ -259,6 +323,14 @@ class QueueStore(Protocol):
     async def list(self) -> list[QueueItem]: ...
 
     async def retry_now(self, item_id: int) -> None: ...
+
+    async def release(self, item_id: int) -> None:
+        """Gives a claimed item's lease back without counting an attempt (shutdown)."""
+        ...
+
+    async def release_node(self, node: str) -> int:
+        """Gives back every lease held by ``node`` (at its start-up after a crash); how many."""
+        ...
 
 
 class AuditStore(Protocol):
