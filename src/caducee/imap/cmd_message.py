@@ -55,6 +55,7 @@ async def _select(s: Session, cmd: Command) -> bytes:
     resolved, folder = await find(s, args.mailbox, "r")
     readonly = cmd.name == "EXAMINE"
     s.watch(folder.folder_id, resolved.bal.mailbox.mailbox_id)
+    s.dirty = False  # subscribed before reading: any later change marks the session dirty
     view = await SelectedView.open(s.ctx.storage.messages, folder, readonly)
     view.condstore = s.condstore
     keywords = set(_BASE_FLAGS)
