@@ -4,8 +4,8 @@ blocking clients (imaplib, raw sockets, external programs) can drive it from the
 from __future__ import annotations
 
 import asyncio
-import gc
 import concurrent.futures
+import gc
 import socket
 import ssl
 import threading
