@@ -51,8 +51,13 @@ class BlobWriter(Protocol):
 
     async def write(self, chunk: bytes) -> None: ...
 
-    async def commit(self) -> BlobRef:
-        """Make the blob durable and return its reference."""
+    async def commit(self, *, durable: bool = True) -> BlobRef:
+        """Make the blob durable and return its reference.
+
+        ``durable=False``: the blob becomes durable with the next durable write of this storage
+        that references it (``deliver``, ``append``, ``enqueue``), saving one commit on the
+        SMTP hot path; until then a crash may lose it, and a ``deliver``/``enqueue`` naming a
+        lost blob fails with ``NotFound`` (never a message without its bytes)."""
         ...
 
     async def abort(self) -> None:
@@ -65,7 +70,9 @@ class BlobStore(Protocol):
 
     def writer(self) -> BlobWriter: ...
 
-    async def put(self, data: bytes) -> BlobRef: ...
+    async def put(self, data: bytes, *, durable: bool = True) -> BlobRef:
+        """Writes a whole blob; ``durable`` as in ``BlobWriter.commit``."""
+        ...
 
     async def get(self, ref: BlobRef) -> bytes: ...
 
@@ -73,7 +80,14 @@ class BlobStore(Protocol):
         """Decrypted bytes ``[start, end)`` in chunks, verifying authenticity as it reads."""
         ...
 
-    async def delete(self, ref: BlobRef) -> None: ...
+    async def delete(self, ref: BlobRef) -> None:
+        """Deletes the blob unless a message or a queue item still references it."""
+        ...
+
+    async def gc_orphans(self, older_than: datetime) -> int:
+        """Removes what uploads that never committed left behind (older than ``older_than``);
+        how many pieces. Call it now and then (e.g. hourly, with an hour's margin)."""
+        ...
 
 
 class AccountStore(Protocol):
@@ -86,6 +100,11 @@ class AccountStore(Protocol):
         ...
 
     async def get_account(self, login: str) -> Account | None: ...
+
+    async def get_account_by_idnps(self, idnps: str) -> Account | None:
+        """The account whose ``idnps`` is this one (bearer-token logins map a token's
+        SubjectNameID to an account); None when there is none."""
+        ...
 
     async def list_accounts(self) -> list[Account]: ...
 
@@ -241,6 +260,11 @@ class MessageStore(Protocol):
         """The message a ``deliver(dedup_key=...)`` put in this BAL, if still there."""
         ...
 
+    async def purge_dedup(self, older_than: datetime) -> int:
+        """Forgets dedup keys recorded before ``older_than`` (keep them longer than the queue
+        lifetime of any sender, e.g. 30 days); how many."""
+        ...
+
 
 class ChangeSubscription(Protocol):
     """An async iterator of changed folder ids of one BAL (0: the folder list changed),
@@ -302,6 +326,10 @@ class QueueStore(Protocol):
 
     async def release(self, item_id: int) -> None:
         """Gives a claimed item's lease back without counting an attempt (shutdown)."""
+        ...
+
+    async def release_node(self, node: str) -> int:
+        """Gives back every lease held by ``node`` (at its start-up after a crash); how many."""
         ...
 
 

@@ -15,7 +15,8 @@ from caducee.core.model import Account, Address, Mailbox, MailboxType
 from caducee.storage.interfaces import DEFAULT_FOLDERS
 from caducee.storage.passwords import PasswordHasher
 from caducee.storage.sql.base import Op, Q, Row, Runner, now_us
-from caducee.storage.sql.messages import create_folder_op, gc_blobs
+from caducee.storage.sql.folders import create_folder_op
+from caducee.storage.sql.messages import gc_blobs
 
 __all__ = ["ALL_RIGHTS", "SqlAccountStore"]
 
@@ -62,6 +63,11 @@ def _get_account(login: str) -> Op[Account | None]:
     rows = yield Q(
         f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE login_key = ?", (login.lower(),), only=True
     )
+    return _account(rows[0]) if rows else None
+
+
+def _get_account_by_idnps(idnps: str) -> Op[Account | None]:
+    rows = yield Q(f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE idnps = ?", (idnps,))
     return _account(rows[0]) if rows else None
 
 
@@ -262,6 +268,9 @@ class SqlAccountStore:
 
     async def get_account(self, login: str) -> Account | None:
         return await self._run.read(lambda: _get_account(login))
+
+    async def get_account_by_idnps(self, idnps: str) -> Account | None:
+        return await self._run.read(lambda: _get_account_by_idnps(idnps))
 
     async def list_accounts(self) -> list[Account]:
         return await self._run.read(_list_accounts)
