@@ -8,6 +8,14 @@ tests/smtp/test_relay_server.py (``test_smuggling_over_the_wire``).
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
 import pytest
 
 from caducee.smtp.protocol import DataDecoder
@@ -71,3 +79,66 @@ def test_cr_split_from_lf_across_chunks_is_not_bare() -> None:
     dec.feed(b"a\r")
     _, rest = dec.feed(b"\n.\r\n")
     assert rest == b"" and not dec.outcome.bare_newline
+
+
+# --- over the wire -------------------------------------------------------------------------
+
+
+def _harness() -> ModuleType:
+    """tests/smtp/smtp_harness.py (the real-node fixtures), loaded once by name."""
+    if "smtp_harness" not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "smtp" / "smtp_harness.py"
+        spec = importlib.util.spec_from_file_location("smtp_harness", path)
+        assert spec is not None and spec.loader is not None
+        sys.modules["smtp_harness"] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules["smtp_harness"]
+
+
+h = _harness()
+node, pki = h.node, h.pki
+
+WIRE_SMUGGLED = (
+    b"MAIL FROM:<ceo@a.test>\r\nRCPT TO:<alice@b.test>\r\nDATA\r\n"
+    b"From: ceo@a.test\r\nSubject: smuggled\r\n\r\nevil\r\n"
+)
+
+
+@pytest.mark.parametrize("fake", FAKE_ENDS[:7], ids=repr)
+async def test_smuggling_over_the_wire_relay(node: Any, fake: bytes) -> None:
+    def talk() -> list[bytes]:
+        c = h.RawClient(node.relay_addr)
+        c.starttls(node.client_context(node.pki.peer))
+        c.send(b"MAIL FROM:<x@a.test>\r\nRCPT TO:<bob@b.test>\r\nDATA\r\n")
+        assert c.codes(3) == [250, 250, 354]
+        c.send(b"Subject: hi\r\n\r\nhello" + fake + WIRE_SMUGGLED + b".\r\nNOOP\r\n")
+        out = c.replies(2)
+        c.close()
+        return out
+
+    refused, noop = await asyncio.to_thread(talk)
+    assert refused.startswith(b"550 5.6.0") and b"bare LF or bare CR" in refused
+    assert noop.startswith(b"250 ")  # in sync: the NOOP after the real end is answered
+    assert await node.folder_messages("bob@b.test") == []
+    assert await node.folder_messages("alice@b.test") == []
+    ev = await node.wait_audit(lambda e: e.kind == "smtp.relay.refused")
+    assert ev.details["code"] == "550"
+
+
+async def test_smuggling_over_the_wire_submission(node: Any) -> None:
+    def talk() -> list[bytes]:
+        c = h.RawClient(node.submission_addr)
+        c.starttls(node.client_context(), helo="client.test")
+        secret = h.PASSWORDS["alice"].encode()
+        c.send(b"AUTH PLAIN " + base64.b64encode(b"\0alice\0" + secret) + b"\r\n")
+        c.send(b"MAIL FROM:<alice@b.test>\r\nRCPT TO:<bob@b.test>\r\nDATA\r\n")
+        assert c.codes(4) == [235, 250, 250, 354]
+        c.send(b"From: alice@b.test\r\n\r\nhi\r\n.\n" + WIRE_SMUGGLED + b".\r\nNOOP\r\n")
+        out = c.replies(2)
+        c.close()
+        return out
+
+    refused, noop = await asyncio.to_thread(talk)
+    assert refused.startswith(b"550 5.6.0") and noop.startswith(b"250 ")
+    assert await node.folder_messages("bob@b.test") == []
+    assert await node.folder_messages("alice@b.test", "Sent") == []

@@ -26,9 +26,10 @@ from caducee.core.model import AuditEvent, MailboxType
 from caducee.smtp.relay import DeliveredMessage, RelayServer
 from caducee.smtp.session import Limits
 from caducee.smtp.submission import SubmissionServer
-from caducee.storage import open_sqlite
+from caducee.storage import open_postgres, open_sqlite
 from caducee.storage.interfaces import Storage
 from caducee.storage.keyring import create_keyring
+from caducee.storage.passwords import PasswordHasher
 from caducee.testing.certs import IssuedCert, TrustSpaceCA
 from caducee.trust.listeblanche import DomainEntry, ListeBlanche
 from caducee.trust.policy import TrustPolicy
@@ -138,19 +139,26 @@ class Node:
 
 
 def body_of(stored: bytes) -> bytes:
-    """The stored message without our Received: trace field (the first field, folded)."""
+    """The stored message without our trace fields: ``Return-Path:`` (relay-in, final
+    delivery) then ``Received:``, which always ends with ``;`` CRLF TAB date CRLF (a message
+    starting with white space would look folded into it)."""
+    if stored.startswith(b"Return-Path: <"):
+        stored = stored[stored.index(b"\r\n") + 2 :]
     assert stored.startswith(b"Received: ")
-    end = 0
-    while True:
-        end = stored.index(b"\r\n", end) + 2
-        if stored[end : end + 1] not in (b" ", b"\t"):
-            return stored[end:]
+    date_line = stored.index(b";\r\n\t") + 4
+    return stored[stored.index(b"\r\n", date_line) + 2 :]
 
 
-async def make_node(pki: Pki, tmp_path: Path, **limits: Any) -> Node:
+async def make_node(pki: Pki, tmp_path: Path, *, pg_dsn: str | None = None, **limits: Any) -> Node:
+    """A started node on SQLite, or on PostgreSQL with ``pg_dsn``."""
     keyring = tmp_path / "keyring"
     create_keyring(keyring)
-    storage = await open_sqlite(tmp_path / "data", keyring, node="b")
+    # Cheap scrypt parameters: these tests are about SMTP, not password hashing cost.
+    hasher = PasswordHasher(log2_n=10)
+    if pg_dsn is not None:
+        storage = await open_postgres(pg_dsn, keyring, node="b", pool_size=4, hasher=hasher)
+    else:
+        storage = await open_sqlite(tmp_path / "data", keyring, node="b", hasher=hasher)
     accounts = storage.accounts
     for login, pw in PASSWORDS.items():
         await accounts.create_account(login, pw, display_name=login)

@@ -185,6 +185,9 @@ def test_header_collector_keeps_only_headers() -> None:
     big = HeaderCollector(limit=10)
     big.feed(b"X-Long: " + b"y" * 100)
     assert big.overflow and big.block == b""
+    in_one = HeaderCollector(limit=10)
+    in_one.feed(b"X-Long: " + b"y" * 100 + b"\r\n\r\nbody\r\n")
+    assert in_one.overflow and not in_one.complete
 
 
 def test_header_addresses_unfolds_and_lists_each_field() -> None:
@@ -206,3 +209,24 @@ def test_received_header_shape() -> None:
     assert r.startswith(b"Received: from mx.a.fr??X-Evil:?1 ([127.0.0.1])\r\n\tby mx.b.fr")
     assert b"with ESMTPS id abc\r\n\tfor <u@b.fr>;" in r and r.endswith(b"\r\n")
     assert r.count(b"\r\n") == r.count(b"\n")
+
+
+def test_line_length_check_matches_naive_definition() -> None:
+    import random
+
+    rng = random.Random(5321)
+    for _ in range(300):
+        lines = [b"a" * rng.choice([0, 5, 48, 49, 50, 51, 120]) for _ in range(rng.randint(1, 12))]
+        msg = b"".join(line + b"\r\n" for line in lines)
+        expected = max(len(line) for line in lines) > 50
+        dec = DataDecoder(max_size=10**6, max_line=50)
+        stream = msg + b".\r\n"
+        i = 0
+        while i < len(stream):
+            step = rng.randint(1, 200)
+            _, rest = dec.feed(stream[i : i + step])
+            i += step
+            if rest is not None:
+                break
+        assert dec.done
+        assert dec.outcome.line_too_long == expected, lines

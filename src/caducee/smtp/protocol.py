@@ -364,7 +364,7 @@ class DataDecoder:
     def feed(self, chunk: bytes) -> tuple[bytes, bytes | None]:
         if self.done:
             raise RuntimeError("DataDecoder fed after the end of data")
-        data = self._pending + chunk
+        data = self._pending + chunk if self._pending else chunk
         rest: bytes | None = None
         end = data.find(_END)
         if end >= 0:
@@ -398,20 +398,27 @@ class DataDecoder:
             o.bare_newline = True
         if b"\x00" in body:
             o.nul = True
+        self._check_lines(body)
+
+    def _check_lines(self, body: bytes) -> None:
+        """Line length (bytes between LFs, CR included) without a per-line Python loop: each
+        ``rfind`` over a window of ``limit`` bytes jumps to that window's last LF."""
+        limit = self.max_line + 1
         first = body.find(b"\n")
         if first < 0:
             self._line_len += len(body)
         else:
-            self._line_len += first
-            if self._line_len > self.max_line + 1:
-                o.line_too_long = True
-            if len(body) - first > self.max_line and not o.line_too_long:
-                longest = max(len(line) for line in body[first + 1 :].split(b"\n")[:-1] or [b""])
-                if longest > self.max_line + 1:
-                    o.line_too_long = True
-            self._line_len = len(body) - body.rfind(b"\n") - 1
-        if self._line_len > self.max_line + 1:
-            o.line_too_long = True
+            if self._line_len + first > limit:
+                self.outcome.line_too_long = True
+            pos, n = first + 1, len(body)
+            while n - pos > limit and not self.outcome.line_too_long:
+                nl = body.rfind(b"\n", pos, pos + limit + 1)
+                if nl < 0:
+                    self.outcome.line_too_long = True
+                pos = nl + 1
+            self._line_len = n - body.rfind(b"\n") - 1
+        if self._line_len > limit:
+            self.outcome.line_too_long = True
 
 
 # --- headers (RFC 5322 §2.2, §3.6.2) -----------------------------------------------------
@@ -436,10 +443,10 @@ class HeaderCollector:
             self.complete = True
             return
         end = self._buf.find(b"\r\n\r\n", start)
-        if end >= 0:
+        if end >= 0 and end + 2 <= self.limit:
             del self._buf[end + 2 :]
             self.complete = True
-        elif len(self._buf) > self.limit:
+        elif end >= 0 or len(self._buf) > self.limit:
             self.overflow = True
             del self._buf[:]
 

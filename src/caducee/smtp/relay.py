@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from caducee.config.model import NodeConfig
-from caducee.core.errors import QuotaExceeded, StorageError
+from caducee.core.errors import ConfigError, QuotaExceeded, StorageError
 from caducee.core.model import AuditEvent, BlobRef
 from caducee.smtp.protocol import HeaderCollector, MailFrom, RcptTo, Reply
 from caducee.smtp.server import Connection, Listener
@@ -177,6 +177,7 @@ class OperatorHandler(Handler):
 
 class RelayHandler(OperatorHandler):
     kind = "relay"
+    final_delivery = True  # relay-in delivers only to local mailboxes
 
     def __init__(
         self,
@@ -193,7 +194,11 @@ class RelayHandler(OperatorHandler):
 
     async def on_mail(self, s: Session, mail: MailFrom) -> Reply | None:
         domain = mail.address.rpartition("@")[2]
-        verdict = self.policy.check_inbound(s.peer_cert_der, domain)
+        # The certificate is fixed for the session: one check per sender domain and session.
+        cache = s.state.setdefault("verdicts", {})
+        verdict = cache.get(domain)
+        if verdict is None:
+            verdict = cache[domain] = self.policy.check_inbound(s.peer_cert_der, domain)
         if verdict.subject_dn:
             s.state["actor"] = verdict.subject_dn
         if not verdict.accepted:
@@ -219,7 +224,8 @@ class RelayHandler(OperatorHandler):
         self, s: Session, tx: Transaction, blob: BlobWriter, headers: HeaderCollector | None
     ) -> Reply:
         try:
-            ref = await blob.commit()
+            # Durable with the deliver/enqueue below, before the 250 (one commit, not two).
+            ref = await blob.commit(durable=False)
         except StorageError:
             await blob.abort()
             log.exception("blob commit failed")
@@ -264,7 +270,7 @@ class RelayServer:
     ) -> None:
         addr = listen or cfg.smtp.relay_listen
         if addr is None:
-            raise ValueError("relay server has no listen address (smtp.relay_listen)")
+            raise ConfigError(["smtp.relay_listen: the relay server needs a listen address"])
         self.limits = limits or limits_from_config(cfg)
         self.handler = RelayHandler(cfg, storage, policy, on_delivered)
         self.hostname = cfg.smtp.hostname
