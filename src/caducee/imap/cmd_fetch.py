@@ -7,9 +7,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from caducee.core.model import StoredMessage
+from caducee.imap.commands import MONTHS, FetchArgs, FetchAtt, SearchArgs, SeqSet, StoreArgs
 from caducee.imap.matcher import MessageFacts, matches, needs_content
 from caducee.imap.mime import Part
-from caducee.imap.parser import MONTHS, FetchArgs, FetchAtt, SearchArgs, SeqSet, StoreArgs
 from caducee.imap.render import (
     SectionError,
     UnknownCte,
