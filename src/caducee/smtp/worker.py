@@ -77,7 +77,7 @@ class WorkerSettings:
     coalesce_seconds: float = 0.002  # after a wake, before claiming
     idle_seconds: float = 5.0  # an idle session is kept this long for the next message
     timeout: float = 60.0  # connect, TLS handshake, each reply
-    poll_seconds: float = 60.0  # safety re-scan (items queued by other nodes, lost wakes)
+    poll_seconds: float = 10.0  # re-scan: items queued by other nodes or the CLI, lost wakes
     delay_notice_seconds: float = 4 * 3600.0  # NOTIFY=DELAY notice after this long
 
 
