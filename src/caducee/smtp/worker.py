@@ -219,6 +219,7 @@ class OutboundWorker:
         due = time.monotonic() + max(0.0, (when - now).total_seconds())
         if self._next_due is None or due < self._next_due:
             self._next_due = due
+            self._wake.set()  # the main loop may be waiting longer: let it recompute
 
     async def _claim_and_dispatch(self) -> int:
         room = self._settings.max_inflight - self._inflight
