@@ -201,7 +201,7 @@ async def _entries(s: Session) -> list[_Entry]:
             for i in range(1, len(parts)):
                 parent = DELIM.join(parts[:i])
                 entries.setdefault(parent, _Entry(parent, None, None))
-    names = sorted(entries)
+    names = sorted(entries, key=lambda n: (n != "INBOX", n))
     for name in names:
         e = entries[name]
         has_children = any(n.startswith(name + DELIM) for n in names)
