@@ -190,6 +190,8 @@ key_file = "tls/server.key.pem"
 ca_bundle = "../ca/ca-bundle.pem"
 crl_dir = "crl"
 min_version = "TLSv1.2"
+# the authority's OCSP responder, asked in addition to the CRLs ("revoked" refuses at once)
+ocsp_url = {_toml_str(urls["ocsp_url"])}
 
 [trust]
 # Fetched from the sandbox's trust authority (caducee sandbox run serves it), verified by
