@@ -20,7 +20,7 @@ import datetime as dt
 import logging
 import os
 import shutil
-from collections.abc import Callable
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +32,12 @@ from caducee.trust.authority import LIST_NAME, Authority, CertKind, new_key_and_
 __all__ = [
     "AUTHORITY_HTTPS_OFFSET",
     "AUTHORITY_HTTP_OFFSET",
+    "AuthorityThread",
     "LiveAuthority",
     "authority_urls",
     "issue_for",
     "open_sandbox_authority",
     "revoke_certificate",
-    "serve_sandbox_authority",
     "url_host",
 ]
 
@@ -178,45 +178,73 @@ def _listen(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-async def serve_sandbox_authority(
-    auth: LiveAuthority,
-    auth_info: dict[str, Any],
-    *,
-    republish_seconds: float = 3600.0,
-    https_listen: str | None = None,
-    http_listen: str | None = None,
-) -> tuple[asyncio.Task[None], dict[str, tuple[str, int]]]:
-    """Publishes fresh CRLs and the list, then serves them; returns the serving task (cancel
-    it to stop) once both listeners are bound, with their addresses."""
-    from caducee.trust.authority.server import serve_authority
+class AuthorityThread:
+    """The authority served from its own thread and event loop. Operators ask its OCSP
+    responder synchronously from their event loop (``TrustPolicy`` checks are synchronous):
+    in one process, a responder on the same loop would never answer."""
 
-    await asyncio.to_thread(auth.publish)  # CRLs valid from now on (they last two days)
-    ready: asyncio.Future[dict[str, tuple[str, int]]] = asyncio.get_running_loop().create_future()
+    def __init__(
+        self,
+        auth: LiveAuthority,
+        auth_info: dict[str, Any],
+        *,
+        republish_seconds: float = 3600.0,
+    ) -> None:
+        self.auth = auth
+        self.info = auth_info
+        self.republish_seconds = republish_seconds
+        self.bound: dict[str, tuple[str, int]] = {}
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._thread = threading.Thread(target=self._main, name="sandbox-authority", daemon=True)
 
-    def on_ready(bound: dict[str, tuple[str, int]]) -> None:
-        if not ready.done():
-            ready.set_result(bound)
+    def _main(self) -> None:
+        from caducee.trust.authority.server import serve_authority
 
-    on: Callable[[dict[str, tuple[str, int]]], None] = on_ready
-    task = asyncio.create_task(
-        serve_authority(
-            auth,
-            auth.passphrase,
-            https_listen=https_listen or _listen(auth_info.get("https")),
-            http_listen=http_listen or _listen(auth_info.get("http")),
-            republish_seconds=republish_seconds,
-            on_ready=on,
-        ),
-        name="sandbox-authority",
-    )
-    waiting: set[asyncio.Future[Any]] = {task, ready}
-    done, _ = await asyncio.wait(waiting, timeout=30, return_when=asyncio.FIRST_COMPLETED)
-    if task in done:
-        task.result()  # a bind error
-        raise OSError("the sandbox authority stopped while starting")
-    if ready not in done:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        raise OSError("the sandbox authority did not start within 30 s")
-    return task, ready.result()
+        async def serve() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._task = asyncio.current_task()
+
+            def on_ready(bound: dict[str, tuple[str, int]]) -> None:
+                self.bound = bound
+                self._ready.set()
+
+            await serve_authority(
+                self.auth,
+                self.auth.passphrase,
+                https_listen=_listen(self.info.get("https")),
+                http_listen=_listen(self.info.get("http")),
+                republish_seconds=self.republish_seconds,
+                on_ready=on_ready,
+            )
+
+        try:
+            asyncio.run(serve())
+        except asyncio.CancelledError:
+            pass
+        except BaseException as exc:  # reported to start()
+            self._error = exc
+        finally:
+            self._ready.set()
+
+    async def start(self) -> dict[str, tuple[str, int]]:
+        """Publishes fresh CRLs and the list, starts serving; returns the bound addresses."""
+        await asyncio.to_thread(self.auth.publish)  # CRLs valid from now on (two days)
+        self._thread.start()
+        ok = await asyncio.to_thread(self._ready.wait, 30.0)
+        if self._error is not None:
+            raise self._error
+        if not ok or not self.bound:
+            await self.stop()
+            raise OSError("the sandbox authority did not start")
+        return self.bound
+
+    async def stop(self) -> None:
+        loop, task = self._loop, self._task
+        if loop is not None and task is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(task.cancel)
+        if self._thread.is_alive():
+            await asyncio.to_thread(self._thread.join, 15)

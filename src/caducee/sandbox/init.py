@@ -411,10 +411,10 @@ def _build(
         target.mkdir(exist_ok=True)
         for name in ("aci.crl", "acr.crl"):
             shutil.copyfile(public / name, target / name)
-        if plan is not None:  # the last good copy, so a node starts before the authority
-            (directory / plan.name / "data" / "trust").mkdir()
-            shutil.copyfile(public / LIST_NAME, directory / plan.name / "data" / "trust" /
-                            "liste-blanche.xml")  # fmt: skip
+        if plan_name is not None:  # the last good copy, so a node starts before the authority
+            cache = directory / plan_name / "data" / "trust"
+            cache.mkdir()
+            shutil.copyfile(public / LIST_NAME, cache / "liste-blanche.xml")
 
     info: dict[str, Any] = {
         "version": SCHEMA_VERSION,

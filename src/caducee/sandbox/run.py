@@ -101,25 +101,26 @@ async def start_services(sandbox: Sandbox) -> list[Any]:
     """Starts the trust authority and the directory node of the sandbox (when it has them):
     they must be up before the operators, which fetch the list and CRLs at start."""
     services: list[Any] = []
-    from caducee.sandbox.authority import open_sandbox_authority, serve_sandbox_authority
+    from caducee.sandbox.authority import AuthorityThread, open_sandbox_authority
 
     auth = await asyncio.to_thread(open_sandbox_authority, sandbox.info)
     if auth is not None:
-        task, bound = await serve_sandbox_authority(auth, sandbox.info["authority"])
+        server = AuthorityThread(auth, sandbox.info["authority"])
+        bound = await server.start()
         where = ", ".join(f"{k} {h}:{p}" for k, (h, p) in bound.items())
-        services.append(_Service("authority", lambda: _cancel(task), where))
+        services.append(_Service("authority", server.stop, where))
     node = sandbox.info.get("directory_node")
     if isinstance(node, dict):
         from caducee.sandbox.directory import serve_directory
 
         try:
-            server, dtask, store = await serve_directory(node)
+            dserver, dtask, store = await serve_directory(node)
         except BaseException:
             await stop_all(services)
             raise
 
         async def stop_directory() -> None:
-            server.should_exit = True
+            dserver.should_exit = True
             await asyncio.wait({dtask}, timeout=10)
             await _cancel(dtask)
             store.close()
