@@ -34,7 +34,7 @@ def _addresses(bundle: Any) -> set[str]:
 
 @pytest.mark.slow
 async def test_mailbox_add_on_an_operator_is_findable_in_the_directory(
-    tmp_path: Path, port_base: int
+    tmp_path: Path, port_base: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
     d = tmp_path / "sbx"
     info = await create_sandbox(d, operators=2, port_base=port_base)
@@ -61,11 +61,14 @@ async def test_mailbox_add_on_an_operator_is_findable_in_the_directory(
             argv = ["mailbox", "add", "-c", op["config"], new, "--type", "PER",
                     "--holder", idnps, "--no-password"]  # fmt: skip
             assert await asyncio.to_thread(main, argv) == 0
+            # through the real route: FHIR PATCH over mutual TLS with the client certificate
+            assert "published in the directory (FHIR PATCH" in capsys.readouterr().out
             found = await _search(client, base, "Practitioner", **{"mailbox-mss:exact": new})
             assert found["total"] == 1 and new in _addresses(found)
 
             argv = ["mailbox", "delete", "-c", op["config"], new, "--yes"]
             assert await asyncio.to_thread(main, argv) == 0
+            assert "withdrawn from the directory (FHIR PATCH)" in capsys.readouterr().out
             gone = await _search(client, base, "Practitioner", **{"mailbox-mss:exact": new})
             assert new not in _addresses(gone)
     finally:
@@ -86,3 +89,21 @@ async def test_a_mailbox_of_another_domain_or_unknown_holder_is_not_published(
             "--type", "PER", "--holder", "10001000001", "--no-password"]  # fmt: skip
     assert await asyncio.to_thread(main, argv) == 0  # created on the node all the same
     assert "not published in the directory" in capsys.readouterr().out
+    # the directory node is not running: publication goes straight into its store
+    op = info["operators"][0]
+    per = next(a for a in op["accounts"] if a["type"] == "PER")
+    from caducee.directory.open import open_store
+
+    store = open_store(info["directory_node"]["store"])
+    try:
+        idnps = store.find_mailbox(per["address"])[0].idnps
+    finally:
+        store.close()
+    new = f"z@{op['domains'][0]}"
+    note = publish_node_mailbox(config, new, "PER", idnps)
+    assert note is not None and note.startswith("published in the directory store")
+    store = open_store(info["directory_node"]["store"])
+    try:
+        assert [m.idnps for m in store.find_mailbox(new)] == [idnps]
+    finally:
+        store.close()

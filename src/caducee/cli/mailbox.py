@@ -162,11 +162,11 @@ def _publish(args: argparse.Namespace, address: str, mtype: str, holder: str, na
         print(note)
 
 
-def _unpublish(args: argparse.Namespace, address: str) -> None:
+def _unpublish(args: argparse.Namespace, address: str, mtype: str, holder: str) -> None:
     """Withdraws a deleted mailbox from the directory when the node publishes."""
     from caducee.sandbox.directory import unpublish_node_mailbox
 
-    note = unpublish_node_mailbox(Path(args.config), address)
+    note = unpublish_node_mailbox(Path(args.config), address, mtype, holder)
     if note is not None:
         print(note)
 
@@ -206,9 +206,13 @@ def cmd_delete(args: argparse.Namespace) -> int:
             print("nothing deleted")
             return 1
 
+    deleted: list[tuple[str, str]] = []  # (type, holder), for the directory
+
     async def action(storage: Storage) -> None:
-        if await storage.accounts.get_mailbox(args.address) is None:
+        mailbox = await storage.accounts.get_mailbox(args.address)
+        if mailbox is None:
             raise NotFound(f"no mailbox {args.address}")
+        deleted.append((mailbox.type.value, mailbox.holder_id))
         await storage.accounts.delete_mailbox(args.address)
         await storage.audit.record(
             AuditEvent("mailbox.deleted", "ok", "cli", args.address, node=cfg.name)
@@ -216,7 +220,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
     with_storage(cfg, action)
     print(f"deleted {args.address}")
-    _unpublish(args, args.address)
+    _unpublish(args, args.address, *deleted[0])
     return 0
 
 

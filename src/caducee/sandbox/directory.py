@@ -107,7 +107,14 @@ def build_directory(
     }
     (dir_dir / "auth.json").write_text(json.dumps(auth_table, indent=2) + "\n", encoding="utf-8")
     for op in operators:
-        settings = {"store": str(db), "fhir_url": fhir_url, "domains": op["domains"]}
+        settings = {
+            "store": str(db),
+            "fhir_url": fhir_url,
+            "domains": op["domains"],
+            "client_cert": op["client_cert"],
+            "client_key": op["client_key"],
+            "ca_bundle": str(ca_bundle),
+        }
         (Path(op["config"]).parent / PUBLICATION_FILE).write_text(
             json.dumps(settings, indent=2) + "\n", encoding="utf-8"
         )
@@ -131,15 +138,107 @@ def publication_settings(config_path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def _contact_point(address: str, mtype: str, description: str) -> dict[str, Any]:
+    from caducee.directory.codes import URL_MAILBOX_METADATA
+
+    meta: list[dict[str, Any]] = [
+        {"url": "type", "valueCodeableConcept": {"coding": [{"code": mtype}]}}
+    ]
+    if description:
+        meta.append({"url": "description", "valueString": description})
+    return {
+        "system": "email",
+        "value": address,
+        "extension": [{"url": URL_MAILBOX_METADATA, "extension": meta}],
+    }
+
+
+def _operation(kind: str, op: str, address: str, value: dict[str, Any] | None) -> dict[str, Any]:
+    path = f"{kind}.telecom" if op == "insert" else f"{kind}.telecom.where(value = '{address}')"
+    parts: list[dict[str, Any]] = [
+        {"name": "type", "valueCode": op},
+        {"name": "path", "valueString": path},
+    ]
+    if value is not None:
+        parts.append({"name": "value", "valueContactPoint": value})
+    return {"resourceType": "Parameters", "parameter": [{"name": "operation", "part": parts}]}
+
+
+def _target(mtype: str, holder: str) -> tuple[str, str] | None:
+    """(resource type, conditional identifier) of the resource holding a mailbox."""
+    from caducee.directory.codes import SYS_IDNPS
+
+    if mtype == "PER":
+        return "Practitioner", f"{SYS_IDNPS}|{holder}"
+    if mtype in ("ORG", "APP"):
+        return "Organization", f"|{holder}"
+    return None  # CAB: its practitioner is not known from a SIRET/FINESS holder
+
+
+class _Unreachable(Exception):
+    """The directory node does not answer (the sandbox is not running)."""
+
+
+def _patch(settings: dict[str, Any], kind: str, ident: str, body: dict[str, Any]) -> str | None:
+    """FHIR PATCH (conditional, by identifier) over mutual TLS with the operator's client
+    certificate (notes §5.3); None on success, else the directory's reason."""
+    import ssl
+
+    import httpx
+
+    ctx = ssl.create_default_context(cafile=str(settings["ca_bundle"]))
+    ctx.load_cert_chain(str(settings["client_cert"]), str(settings["client_key"]))
+    try:
+        with httpx.Client(verify=ctx, timeout=10) as client:
+            resp = client.patch(
+                f"{settings['fhir_url']}/{kind}",
+                params={"identifier": ident},
+                content=json.dumps(body).encode(),
+                headers={"Content-Type": "application/fhir+json"},
+            )
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        raise _Unreachable(str(exc)) from exc
+    if resp.status_code == 200:
+        return None
+    try:
+        issue = resp.json()["issue"][0]
+        reason = str(issue.get("diagnostics") or issue.get("details", {}).get("text"))
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        reason = resp.text[:200]
+    return f"HTTP {resp.status_code}: {reason}"
+
+
 def publish_node_mailbox(
     config_path: Path, address: str, mtype: str, holder: str, display_name: str = ""
 ) -> str | None:
     """Publishes a new mailbox of the node in the directory; returns a one-line note (what
-    happened), or None when the node does not publish. Never raises for a directory refusal:
-    the mailbox exists on the node either way."""
+    happened), or None when the node does not publish. The FHIR PATCH route over mutual TLS
+    when the directory node runs; directly in its store when it does not. Never raises for a
+    directory refusal: the mailbox exists on the node either way."""
     settings = publication_settings(config_path)
     if settings is None:
         return None
+    target = _target(mtype, holder)
+    if target is None:
+        return f"not published in the directory: {address} (a CAB needs a practitioner)"
+    if "client_cert" in settings:
+        body = _operation(
+            target[0], "insert", address, _contact_point(address, mtype, display_name)
+        )
+        try:
+            problem = _patch(settings, target[0], target[1], body)
+        except _Unreachable:
+            pass  # the sandbox is not running: straight into the store
+        else:
+            if problem is not None:
+                return f"not published in the directory: {problem}"
+            return f"published in the directory (FHIR PATCH {settings['fhir_url']}/{target[0]})"
+    return _publish_in_store(settings, address, mtype, holder, display_name)
+
+
+def _publish_in_store(
+    settings: dict[str, Any], address: str, mtype: str, holder: str, display_name: str
+) -> str:
     from caducee.directory.model import Mailbox
     from caducee.directory.open import open_store
     from caducee.directory.publication import publish_mailbox
@@ -147,21 +246,19 @@ def publish_node_mailbox(
     store = open_store(str(settings["store"]))
     try:
         box = Mailbox(address, mtype, description=display_name)
-        if mtype in ("PER", "CAB"):
-            box = replace(box, idnps=holder if mtype == "PER" else "")
-            if mtype == "CAB":
-                return f"not published in the directory: {address} (a CAB needs a practitioner)"
+        if mtype == "PER":
+            box = replace(box, idnps=holder)
         else:
-            orgs = _org_of(store, holder)
-            if orgs is None:
+            org = _org_of(store, holder)
+            if org is None:
                 return f"not published in the directory: no organisation {holder}"
-            box = replace(box, org_key=orgs)
+            box = replace(box, org_key=org)
         publish_mailbox(store, box, operator_domains=list(settings.get("domains") or []))
     except CaduceeError as exc:
         return f"not published in the directory: {exc}"
     finally:
         store.close()
-    return f"published in the directory ({settings.get('fhir_url', '')})"
+    return f"published in the directory store ({settings['store']})"
 
 
 def _org_of(store: Any, holder: str) -> str | None:
@@ -175,11 +272,28 @@ def _org_of(store: Any, holder: str) -> str | None:
     return str(found[0]) if len(found) == 1 else None
 
 
-def unpublish_node_mailbox(config_path: Path, address: str) -> str | None:
-    """Withdraws a deleted mailbox from the directory (None when the node does not publish)."""
+def unpublish_node_mailbox(
+    config_path: Path, address: str, mtype: str = "", holder: str = ""
+) -> str | None:
+    """Withdraws a deleted mailbox from the directory (None when the node does not publish
+    or the mailbox was not published): FHIR PATCH ``delete`` when the directory runs and the
+    holder is known, else directly in its store."""
     settings = publication_settings(config_path)
     if settings is None:
         return None
+    target = _target(mtype, holder) if mtype and holder else None
+    if target is not None and "client_cert" in settings:
+        body = _operation(target[0], "delete", address.lower(), None)
+        try:
+            problem = _patch(settings, target[0], target[1], body)
+        except _Unreachable:
+            pass
+        else:
+            if problem is None:
+                return "withdrawn from the directory (FHIR PATCH)"
+            if "HTTP 404" not in problem:
+                return f"not withdrawn from the directory: {problem}"
+            return None
     from caducee.directory.open import open_store
     from caducee.directory.publication import unpublish_mailbox
 
@@ -192,7 +306,7 @@ def unpublish_node_mailbox(config_path: Path, address: str) -> str | None:
         return f"not withdrawn from the directory: {exc}"
     finally:
         store.close()
-    return "withdrawn from the directory" if gone else None
+    return "withdrawn from the directory store" if gone else None
 
 
 async def serve_directory(info: dict[str, Any], listen: str | None = None) -> Any:
