@@ -7,6 +7,8 @@ to the trust-space CA bundle (IGC-Santé-shaped), (3) it is within its validity 
 domain inbound, the recipient domain outbound). OpenSSL enforces (1)-(3) during the handshake;
 :meth:`TrustPolicy.check_inbound` / :meth:`TrustPolicy.check_outbound` enforce (4) and re-check
 (2)-(3) in Python (defence in depth: a CRL reloaded after a context was built still counts).
+When ``tls.ocsp_url`` names a responder, (3) also asks it (RFC 6960, ``caducee.trust.ocsp``):
+"revoked" refuses; other answers refuse only with ``tls.ocsp_strict``.
 
 Contexts are rebuilt by :meth:`TrustPolicy.reload_crls`; fetch them with the ``*_context()``
 methods for every new connection (they return a cached object, cheap), never keep one forever.
