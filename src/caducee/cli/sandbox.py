@@ -29,9 +29,27 @@ def _init(args: argparse.Namespace) -> int:
             f"submission {op['submission']}, imap {op['imap']}, imaps {op['imaps']}"
         )
     print(endpoints(info))
+    warning = _ephemeral_overlap(args.port_base)
+    if warning:
+        print(warning)
     print(f"endpoints, certificates and demo accounts: {info['directory']}/sandbox.json")
     print(f"run it with: caducee sandbox run --dir {args.dir}")
     return 0
+
+
+def _ephemeral_overlap(port_base: int) -> str | None:
+    """A warning when the sandbox ports fall in the kernel's ephemeral (source) port range."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return None
+    if port_base <= high and port_base + 910 >= low:
+        return (
+            f"warning: ports {port_base}-{port_base + 910} overlap the ephemeral port range "
+            f"{low}-{high}: a listener may find its port taken by an outgoing connection; "
+            "prefer a --port-base below it"
+        )
+    return None
 
 
 def endpoints(info: dict[str, Any]) -> str:
