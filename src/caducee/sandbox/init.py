@@ -1,25 +1,31 @@
 """``caducee sandbox init``: a whole trust space on one machine (issue 2 §8).
 
-Creates, under one directory: a CA hierarchy shaped like IGC-Santé (root, then an
-"ORGANISATIONS" intermediate, marked SANDBOX), CRLs, a server and a client certificate per
-operator with subject ``CN=<mx fqdn>,OU=<1+FINESS or 3+SIRET>,O=<organisation>,
-ST=<Département (NN)>,C=FR`` (the IGC-Santé structure identifier form seen in the real list),
-a liste blanche in the real XML schema, for each operator a key ring, a node configuration
-(``NodeConfig`` TOML) and its storage with demo accounts and mailboxes of the four types
-(PER, ORG, APP, CAB) with random passwords, a set of deliberately bad certificates for the
-conformance scenarios, and ``sandbox.json`` (mode 0600) describing every endpoint. The schema of
+Creates, under one directory: a trust authority (``caducee.trust.authority``: a CA hierarchy
+shaped like IGC-Santé, root then an "ORGANISATIONS" intermediate, marked SANDBOX; keys
+encrypted at rest) that onboards every operator from CSRs (subject ``CN=<mx fqdn>,OU=<1+FINESS
+or 3+SIRET>,O=<organisation>,ST=<Département (NN)>,C=FR``, the IGC-Santé structure identifier
+form seen in the real list) and publishes the signed liste blanche and the CRLs; for each
+operator a key ring, a node configuration (``NodeConfig`` TOML) that refreshes its trust from
+the authority (list, CRLs, OCSP), and its storage with demo accounts and mailboxes of the four
+types (PER, ORG, APP, CAB) with random passwords; a directory node holding every sandbox
+account among a generated population; deliberately bad certificates for the conformance
+scenarios; and ``sandbox.json`` (mode 0600) describing every endpoint. The schema of
 ``sandbox.json`` is documented in ``docs/sandbox.md`` and stays stable.
 
 Layout::
 
     D/sandbox.json            endpoints, certificates, accounts (secrets: mode 0600)
-    D/ca/                     root.pem, intermediate.pem, ca-bundle.pem, private/, issued/
+    D/authority/              the trust authority (authority.json, ca/, public/, passphrase)
+    D/ca/                     root.pem, intermediate.pem, ca-bundle.pem (copies)
     D/crl/                    aci.crl (intermediate CRL), acr.crl (root ARL), PEM
-    D/liste-blanche.xml       the liste blanche of the sandbox
+    D/liste-blanche.xml       the liste blanche as published at init
+    D/directory/              the directory node (directory.db, tls/, auth.json)
     D/<operator>/node.toml    node configuration (paths relative to it)
+    D/<operator>/directory.json  where the node publishes its mailboxes
     D/<operator>/tls/         server.{chain,key}.pem, client.{chain,key}.pem
+    D/<operator>/crl/         the node's CRLs (refreshed from the authority)
     D/<operator>/keyring      blob key ring (0600)
-    D/<operator>/data/        storage (SQLite)
+    D/<operator>/data/        storage (SQLite), trust/ (last good liste blanche)
     D/test-certs/             bad certificates: expired, revoked, other CA, DN not listed...
 """
 
