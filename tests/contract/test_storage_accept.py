@@ -98,3 +98,27 @@ async def test_finish_deletes_an_unshared_blob_and_records_its_audit(storage: St
         await storage.blobs.get(alone)
     got = await storage.audit.query(kind_prefix="smtp.outbound.delivered")
     assert len(got) == 1 and got[0].target == "medecin.mssante.test"
+
+
+async def test_concurrent_logins_share_one_password_check(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from caducee.storage.passwords import PasswordHasher
+
+    calls: list[str] = []
+    real = PasswordHasher.verify
+
+    def counting(self: PasswordHasher, login: str, stored: str, password: str) -> bool:
+        calls.append(password)
+        return real(self, login, stored, password)
+
+    acc = await storage.accounts.create_account("carol", "s3cret pw")
+    monkeypatch.setattr(PasswordHasher, "verify", counting)
+    results = await asyncio.gather(
+        *[storage.accounts.verify_password("carol", "s3cret pw") for _ in range(8)],
+        *[storage.accounts.verify_password("carol", "wrong") for _ in range(4)],
+    )
+    assert results == [acc] * 8 + [None] * 4
+    assert sorted(calls) == ["s3cret pw", "wrong"]  # one scrypt per distinct credential
