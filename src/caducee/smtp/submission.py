@@ -12,6 +12,7 @@ all durable before the ``250``; then ``on_queued`` wakes the delivery worker.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Callable, Sequence
@@ -50,6 +51,7 @@ class SubmissionHandler(OperatorHandler):
         self.mechanisms = mechanisms_by_name(list(mechanisms))
         self.on_queued = on_queued
         self.on_delivered = on_delivered
+        self._background: set[asyncio.Future[None]] = set()
 
     def tls_context(self) -> ssl.SSLContext:
         return self.policy.submission_server_context()
@@ -63,7 +65,14 @@ class SubmissionHandler(OperatorHandler):
             await self.audit(s, "auth", "refused", mechanism=mechanism)
             return
         s.state["actor"] = account.login
-        await self.audit(s, "auth", "ok", account.login, mechanism=mechanism)
+        # Not awaited: the 235 need not wait for a commit (the event is queued now and
+        # committed with the next group commit; the acceptance event of any message of
+        # this session is in that message's own transaction). Refusals stay awaited.
+        task = asyncio.ensure_future(
+            self.audit(s, "auth", "ok", account.login, mechanism=mechanism)
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _mailboxes(self, s: Session) -> dict[str, Mailbox]:
         cached = s.state.get("mailboxes")

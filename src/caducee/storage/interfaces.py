@@ -175,9 +175,9 @@ class FlagMode(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """One ``deliver`` inside ``MessageStore.accept``. ``skip_over_quota``: a full BAL skips
-    this delivery (reported in ``Acceptance.over_quota``) instead of failing the whole accept
-    (the sender's Sent copy: the message still goes without it)."""
+    """One ``deliver`` inside ``MessageStore.accept``. ``skip_over_quota``: a full BAL is
+    skipped (the delivery's index is then in ``Acceptance.over_quota``) instead of failing the
+    whole accept (the sender's Sent copy: the message still goes without it)."""
 
     mailbox_ids: tuple[int, ...]
     folder: str = "INBOX"

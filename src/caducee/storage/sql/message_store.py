@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
-from caducee.core.errors import QuotaExceeded
 from caducee.core.model import AuditEvent, BlobRef, Folder, StoredMessage
 from caducee.storage.interfaces import Acceptance, ChangeNotifier, Delivery, Enqueue, FlagMode
 from caducee.storage.sql import folders
 from caducee.storage.sql import messages as ops
 from caducee.storage.sql.audit import record_op
-from caducee.storage.sql.base import Dialect, Op, Q, Runner, to_us
+from caducee.storage.sql.base import Dialect, Op, Runner, to_us
 from caducee.storage.sql.queue import enqueue_op
 
 __all__ = ["SqlMessageStore"]
@@ -30,23 +29,15 @@ def _accept_op(
     dialect: Dialect,
 ) -> Op[tuple[list[list[tuple[int, StoredMessage]]], list[int], list[int]]]:
     """``MessageStore.accept`` as one operation (one transaction). A delivery that may be
-    skipped over quota runs under a SAVEPOINT, so its dedup row is undone with it."""
+    skipped over quota skips the full BALs (their dedup rows undone), nothing else."""
     stored: list[list[tuple[int, StoredMessage]]] = []
     skipped: list[int] = []
     for i, (ids, folder, flags, dedup_key, optional) in enumerate(deliveries):
-        if not optional:
-            stored.append((yield from ops.deliver_op(blob, ids, folder, flags, idate, dedup_key,
-                                                     dialect)))  # fmt: skip
-            continue
-        yield Q("SAVEPOINT accept_optional")
-        try:
-            done = yield from ops.deliver_op(blob, ids, folder, flags, idate, dedup_key, dialect)
-        except QuotaExceeded:
-            yield Q("ROLLBACK TO SAVEPOINT accept_optional")
-            done = []
+        full: list[int] | None = [] if optional else None
+        stored.append((yield from ops.deliver_op(blob, ids, folder, flags, idate, dedup_key,
+                                                 dialect, full)))  # fmt: skip
+        if full:
             skipped.append(i)
-        yield Q("RELEASE SAVEPOINT accept_optional")
-        stored.append(done)
     queued: list[int] = []
     for e in enqueues:
         queued.append((yield from enqueue_op(e.sender, list(e.recipients), blob, e.domain,
