@@ -5,8 +5,9 @@ is a client certificate; the handshake uses ``TrustPolicy.relay_server_context()
 but bad certificate fails it: audit event); at MAIL FROM the policy checks the certificate's
 full subject DN against the liste blanche entry of the sender's domain
 (``check_inbound``), refusing with its precise code and text. RCPT only for local mailboxes
-(no relaying). Accepted mail is delivered with ``MessageStore.deliver`` (atomic, dedup key)
-before the ``250``. Every refusal and acceptance is an audit event (no bodies, no secrets).
+(no relaying). Accepted mail is delivered with ``MessageStore.accept`` (atomic, dedup key,
+with its audit event in the same transaction) before the ``250``. Every refusal and
+acceptance is an audit event (no bodies, no secrets).
 """
 
 from __future__ import annotations
