@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from caducee.core.errors import Conflict, NotFound, QuotaExceeded
-from caducee.core.model import BlobRef, Folder
+from caducee.core.model import BlobRef, Folder, StoredMessage
 from caducee.imap.names import (
     DELIM,
     SHARED_PREFIX,
@@ -313,6 +313,7 @@ async def _append(s: Session, cmd: Command) -> bytes:
                 await storage.blobs.delete(m.literal.spool)
         raise
     uids: list[int] = []
+    appended: list[StoredMessage] = []
     for m in args.messages:
         if m.literal.spool is not None and isinstance(m.literal.spool, BlobRef):
             ref = m.literal.spool
@@ -338,8 +339,15 @@ async def _append(s: Session, cmd: Command) -> bytes:
             await storage.blobs.delete(ref)
             raise _reply("NO", "TRYCREATE", "Mailbox does not exist") from None
         uids.append(stored.uid)
-    if s.selected is not None and s.selected.folder.folder_id == folder.folder_id:
-        s.dirty = True  # our own change: do not wait for the notifier
+        appended.append(stored)
+    view = s.selected
+    if view is not None and view.folder.folder_id == folder.folder_id:
+        for stored in appended:  # our own change: announce it now, without re-reading
+            lines = view.own_append(stored, rev1=not s.rev2)
+            if lines is None:
+                s.dirty = True
+                break
+            s.out += b"".join(lines)
         await s.sync(allow_expunge=False)
     code = f"[APPENDUID {folder.uidvalidity} {format_uids(uids, keep_order=True)}] "
     return b"OK " + code.encode() + b"APPEND completed"

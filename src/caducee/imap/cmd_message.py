@@ -44,7 +44,8 @@ async def _select(s: Session, cmd: Command) -> bytes:
     args = cmd.args
     if not isinstance(args, SelectArgs):
         raise _reply("BAD", "", "invalid arguments")
-    if s.selected is not None:
+    previous = s.selected
+    if previous is not None:
         _deselect(s)
         if s.rev2 or "QRESYNC" in s.enabled:
             s.untagged(b"OK [CLOSED] Previous mailbox closed")
@@ -56,7 +57,9 @@ async def _select(s: Session, cmd: Command) -> bytes:
     readonly = cmd.name == "EXAMINE"
     s.watch(folder.folder_id, resolved.bal.mailbox.mailbox_id)
     s.dirty = False  # subscribed before reading: any later change marks the session dirty
-    view = await SelectedView.open(s.ctx.storage.messages, folder, readonly)
+    view = None if previous is None else SelectedView.reopen(previous, folder, readonly)
+    if view is None:
+        view = await SelectedView.open(s.ctx.storage.messages, folder, readonly)
     view.condstore = s.condstore
     keywords = set(_BASE_FLAGS)
     for m in view.msgs.values():
@@ -109,7 +112,10 @@ async def _expunge_now(s: Session, uids: list[int] | None) -> None:
         raise _reply("NO", "NOPERM", "Permission denied")
     await s.sync(allow_expunge=True)
     removed = await s.ctx.storage.messages.expunge(view.folder.folder_id, uids)
+    known = len(view.uids)
     _announce(s, view, removed)
+    if len(view.uids) == known - len(removed):  # every removed UID was in this view
+        view.own_expunge(removed)
 
 
 def _announce(s: Session, view: SelectedView, removed: list[int]) -> None:
