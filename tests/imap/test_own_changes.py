@@ -13,10 +13,9 @@ from imap_harness import Pki, ServerThread, Transcript
 MSG = b"From: a@hop.mssante.fr\r\nSubject: own\r\n\r\nbody\r\n"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def any_server(request: pytest.FixtureRequest, tmp_path: Path, pki: Pki) -> Iterator[ServerThread]:
-    dsn = request.getfixturevalue("pg_dsn") if request.param == "postgres" else None
-    srv = ServerThread(tmp_path, pki, pg_dsn=dsn).start()
+@pytest.fixture
+def any_server(tmp_path: Path, pki: Pki, engine_dsn: str | None) -> Iterator[ServerThread]:
+    srv = ServerThread(tmp_path, pki, pg_dsn=engine_dsn).start()
     try:
         yield srv
     finally:

@@ -46,6 +46,7 @@ async def _select(s: Session, cmd: Command) -> bytes:
         raise _reply("BAD", "", "invalid arguments")
     previous = s.selected
     if previous is not None:
+        await s.settle_recent()
         _deselect(s)
         if s.rev2 or "QRESYNC" in s.enabled:
             s.untagged(b"OK [CLOSED] Previous mailbox closed")
@@ -61,6 +62,11 @@ async def _select(s: Session, cmd: Command) -> bytes:
     if view is None:
         view = await SelectedView.open(s.ctx.storage.messages, folder, readonly)
     view.condstore = s.condstore
+    mark = folder.recent_uid
+    if not readonly and folder.uidnext - 1 > mark:  # RFC 3501 §2.3.2: ours alone from now
+        mark = await s.ctx.storage.messages.claim_recent(folder.folder_id)
+    view.recent = {u for u in view.uids if u > mark}
+    view.recent_mark = max(mark, folder.uidnext - 1) if not readonly else mark
     keywords = set(_BASE_FLAGS)
     for m in view.msgs.values():
         keywords.update(m.flags)
@@ -68,7 +74,7 @@ async def _select(s: Session, cmd: Command) -> bytes:
     s.untagged(b"OK [PERMANENTFLAGS " + (b"()" if readonly else _PERMANENT) + b"] Flags")
     s.untagged(b"%d EXISTS" % view.exists)
     if not s.rev2:
-        s.untagged(b"0 RECENT")
+        s.untagged(b"%d RECENT" % len(view.recent))
         first_unseen = next(
             (i + 1 for i, u in enumerate(view.uids) if "\\Seen" not in view.msgs[u].flags), None
         )
@@ -143,6 +149,7 @@ async def _expunge(s: Session, cmd: Command) -> bytes:
 
 async def _close(s: Session, cmd: Command) -> bytes:
     view = selected(s)
+    await s.settle_recent()
     if (
         cmd.name == "CLOSE"
         and not view.readonly

@@ -177,6 +177,7 @@ class Session:
         except ConnectionClosed:
             pass
         finally:
+            await self.settle_recent()
             self.watch(None)
             await self._abort_spool()
             self.conn.close()
@@ -330,6 +331,18 @@ class Session:
         ):
             self.out += line
 
+    async def settle_recent(self) -> None:
+        """Leaving a folder selected read-write: messages that arrived while it was selected
+        were ``\\Recent`` in this session, so they are no one else's (RFC 3501 §2.3.2)."""
+        view = self.selected
+        if view is None or view.readonly or not view.recent:
+            return
+        top = max(view.recent)
+        if top > view.recent_mark:
+            view.recent_mark = top
+            with contextlib.suppress(Exception):
+                await self.ctx.storage.messages.claim_recent(view.folder.folder_id, upto=top)
+
     def watch(self, folder_id: int | None, mailbox_id: int = 0) -> None:
         """Follows changes of the selected folder through the notifier (also across nodes on
         PostgreSQL): marks the session dirty and wakes an IDLE wait. Subscribes at once, so
@@ -384,6 +397,7 @@ async def _noop(s: Session, cmd: Command) -> bytes:
 
 
 async def _logout(s: Session, cmd: Command) -> bytes:
+    await s.settle_recent()
     s.untagged(b"BYE Logging out")
     s.state = LOGOUT
     return b"OK LOGOUT completed"

@@ -35,6 +35,7 @@ class SelectedView:
     uidnext: int = 1
     count: int = 0
     saved: frozenset[int] = frozenset()  # SEARCHRES $ (UIDs)
+    recent_mark: int = 0  # the folder's \\Recent mark as this session left it
     condstore: bool = False
 
     @classmethod
