@@ -40,7 +40,7 @@ from caducee.imap.lexer import Literal, ParseError
 from caducee.imap.names import BalView, own_and_shared
 from caducee.imap.parser import AuthArgs, Command, LoginArgs, parse_command
 from caducee.imap.search import BadCharset
-from caducee.imap.view import SelectedView
+from caducee.imap.view import SelectedView, SharedFolderReader
 from caducee.smtp.sasl import SaslCancelled
 from caducee.storage.interfaces import BlobWriter, ChangeSubscription
 
@@ -100,10 +100,22 @@ class Session:
         self.auth_failures = 0
         self._spool: BlobWriter | None = None
         self._watcher: asyncio.Task[None] | None = None
-        self.dirty = True
+        self._dirty = True
+        self.dirty_seq = 0  # SharedReads mark of the last change this session was told of
         self._spool_meta: tuple[int, bool] = (0, False)
 
     # -- properties -------------------------------------------------------------------------
+    @property
+    def dirty(self) -> bool:
+        """The selected folder may have changed since the session last read it."""
+        return self._dirty
+
+    @dirty.setter
+    def dirty(self, value: bool) -> None:
+        if value:
+            self.dirty_seq = self.ctx.shared.mark()
+        self._dirty = value
+
     @property
     def rev2(self) -> bool:
         return "IMAP4REV2" in self.enabled
@@ -321,9 +333,10 @@ class Session:
         if not self.dirty and not (allow_expunge and view.gone):
             return
         self.dirty = False
-        current = await self.ctx.storage.messages.get_folder_by_id(view.folder.folder_id)
+        reader = SharedFolderReader(self.ctx.shared, self.ctx.storage.messages, self.dirty_seq)
+        current = await reader.get_folder_by_id(view.folder.folder_id)
         for line in await view.refresh(
-            self.ctx.storage.messages,
+            reader,
             current,
             allow_expunge=allow_expunge,
             rev1=not self.rev2,

@@ -9,11 +9,59 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Protocol
 
 from caducee.core.model import Folder, StoredMessage
 from caducee.storage.interfaces import MessageStore
 
-__all__ = ["SelectedView", "flag_list"]
+if TYPE_CHECKING:
+    from caducee.imap.cache import SharedReads
+
+__all__ = ["FolderReader", "SelectedView", "SharedFolderReader", "flag_list"]
+
+
+class FolderReader(Protocol):
+    """The reads ``SelectedView.refresh`` needs (a ``MessageStore`` has them)."""
+
+    async def changed_since(self, folder_id: int, modseq: int) -> list[StoredMessage]: ...
+
+    async def vanished_since(self, folder_id: int, modseq: int) -> list[int]: ...
+
+    async def list_messages(self, folder_id: int) -> list[StoredMessage]: ...
+
+
+class SharedFolderReader:
+    """``FolderReader`` whose reads are shared with the other sessions of the server that
+    ask the same thing at the same time (``SharedReads``; ``after``: the session's mark)."""
+
+    def __init__(self, shared: SharedReads, store: MessageStore, after: int) -> None:
+        self._shared = shared
+        self._store = store
+        self._after = after
+
+    async def get_folder_by_id(self, folder_id: int) -> Folder | None:
+        return await self._shared.read(
+            ("folder", folder_id), self._after, lambda: self._store.get_folder_by_id(folder_id)
+        )
+
+    async def changed_since(self, folder_id: int, modseq: int) -> list[StoredMessage]:
+        return await self._shared.read(
+            ("changed", folder_id, modseq),
+            self._after,
+            lambda: self._store.changed_since(folder_id, modseq),
+        )
+
+    async def vanished_since(self, folder_id: int, modseq: int) -> list[int]:
+        return await self._shared.read(
+            ("vanished", folder_id, modseq),
+            self._after,
+            lambda: self._store.vanished_since(folder_id, modseq),
+        )
+
+    async def list_messages(self, folder_id: int) -> list[StoredMessage]:
+        return await self._shared.read(
+            ("list", folder_id), self._after, lambda: self._store.list_messages(folder_id)
+        )
 
 
 def flag_list(flags: frozenset[str] | set[str], recent: bool = False) -> bytes:
@@ -143,7 +191,7 @@ class SelectedView:
 
     async def refresh(
         self,
-        store: MessageStore,
+        store: FolderReader,
         current: Folder | None,
         *,
         allow_expunge: bool,
