@@ -62,11 +62,14 @@ async def _select(s: Session, cmd: Command) -> bytes:
     if view is None:
         view = await SelectedView.open(s.ctx.storage.messages, folder, readonly)
     view.condstore = s.condstore
-    mark = folder.recent_uid
-    if not readonly and folder.uidnext - 1 > mark:  # RFC 3501 §2.3.2: ours alone from now
+    mark = view.recent_mark = folder.recent_uid
+    # RFC 3501 §2.3.2: messages above the mark are ours alone from now. Nothing to claim when
+    # none is left (e.g. appended and expunged again): later arrivals reach this session as
+    # updates and are settled when it leaves the folder.
+    if not readonly and view.uids and view.uids[-1] > mark:
         mark = await s.ctx.storage.messages.claim_recent(folder.folder_id)
+        view.recent_mark = max(mark, folder.uidnext - 1)
     view.recent = {u for u in view.uids if u > mark}
-    view.recent_mark = max(mark, folder.uidnext - 1) if not readonly else mark
     keywords = set(_BASE_FLAGS)
     for m in view.msgs.values():
         keywords.update(m.flags)
