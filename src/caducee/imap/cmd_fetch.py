@@ -292,6 +292,7 @@ async def store(s: Session, cmd: Command) -> bytes:
         )
     for m in changed:
         view.update(m)
+    view.own_store(changed)
     changed_uids = {m.uid for m in changed}
     failed_set = set(failed)
     for seq, uid in pairs:

@@ -219,6 +219,13 @@ class MessageStore(Protocol):
 
     async def get_folder_by_id(self, folder_id: int) -> Folder | None: ...
 
+    async def claim_recent(self, folder_id: int, upto: int | None = None) -> int:
+        """RFC 3501 §2.3.2 ``\\Recent``: raises the folder's persistent mark (the highest UID
+        already recent for some session) to ``upto`` (default: UIDNEXT - 1; never lowered) and
+        returns the previous mark, atomically. Messages above the returned mark are recent
+        for the caller and for no one else. ``NotFound`` for an unknown folder."""
+        ...
+
     async def create_folder(
         self, mailbox_id: int, name: str, *, special_use: str | None = None
     ) -> Folder: ...

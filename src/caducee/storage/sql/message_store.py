@@ -73,6 +73,9 @@ class SqlMessageStore:
         """The folder with fresh UIDNEXT, HIGHESTMODSEQ and counts (SELECT, STATUS)."""
         return await self._run.read(lambda: folders.get_folder_op("f.folder_id = ?", (folder_id,)))
 
+    async def claim_recent(self, folder_id: int, upto: int | None = None) -> int:
+        return await self._run.write(lambda: folders.claim_recent_op(folder_id, upto))
+
     async def create_folder(
         self, mailbox_id: int, name: str, *, special_use: str | None = None
     ) -> Folder:
