@@ -29,6 +29,7 @@ from caducee.testing.postfix import (
     postfix_available,
     trusted_from_liste_blanche,
 )
+from caducee.trust.conformance import run_conformance
 from caducee.trust.listeblanche import load_liste_blanche
 
 from .harness import inbox, wait_until
@@ -150,7 +151,9 @@ async def test_postfix_peer_exchanges_mail_and_kit_verdicts(
         f"From: <{bob['address']}>\r\nTo: <{alice['address']}>\r\nSubject: depuis postfix\r\n"
         f"Message-ID: <from-postfix@{peer['domains'][0]}>\r\n\r\nmarqueur-depuis-postfix\r\n"
     ).encode()
-    await asyncio.to_thread(_send_plain, postfix.submission, bob["address"], alice["address"], reply)
+    await asyncio.to_thread(
+        _send_plain, postfix.submission, bob["address"], alice["address"], reply
+    )
     storage = ours.storage
 
     async def arrived() -> bool:
@@ -183,3 +186,12 @@ async def test_postfix_peer_exchanges_mail_and_kit_verdicts(
     assert observed == EXPECTED, results
     assert code == 1  # cert-revoque: Postfix has no CRL checking
     assert [r["scenario"] for r in results if not r["passed"]] == ["cert-revoque"]
+
+    # the pinned certificate is bound to its listed domains: the valid certificate of
+    # ch-exemple may not send as medecin.mssante.test
+    wrong = await asyncio.to_thread(
+        run_conformance, postfix.relay, sandbox, rcpt=bob["address"],
+        mail_from=f"usurpateur@{peer['domains'][0]}",
+    )  # fmt: skip
+    valide = next(r for r in wrong if r.name == "cert-valide")
+    assert not valide.passed and "554 5.7.1" in valide.observed, valide

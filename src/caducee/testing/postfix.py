@@ -150,14 +150,18 @@ class PostfixPeer:
     # -- layout -----------------------------------------------------------------------------
 
     @property
+    def _dir(self) -> Path:
+        if self.directory is None:
+            raise RuntimeError("the Postfix instance has no directory yet (start it first)")
+        return self.directory
+
+    @property
     def etc(self) -> Path:
-        assert self.directory is not None
-        return self.directory / "etc"
+        return self._dir / "etc"
 
     @property
     def maillog(self) -> Path:
-        assert self.directory is not None
-        return self.directory / "maillog"
+        return self._dir / "maillog"
 
     @property
     def relay(self) -> str:
@@ -200,7 +204,9 @@ class PostfixPeer:
         self.relay_port = self.relay_port or _free_port()
         self.submission_port = self.submission_port or _free_port()
         etc = self.etc
-        vmail = "".join(f"{a} {a.rpartition('@')[2]}/{a.rpartition('@')[0]}/\n" for a in self.mailboxes)
+        vmail = "".join(
+            f"{a} {a.rpartition('@')[2]}/{a.rpartition('@')[0]}/\n" for a in self.mailboxes
+        )
         self._write("vmailbox", vmail)
         classes = []
         ccert = []
@@ -211,21 +217,10 @@ class PostfixPeer:
             self._write(f"{cls}_senders", senders)
             ccert.append(f"# {t.subject_dn}\n{t.fingerprint} {cls}\n")
         self._write("ccert_access", "".join(ccert))
-        self._write(
-            "transport",
-            "".join(
-                f"{r.domain} smtp:[{r.hostport.rpartition(':')[0]}]:{r.hostport.rpartition(':')[2]}\n"
-                for r in self.routes
-            ),
-        )
-        self._write(
-            "tls_policy",
-            "".join(
-                f"[{r.hostport.rpartition(':')[0]}]:{r.hostport.rpartition(':')[2]} "
-                f"secure match={r.match}\n"
-                for r in self.routes
-            ),
-        )
+        nexthops = [(r, "[{}]:{}".format(*r.hostport.rsplit(":", 1))) for r in self.routes]
+        self._write("transport", "".join(f"{r.domain} smtp:{hop}\n" for r, hop in nexthops))
+        # per destination: verified chain to the CA bundle and the peer's MX name
+        self._write("tls_policy", "".join(f"{hop} secure match={r.match}\n" for r, hop in nexthops))
         class_lines = "".join(
             f"{cls} = check_sender_access texthash:{etc}/{cls}_senders, reject\n" for cls in classes
         )
@@ -321,6 +316,7 @@ smtp_address_preference = ipv4
             "virtual unix - n n - - virtual",
             "anvil unix - - n - 1 anvil",
             "scache unix - - n - 1 scache",
+            "tlsproxy unix - - n - 0 tlsproxy",
             "postlog unix-dgram n - n - 1 postlogd",
         ]
         self._write("master.cf", "\n".join(services) + "\n" + submission)
@@ -334,7 +330,7 @@ smtp_address_preference = ipv4
         if problem:
             raise RuntimeError(problem)
         self.write_config()
-        check = subprocess.run(  # noqa: S603 - fixed binary, our own arguments
+        check = subprocess.run(
             [POSTFIX, "-c", str(self.etc), "check"],
             capture_output=True,
             timeout=120,
@@ -342,7 +338,7 @@ smtp_address_preference = ipv4
         )
         if check.returncode != 0:
             raise RuntimeError(f"postfix check failed: {check.stderr.decode(errors='replace')}")
-        self._proc = subprocess.Popen(  # noqa: S603
+        self._proc = subprocess.Popen(
             [_MASTER, "-c", str(self.etc), "-d"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -399,9 +395,8 @@ smtp_address_preference = ipv4
 
     def messages(self, address: str) -> list[bytes]:
         """Every message delivered to ``address`` (maildir new/ and cur/), oldest first."""
-        assert self.directory is not None
         local, _, domain = address.rpartition("@")
-        box = self.directory / "mail" / domain / local
+        box = self._dir / "mail" / domain / local
         files = [p for sub in ("new", "cur") for p in (box / sub).glob("*") if p.is_file()]
         return [p.read_bytes() for p in sorted(files, key=lambda p: p.stat().st_mtime)]
 
@@ -413,7 +408,9 @@ smtp_address_preference = ipv4
                 if marker in m:
                     return m
             time.sleep(0.05)
-        raise TimeoutError(f"no message with {marker!r} for {address}; maillog:\n{self.log()[-3000:]}")
+        raise TimeoutError(
+            f"no message with {marker!r} for {address}; maillog:\n{self.log()[-3000:]}"
+        )
 
 
 def _session_alive(sid: int) -> bool:
