@@ -22,8 +22,9 @@ What the instance enforces (Postfix 3.7; ``docs/trust.md`` "Postfix as a peer op
   host name matched (``match=`` in the per-destination TLS policy), its own certificate
   presented (``smtp_tls_cert_file``); domains are routed by ``transport_maps`` to host:port;
   any other domain fails (``default_transport = error``).
-- the ``submission`` port accepts mail from 127.0.0.1 only (``mynetworks``), no TLS, no AUTH:
-  a test and benchmark injection point, not part of the trust space.
+- the ``submission`` port accepts mail from 127.0.0.1 only (``mynetworks``), no AUTH, no TLS
+  (or STARTTLS required with ``submission_tls``): a test and benchmark injection point, not
+  part of the trust space.
 - delivery into maildirs (``virtual_mailbox_domains`` + ``virtual_mailbox_maps``).
 """
 
@@ -141,6 +142,7 @@ class PostfixPeer:
     trusted: list[TrustedCert]
     routes: list[PostfixRoute] = field(default_factory=list)
     reuse_connections: bool = True  # False: one message per outbound TLS connection
+    submission_tls: bool = False  # True: STARTTLS required on the submission port (no AUTH)
     directory: Path | None = None  # default: a fresh directory under the system temp dir
     relay_port: int = 0
     submission_port: int = 0
@@ -290,7 +292,8 @@ smtp_address_preference = ipv4
         self._write("main.cf", main)
         submission = (
             f"127.0.0.1:{self.submission_port} inet n - n - - smtpd\n"
-            "  -o smtpd_tls_security_level=none\n  -o smtpd_tls_req_ccert=no\n"
+            f"  -o smtpd_tls_security_level={'encrypt' if self.submission_tls else 'none'}\n"
+            "  -o smtpd_tls_req_ccert=no\n  -o smtpd_tls_ask_ccert=no\n"
             "  -o smtpd_client_restrictions=permit_mynetworks,reject\n"
             "  -o smtpd_sender_restrictions=\n"
             "  -o smtpd_relay_restrictions=permit_mynetworks,reject\n"
