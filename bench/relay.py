@@ -450,6 +450,12 @@ def run_postfix(opts: argparse.Namespace) -> dict[str, Any]:
         lat = sorted(ts - start_of[seq] for seq, ts in arrived if seq in start_of)
         t_last = max((ts for seq, ts in arrived if seq in start_of), default=t_accepted)
         cpu = sum(cpu1_each) - sum(cpu0_each)
+        if len(lat) < len(sent):
+            for p_ in (pa, pb):
+                problems = [
+                    ln for ln in p_.log().splitlines() if "warning" in ln or "deferred" in ln
+                ]
+                print("\n".join(problems[:3] + problems[-2:]), file=sys.stderr)
         return {
             "engine": "postfix",
             "messages": n, "size": opts.size, "concurrency": opts.concurrency,

@@ -222,7 +222,8 @@ class PostfixPeer:
         nexthops = [(r, "[{}]:{}".format(*r.hostport.rsplit(":", 1))) for r in self.routes]
         self._write("transport", "".join(f"{r.domain} smtp:{hop}\n" for r, hop in nexthops))
         # per destination: verified chain to the CA bundle and the peer's MX name
-        self._write("tls_policy", "".join(f"{hop} secure match={r.match}\n" for r, hop in nexthops))
+        policy = {hop: r.match for r, hop in nexthops}  # one entry per next hop
+        self._write("tls_policy", "".join(f"{h} secure match={m}\n" for h, m in policy.items()))
         class_lines = "".join(
             f"{cls} = check_sender_access texthash:{etc}/{cls}_senders, reject\n" for cls in classes
         )
