@@ -30,7 +30,7 @@ from caducee.testing.postfix import (
     postfix_available,
     trusted_from_liste_blanche,
 )
-from caducee.trust.conformance import run_conformance
+from caducee.trust.conformance import run_conformance, run_outbound
 from caducee.trust.listeblanche import load_liste_blanche
 
 from .harness import inbox, wait_until
@@ -204,3 +204,48 @@ async def test_postfix_peer_exchanges_mail_and_kit_verdicts(
     )  # fmt: skip
     valide = next(r for r in wrong if r.name == "cert-valide")
     assert not valide.passed and "554 5.7.1" in valide.observed, valide
+
+
+# What Postfix's outbound TLS (secure level, match=<peer MX>) does with each peer certificate.
+EXPECTED_OUTBOUND = {
+    "cert-expire": "not delivered",  # verification: dates
+    "cert-revoque": "delivered",  # no CRL checking
+    "cert-non-igc": "not delivered",  # verification: chain
+    "cert-no-match": "not delivered",  # host name (CN/SAN) does not match the peer's MX
+    "cert-cn-diff-dn": "delivered",  # same host name; Postfix does not compare DNs
+    "cert-valide": "delivered",
+}
+
+
+async def test_kit_outbound_verdicts_on_postfix(
+    sandbox: dict[str, Any], postfix: PostfixPeer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Does Postfix refuse to deliver to a peer presenting each bad certificate? The kit takes
+    over the first operator's relay address; Postfix routes that operator's domain there."""
+    target, peer = sandbox["operators"][0], sandbox["operators"][1]
+    postfix.routes = [PostfixRoute(d, target["relay"], target["mx"]) for d in target["domains"]]
+    sender = next(a for a in peer["accounts"] if a["type"] == "PER")["address"]
+
+    def restart(_: str) -> None:  # a fresh queue and no destination backoff per scenario
+        postfix.stop()
+        postfix.start()
+
+    def submit(rcpt: str, token: str) -> None:
+        body = f"From: <{sender}>\r\nTo: <{rcpt}>\r\nSubject: {token}\r\n\r\n{token}\r\n"
+        _send_plain(postfix.submission, sender, rcpt, body.encode())
+
+    results = await asyncio.to_thread(
+        run_outbound, sandbox, via="postfix", before_each=restart, submit=submit
+    )
+    with capsys.disabled():
+        print("\nconformance kit (outbound) against Postfix")
+        for r in results:
+            print(f"  {'PASS' if r.passed else 'FAIL'}  {r.name:<16} {r.observed}")
+    observed = {
+        r.name: "delivered" if r.observed == "message delivered to the peer" else "not delivered"
+        for r in results
+    }
+    assert observed == EXPECTED_OUTBOUND, results
+    for r in results:
+        if observed[r.name] == "not delivered":
+            assert r.observed == "TLS attempted, nothing delivered", r

@@ -384,6 +384,7 @@ smtp_address_preference = ipv4
                     os.killpg(proc.pid, signal.SIGKILL)
         if self._owns_dir and self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory, self._owns_dir = None, False  # a restart starts afresh
 
     def listening(self) -> bool:
         return any(_port_open(p) for p in (self.relay_port, self.submission_port) if p)
