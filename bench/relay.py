@@ -2,6 +2,7 @@
 
     python bench/relay.py --messages 2000 --size 10240 --concurrency 20 --engine both
     python bench/relay.py --big            # 20 concurrent 25 MB messages, peak memory
+    python bench/relay.py --messages 500 --peer postfix   # then a Postfix pair (root)
 
 A fresh sandbox (``caducee sandbox init``) is made in a temporary directory; its first two
 operators each run in their own process (``caducee.app.Operator``), so their CPU time and peak
@@ -12,6 +13,11 @@ over mutual TLS to operator 2's relay-in, into a mailbox. Printed: messages/s ac
 submission) and delivered end to end, p50/p99 latency from the start of the submission to the
 mailbox (the stored message's internal date), server CPU per message for both operators
 together, and each operator's peak RSS (VmHWM).
+
+``--peer postfix`` then runs the same load through two real Postfix instances
+(``caducee.testing.postfix``) in the same invocation: submission with STARTTLS, sender trusted
+by ``mynetworks`` (no AUTH), one message per mutual-TLS connection between them, delivery into
+a maildir; CPU is that of every process of both instances (``docs/performance.md``).
 """
 
 from __future__ import annotations
