@@ -23,7 +23,7 @@ from caducee.directory.model import (
     Organization,
     Person,
 )
-from caducee.directory.rows import mailbox_store_row
+from caducee.directory.rows import SEARCH_VERSION, mailbox_store_row
 from caducee.directory.store import ImportSession, MailboxMatch, OrgQuery, PersonQuery, RoleQuery
 from caducee.directory.text import compact, deletes, edit_distance_le1, fold, tokens
 
@@ -46,6 +46,12 @@ def _mailbox(r: Row) -> Mailbox:
                    r[13] or "", r[14] or "")  # fmt: skip
 
 
+def _department(postal: str) -> str:
+    """The department code when ``postal`` is one (``75``, ``2a``, ``971``), else ``""``."""
+    pc = compact(postal)
+    return pc if len(pc) == 2 or (len(pc) == 3 and pc.startswith("97")) else ""
+
+
 def _strs(row: Row) -> list[str]:
     return [str(x) if x is not None else "" for x in row]
 
@@ -54,6 +60,7 @@ class SqlStoreBase(ABC):
     """Reads and searches common to both engines."""
 
     engine = "sql"
+    _search_version: int | None = None
 
     # -- engine hooks -------------------------------------------------------------------
     @abstractmethod
@@ -86,6 +93,30 @@ class SqlStoreBase(ABC):
         for table in ("person", "activity", "org", "mailbox"):
             out[table] = int(self._all(f"SELECT count(*) FROM {table}")[0][0])  # noqa: S608
         return out
+
+    def search_version(self) -> int:
+        """Version of the person search documents (1 when ``meta`` has none: a directory
+        imported before the combined tokens; its next import upgrades it)."""
+        cached: int | None = getattr(self, "_search_version", None)
+        if cached is None:
+            rows = self._all("SELECT v FROM meta WHERE k = 'search_version'")
+            cached = int(rows[0][0]) if rows else 1
+            self._search_version = cached
+        return cached
+
+    def _init_search_version(self) -> None:
+        """A directory without persons is created at the current version (every document it
+        will hold is written with the current tokens)."""
+        if not self._all("SELECT 1 FROM person LIMIT 1"):
+            with self._cursor() as cur:
+                cur.execute(
+                    self._q(
+                        "INSERT INTO meta (k, v) VALUES ('search_version', ?)"
+                        " ON CONFLICT (k) DO UPDATE SET v = excluded.v"
+                    ),
+                    (SEARCH_VERSION,),
+                )
+        self._search_version = None
 
     def person_hashes(self) -> dict[str, int]:
         return {r[0]: int(r[1]) for r in self._all("SELECT idnps, hash FROM person")}
@@ -186,11 +217,17 @@ class SqlStoreBase(ABC):
             if named is None:
                 return []
             groups += named
-        if q.professions:
-            groups.append([("zzp" + compact(p), False) for p in q.professions])
+        dept = _department(q.postal_code)
+        if q.professions and dept and self.search_version() >= 2:
+            # one posting list (profession x department) instead of two large ones
+            groups.append([(f"zzx{compact(p)}d{dept}", False) for p in q.professions])
+            self._place_groups(groups, "", q.city)
+        else:
+            if q.professions:
+                groups.append([("zzp" + compact(p), False) for p in q.professions])
+            self._place_groups(groups, q.postal_code, q.city)
         if q.specialties:
             groups.append([("zzs" + compact(s), False) for s in q.specialties])
-        self._place_groups(groups, q.postal_code, q.city)
         conds: list[str] = []
         params: list[object] = []
         if q.finess:
@@ -255,7 +292,7 @@ class SqlStoreBase(ABC):
     def _place_groups(groups: list[list[Term]], postal: str, city: str) -> None:
         pc = compact(postal)
         if pc:
-            if len(pc) == 2 or (len(pc) == 3 and pc.startswith("97")):
+            if _department(postal):
                 groups.append([("zzd" + pc, False)])
             else:
                 groups.append([("zzcp" + pc, len(pc) < 5)])

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from caducee.core.errors import StorageError
+from caducee.directory.rows import SEARCH_VERSION, upgrade_doc
 from caducee.directory.sqlbase import MAX_HOLDERS, SqlStoreBase, Term, insert_sql
 from caducee.directory.store import ImportSession, MailboxMatch
 from caducee.directory.text import deletes, name_tokens
@@ -95,7 +96,8 @@ class SqliteDirectoryStore(SqlStoreBase):
             conn.executescript(SCHEMA)
             for sql in BULK_INDEXES.values():
                 conn.execute(sql)
-        except sqlite3.Error as exc:
+            self._init_search_version()
+        except (sqlite3.Error, StorageError) as exc:
             raise StorageError(f"cannot open directory database {self.path}: {exc}") from exc
 
     def _connect(self) -> sqlite3.Connection:
@@ -176,6 +178,8 @@ class SqliteDirectoryStore(SqlStoreBase):
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            finally:
+                self._search_version = None
 
 
 class _SqliteImport:
@@ -259,6 +263,28 @@ class _SqliteImport:
         keys = [r[0] for r in self.conn.execute(f"SELECT key FROM org WHERE {cond}")]  # noqa: S608
         self._fts_delete("org", "doc", "key", keys)
         return len(keys)
+
+    def upgrade_search(self) -> int:
+        c = self.conn
+        n, last = 0, 0
+        while True:
+            rows = c.execute(
+                "SELECT pk, doc FROM person WHERE pk > ? ORDER BY pk LIMIT 50000", (last,)
+            ).fetchall()
+            if not rows:
+                break
+            last = rows[-1][0]
+            new = [(d, pk) for pk, doc in rows if (d := upgrade_doc(doc or "")) != doc]
+            c.executemany("UPDATE person SET doc = ? WHERE pk = ?", new)
+            n += len(new)
+        if n and not self.bulk:  # external content: the index is rebuilt from the new docs
+            c.execute("INSERT INTO person_fts(person_fts) VALUES('rebuild')")
+        c.execute(
+            "INSERT INTO meta (k, v) VALUES ('search_version', ?)"
+            " ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+            (SEARCH_VERSION,),
+        )
+        return n
 
     def finish(self) -> None:
         c = self.conn
