@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from caducee.directory import sqlbase
 from caducee.directory.importer import import_extract
 from caducee.directory.rows import SEARCH_VERSION, combo_tokens, upgrade_doc
 from caducee.directory.store import DirectoryStore, PersonQuery
@@ -46,11 +47,13 @@ def loaded(
 def _queries(store: Any) -> list[PersonQuery]:
     """Name prefixes x professions x departments drawn from the stored documents, plus
     professions that the person does not have (empty and near-empty answers)."""
-    rows = store._all("SELECT family, doc FROM person ORDER BY pk")
+    rows = store._all("SELECT family, given, doc FROM person ORDER BY pk")
     rng = random.Random(5)
     out: list[PersonQuery] = []
-    for family, doc in rng.sample(rows, 60):
+    for family, given, doc in rng.sample(rows, 60):
         toks = doc.split()
+        given = (given or "").lower()
+        specs = tuple(t[3:] for t in toks if t.startswith("zzs"))
         profs = [t[3:] for t in toks if t.startswith("zzp")]
         depts = [t[3:] for t in toks if t.startswith("zzd")]
         if not profs or not depts:
@@ -61,6 +64,10 @@ def _queries(store: Any) -> list[PersonQuery]:
         out.append(PersonQuery(professions=(profs[0], "60", "10"), postal_code=depts[-1]))
         out.append(PersonQuery(text=word, professions=("21",), postal_code=depts[0]))
         out.append(PersonQuery(family=family, professions=(profs[-1],), postal_code=depts[0]))
+        typo = word + "x" if len(word) >= 3 else word
+        out.append(PersonQuery(text=f"{typo} {given[:2]}", professions=(profs[0],),
+                               postal_code=depts[0]))  # fmt: skip
+        out.append(PersonQuery(text=given[:4], specialties=specs[:1], postal_code=depts[0]))
     out.append(PersonQuery(professions=("10",), postal_code="2A", city="ajaccio"))
     out.append(PersonQuery(text="ma", professions=("60",), postal_code="971"))
     return out
@@ -86,13 +93,16 @@ def test_combo_tokens_are_the_cross_product() -> None:
     assert upgrade_doc(upgrade_doc(doc)) == upgrade_doc(doc)
 
 
-def test_same_ids_with_and_without_the_token(loaded: Any) -> None:
+def test_same_ids_with_and_without_the_token(loaded: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     assert loaded.search_version() == SEARCH_VERSION
     queries = _queries(loaded)
     assert len(queries) > 100
     with_token = _answers(loaded, SEARCH_VERSION, queries)
     without = _answers(loaded, 1, queries)
     assert with_token == without
+    monkeypatch.setattr(sqlbase, "DRIVE_MAX", 0)  # everything matched by the index
+    assert _answers(loaded, SEARCH_VERSION, queries) == with_token
+    assert _answers(loaded, 1, queries) == with_token
     assert sum(1 for a in with_token if a) > len(queries) // 2  # the queries find people
 
 

@@ -30,6 +30,7 @@ from caducee.directory.text import compact, deletes, edit_distance_le1, fold, to
 __all__ = ["SqlStoreBase", "Term"]
 
 MAX_WORDS = 8  # a longer query is cut: each word costs index lookups
+DRIVE_MAX = 1000  # an exact token with at most this many documents drives a search
 MAX_HOLDERS = 500  # a mailbox pattern matching more holders is cut to these
 Term = tuple[str, bool]  # (token, is_prefix); a list of them is OR-ed
 Row = tuple[Any, ...]
@@ -234,10 +235,14 @@ class SqlStoreBase(ABC):
             groups.append([("zzf" + compact(q.finess), False)])
         source, order = "person t", "t.pk"
         if groups:
+            groups, checks = self._driving_groups(groups)
             c, p = self._fts_clause("person", groups)
             conds.append(c)
             params += p
             source, order = self._fts_from("person")
+            for group in checks:
+                conds.append("(" + " OR ".join(["(' ' || t.doc || ' ') LIKE ?"] * len(group)) + ")")
+                params += [f"% {tok}{'' if prefix else ' '}%" for tok, prefix in group]
         if q.family:
             conds.append("(' ' || t.names) LIKE ?")
             params.append("% " + fold(q.family) + "%")
@@ -262,6 +267,37 @@ class SqlStoreBase(ABC):
         where = " AND ".join(conds) or "1=1"
         sql = f"SELECT t.idnps FROM {source} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?"  # noqa: S608
         return [r[0] for r in self._all(sql, [*params, limit, offset])]
+
+    def _driving_groups(
+        self, groups: list[list[Term]]
+    ) -> tuple[list[list[Term]], list[list[Term]]]:
+        """(groups matched by the index, groups checked on the document text).
+
+        A prefix word longer than the engine's prefix index (``martin*``, ``francois*``) makes
+        the index merge the lists of every name it starts (12 ms for ``francois*`` nationally),
+        even with a rare token beside it. When an exact token (``zzx21d65``: the pharmacists
+        of one department) has at most :data:`DRIVE_MAX` documents, it alone is matched in the
+        index and the other groups are checked on those documents' text, where the document
+        is the same folded, space-separated tokens that the index holds: the same ids."""
+        if not any(prefix for g in groups for _, prefix in g):
+            return groups, []
+        best: tuple[int, int] | None = None
+        for i, g in enumerate(groups):
+            if len(g) != 1 or g[0][1]:
+                continue
+            c, p = self._fts_clause("person", [g])
+            source, _ = self._fts_from("person")
+            n = int(
+                self._all(
+                    f"SELECT count(*) FROM (SELECT 1 FROM {source} WHERE {c} LIMIT ?) x",  # noqa: S608
+                    [*p, DRIVE_MAX + 1],
+                )[0][0]
+            )
+            if n <= DRIVE_MAX and (best is None or n < best[0]):
+                best = (n, i)
+        if best is None:
+            return groups, []
+        return [groups[best[1]]], [g for i, g in enumerate(groups) if i != best[1]]
 
     def suggest(self, text: str, limit: int) -> list[tuple[str, str, str]]:
         """Autocomplete: ``(resource type, id, label)`` of persons then structures whose names
