@@ -14,6 +14,7 @@ from caducee.directory import sqlbase
 from caducee.directory.importer import import_extract
 from caducee.directory.rows import SEARCH_VERSION, combo_tokens, upgrade_doc
 from caducee.directory.store import DirectoryStore, PersonQuery
+from caducee.directory.store_sqlite import PERSON_FTS
 from caducee.directory.synth import SynthResult, generate
 
 POPULATION = 3000
@@ -114,7 +115,9 @@ def _make_old(store: Any) -> None:
             old = " ".join(t for t in doc.split() if not t.startswith("zzx"))
             cur.execute(store._q("UPDATE person SET doc = ? WHERE pk = ?"), (old, pk))
         cur.execute("DELETE FROM meta WHERE k = 'search_version'")
-        if store.engine == "sqlite":
+        if store.engine == "sqlite":  # prefix indexes of 1 to 3 characters
+            cur.execute("DROP TABLE person_fts")
+            cur.execute(PERSON_FTS.replace("prefix='1 2 3 4 5 6 7 8'", "prefix='1 2 3'"))
             cur.execute("INSERT INTO person_fts(person_fts) VALUES('rebuild')")
     store._search_version = None
 
@@ -142,4 +145,7 @@ def test_old_directory_keeps_old_path_until_next_import(
     assert "search documents upgraded" in report.summary()
     assert loaded.search_version() == SEARCH_VERSION
     assert _answers(loaded, SEARCH_VERSION, queries) == expected
+    if loaded.engine == "sqlite":
+        sql = loaded._all("SELECT sql FROM sqlite_master WHERE name = 'person_fts'")[0][0]
+        assert "prefix='1 2 3 4 5 6 7 8'" in sql
     assert import_extract(loaded, population.ps_path).upgraded == 0

@@ -32,7 +32,8 @@ __all__ = [
 HASH_MASK = (1 << 63) - 1
 # Version of the person search documents, stored as ``search_version`` in ``meta`` once every
 # document has it. 2: combined profession x department tokens (``zzx<profession>d<dept>``).
-SEARCH_VERSION = 2
+# 3: on SQLite, FTS5 prefix indexes of 1 to 8 characters (were 1 to 3).
+SEARCH_VERSION = 3
 
 
 def combo_tokens(toks: Iterable[str]) -> list[str]:

@@ -22,14 +22,18 @@ from caducee.directory.text import deletes, name_tokens
 
 __all__ = ["SqliteDirectoryStore"]
 
-SCHEMA = """
+# Prefix indexes up to 8 characters: a prefix query of a length without its own index merges
+# the lists of every name it starts (``martin*``: 15 ms nationally with 1-3, 2 ms with 1-8).
+PERSON_FTS = """CREATE VIRTUAL TABLE IF NOT EXISTS person_fts USING fts5(
+  doc, content='person', content_rowid='pk', detail=none, columnsize=0,
+  tokenize='unicode61 remove_diacritics 2', prefix='1 2 3 4 5 6 7 8')"""
+
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS person (
   pk INTEGER PRIMARY KEY AUTOINCREMENT, idnps TEXT NOT NULL UNIQUE, id_type TEXT, id_pp TEXT,
   civ_ex_code TEXT, civ_ex_label TEXT, civ_code TEXT, civ_label TEXT, family TEXT, given TEXT,
   doc TEXT, names TEXT, hash INTEGER, updated TEXT);
-CREATE VIRTUAL TABLE IF NOT EXISTS person_fts USING fts5(
-  doc, content='person', content_rowid='pk', detail=none, columnsize=0,
-  tokenize='unicode61 remove_diacritics 2', prefix='1 2 3');
+{PERSON_FTS};
 CREATE TABLE IF NOT EXISTS activity (
   id TEXT PRIMARY KEY, idnps TEXT NOT NULL, profession_code TEXT, profession_label TEXT,
   category_code TEXT, category_label TEXT, sf_type_code TEXT, sf_type_label TEXT, sf_code TEXT,
@@ -277,7 +281,10 @@ class _SqliteImport:
             new = [(d, pk) for pk, doc in rows if (d := upgrade_doc(doc or "")) != doc]
             c.executemany("UPDATE person SET doc = ? WHERE pk = ?", new)
             n += len(new)
-        if n and not self.bulk:  # external content: the index is rebuilt from the new docs
+        # external content: the index is rebuilt from the new docs, with its prefix indexes
+        c.execute("DROP TABLE IF EXISTS person_fts")
+        c.execute(PERSON_FTS)
+        if not self.bulk:
             c.execute("INSERT INTO person_fts(person_fts) VALUES('rebuild')")
         c.execute(
             "INSERT INTO meta (k, v) VALUES ('search_version', ?)"
