@@ -101,7 +101,11 @@ def test_same_ids_with_and_without_the_token(loaded: Any, monkeypatch: pytest.Mo
     with_token = _answers(loaded, SEARCH_VERSION, queries)
     without = _answers(loaded, 1, queries)
     assert with_token == without
+    combo = next(t for t in loaded._all("SELECT doc FROM person")[0][0].split() if "zzx" in t)
+    name = [("ma", True)]
+    assert loaded._driving_groups([name, [(combo, False)]]) == ([[(combo, False)]], [name])
     monkeypatch.setattr(sqlbase, "DRIVE_MAX", 0)  # everything matched by the index
+    assert loaded._driving_groups([name, [(combo, False)]]) == ([name, [(combo, False)]], [])
     assert _answers(loaded, SEARCH_VERSION, queries) == with_token
     assert _answers(loaded, 1, queries) == with_token
     assert sum(1 for a in with_token if a) > len(queries) // 2  # the queries find people
