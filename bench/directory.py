@@ -100,8 +100,11 @@ def _queries(store: DirectoryStore, rng: random.Random) -> dict[str, list[Callab
         if p.mailboxes:
             local = p.mailboxes[0].address.split("@")[0]
             mailbox.append(
-                lambda t=local[2:9]: store.search_persons(
-                    PersonQuery(mailbox=t, mailbox_match="contains"), 0, 50
+                _lab(
+                    f"mailbox contains {local[2:9]!r}",
+                    lambda t=local[2:9]: store.search_persons(
+                        PersonQuery(mailbox=t, mailbox_match="contains"), 0, 50
+                    ),
                 )
             )
     for o in orgs[:200]:
