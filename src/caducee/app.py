@@ -123,7 +123,7 @@ class Operator:
             self.servers["imap"] = imap_cls(
                 cfg,
                 self.storage,
-                self.policy.submission_server_context(),
+                self.policy.submission_server_context,  # asked per connection (CRL reloads)
                 self.storage.accounts,
                 mechanisms=mechs,
             )

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import imaplib
+import shutil
 import smtplib
 import ssl
 from collections.abc import AsyncIterator
@@ -103,7 +104,7 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
     imap = ImapServer(
         cfg,
         storage,
-        policy.submission_server_context(),
+        policy.submission_server_context,
         acc,
         listen="127.0.0.1:0",
         listen_tls="127.0.0.1:0",
@@ -247,3 +248,22 @@ async def test_certificate_outside_trust_space_fails_handshake(node: Node, tmp_p
     bad = other_ca.issue_client("automate.labo.test", SIRET, "LABO BIOLOGIE", "Paris (75)")
     assert await asyncio.to_thread(_handshake, node, bad) != "accepted"
     assert await asyncio.to_thread(_handshake, node, node.app_cert) == "accepted"
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+async def test_curl_imaps_external(node: Node) -> None:
+    """curl's EXTERNAL sends the user name as authorization identity: the APP mailbox."""
+    host, port = node.imaps
+    proc = await asyncio.create_subprocess_exec(
+        "curl", "--silent", "--show-error",
+        "--url", f"imaps://mx.b.test:{port}/INBOX", "--resolve", f"mx.b.test:{port}:{host}",
+        "--cacert", str(node.ca.ca_bundle),
+        "--cert", str(node.app_cert.chain_path), "--key", str(node.app_cert.key_path),
+        "--login-options", "AUTH=EXTERNAL", "--user", f"{APP}:",
+        "--request", "SEARCH SUBJECT demande",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, out.decode("utf-8", "replace")
+    assert out.strip() == b"* SEARCH 1"

@@ -187,7 +187,7 @@ class Session:
     async def run(self) -> None:
         try:
             if self.implicit_tls:
-                await self.conn.start_tls(self.ctx.ssl_context)
+                await self.conn.start_tls(self.ctx.tls_context())
                 self.tls_started()
             self.out += b"* OK [CAPABILITY " + self.capabilities().encode() + b"] "
             self.out += self.ctx.settings.greeting.encode() + b"\r\n"
@@ -434,7 +434,7 @@ async def _starttls(s: Session, cmd: Command) -> bytes:
     s.out += cmd.tag.encode() + b" OK Begin TLS negotiation now\r\n"
     await s.flush()
     s.framer.reset()
-    await s.conn.start_tls(s.ctx.ssl_context)
+    await s.conn.start_tls(s.ctx.tls_context())
     s.tls_started()
     raise _Silent
 
