@@ -169,12 +169,10 @@ async def test_refuses_an_existing_or_non_empty_directory(tmp_path: Path) -> Non
         await create_sandbox(tmp_path / "x")
 
 
-def test_sandbox_run_without_runner_is_one_line_or_delegates(
+def test_sandbox_run_without_a_sandbox_is_one_clear_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("caducee.sandbox.run") is not None:
-        pytest.skip("caducee.sandbox.run is present (tested by its owner)")
-    assert main(["sandbox", "run", "--dir", str(tmp_path)]) == 1
-    assert "not available" in capsys.readouterr().err
+    assert main(["sandbox", "run", "--dir", str(tmp_path / "none")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "no sandbox here" in err and "caducee sandbox init" in err
