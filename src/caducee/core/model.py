@@ -105,6 +105,9 @@ class Folder:
     special_use: str | None = None  # "\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive"
     subscribed: bool = True
     message_count: int = 0
+    unseen_count: int = 0  # messages without \\Seen (STATUS UNSEEN)
+    first_unseen: int | None = None  # lowest UID without \\Seen (SELECT's [UNSEEN n] wants its
+    # sequence number: the IMAP layer maps it)
 
 
 @dataclass(frozen=True, slots=True)

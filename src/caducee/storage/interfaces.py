@@ -31,6 +31,7 @@ __all__ = [
     "BlobStore",
     "BlobWriter",
     "ChangeNotifier",
+    "ChangeSubscription",
     "FlagMode",
     "MessageStore",
     "QueueStore",
@@ -96,6 +97,10 @@ class AccountStore(Protocol):
 
     async def delete_account(self, login: str) -> None: ...
 
+    async def set_disabled(self, login: str, disabled: bool) -> None:
+        """A disabled account fails every password check."""
+        ...
+
     async def create_mailbox(
         self,
         address: str,
@@ -104,8 +109,10 @@ class AccountStore(Protocol):
         *,
         display_name: str = "",
         quota_bytes: int = 0,
+        owner: str | None = None,
     ) -> Mailbox:
-        """Creates the BAL and its DEFAULT_FOLDERS."""
+        """Creates the BAL and its DEFAULT_FOLDERS; ``owner`` (a login) gets every right.
+        An account whose login equals the address (case-insensitively) owns it implicitly."""
         ...
 
     async def get_mailbox(self, address: str) -> Mailbox | None:
@@ -132,6 +139,10 @@ class AccountStore(Protocol):
         """The login's rights on the BAL, "" when none."""
         ...
 
+    async def acl(self, mailbox_id: int) -> list[tuple[str, str]]:
+        """Explicit (login, rights) entries of the BAL (RFC 4314 GETACL)."""
+        ...
+
 
 class FlagMode(enum.StrEnum):
     ADD = "add"
@@ -144,7 +155,11 @@ class MessageStore(Protocol):
 
     async def list_folders(self, mailbox_id: int) -> list[Folder]: ...
 
-    async def get_folder(self, mailbox_id: int, name: str) -> Folder | None: ...
+    async def get_folder(self, mailbox_id: int, name: str) -> Folder | None:
+        """``INBOX`` is case-insensitive. Counts (messages, unseen) are fresh."""
+        ...
+
+    async def get_folder_by_id(self, folder_id: int) -> Folder | None: ...
 
     async def create_folder(
         self, mailbox_id: int, name: str, *, special_use: str | None = None
@@ -210,7 +225,32 @@ class MessageStore(Protocol):
         """(source UID, destination UID) pairs, for COPYUID (RFC 4315)."""
         ...
 
-    async def changed_since(self, folder_id: int, modseq: int) -> list[StoredMessage]: ...
+    async def get_messages(self, folder_id: int, uids: Sequence[int]) -> list[StoredMessage]:
+        """The messages among ``uids`` that exist, in UID order."""
+        ...
+
+    async def changed_since(self, folder_id: int, modseq: int) -> list[StoredMessage]:
+        """Messages whose MODSEQ is above ``modseq`` (RFC 7162 CHANGEDSINCE), UID order."""
+        ...
+
+    async def vanished_since(self, folder_id: int, modseq: int) -> list[int]:
+        """UIDs expunged (or moved away) after ``modseq`` (RFC 7162 §3.2.10 VANISHED)."""
+        ...
+
+    async def find_by_dedup(self, mailbox_id: int, dedup_key: str) -> StoredMessage | None:
+        """The message a ``deliver(dedup_key=...)`` put in this BAL, if still there."""
+        ...
+
+
+class ChangeSubscription(Protocol):
+    """An async iterator of changed folder ids of one BAL (0: the folder list changed),
+    coalesced; registered at creation, so no change after ``subscribe()`` returns is missed."""
+
+    def __aiter__(self) -> ChangeSubscription: ...
+
+    async def __anext__(self) -> int: ...
+
+    async def aclose(self) -> None: ...
 
 
 class ChangeNotifier(Protocol):
@@ -218,7 +258,7 @@ class ChangeNotifier(Protocol):
 
     async def publish(self, mailbox_id: int, folder_id: int) -> None: ...
 
-    def subscribe(self, mailbox_id: int) -> AsyncIterator[int]:
+    def subscribe(self, mailbox_id: int) -> ChangeSubscription:
         """Yields folder ids of the BAL as they change, until the iterator is closed."""
         ...
 
@@ -259,6 +299,10 @@ class QueueStore(Protocol):
     async def list(self) -> list[QueueItem]: ...
 
     async def retry_now(self, item_id: int) -> None: ...
+
+    async def release(self, item_id: int) -> None:
+        """Gives a claimed item's lease back without counting an attempt (shutdown)."""
+        ...
 
 
 class AuditStore(Protocol):

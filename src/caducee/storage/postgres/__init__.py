@@ -1,0 +1,1 @@
+"""The PostgreSQL engine: several stateless nodes share one database."""

@@ -1,0 +1,159 @@
+"""``MessageStore`` over a ``Runner``: every change publishes to the ``ChangeNotifier``."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import datetime
+
+from caducee.core.model import BlobRef, Folder, StoredMessage
+from caducee.storage.interfaces import ChangeNotifier, FlagMode
+from caducee.storage.sql import messages as ops
+from caducee.storage.sql.base import Op, Runner
+
+__all__ = ["SqlMessageStore"]
+
+
+class SqlMessageStore:
+    def __init__(
+        self,
+        runner: Runner,
+        notifier: ChangeNotifier,
+        on_blobs_freed: Callable[[list[str]], Awaitable[None]],
+    ) -> None:
+        self._run = runner
+        self._notify = notifier
+        self._freed = on_blobs_freed
+
+    async def list_folders(self, mailbox_id: int) -> list[Folder]:
+        return await self._run.read(lambda: ops.list_folders_op(mailbox_id))
+
+    async def get_folder(self, mailbox_id: int, name: str) -> Folder | None:
+        norm = ops.norm_folder(name)
+        return await self._run.read(
+            lambda: ops.get_folder_op("f.mailbox_id = ? AND f.name = ?", (mailbox_id, norm))
+        )
+
+    async def get_folder_by_id(self, folder_id: int) -> Folder | None:
+        """The folder with fresh UIDNEXT, HIGHESTMODSEQ and counts (SELECT, STATUS)."""
+        return await self._run.read(lambda: ops.get_folder_op("f.folder_id = ?", (folder_id,)))
+
+    async def create_folder(
+        self, mailbox_id: int, name: str, *, special_use: str | None = None
+    ) -> Folder:
+        norm = ops.norm_folder(name)
+
+        def op() -> Op[int]:
+            return ops.create_folder_op(mailbox_id, norm, special_use)
+
+        folder_id = await self._run.write(op)
+        folder = await self.get_folder_by_id(folder_id)
+        assert folder is not None  # noqa: S101 - just created, folders are never reused
+        return folder
+
+    async def rename_folder(self, mailbox_id: int, old: str, new: str) -> None:
+        o, n = ops.norm_folder(old), ops.norm_folder(new)
+        await self._run.write(lambda: ops.rename_folder_op(mailbox_id, o, n))
+        await self._notify.publish(mailbox_id, 0)
+
+    async def delete_folder(self, mailbox_id: int, name: str) -> None:
+        norm = ops.norm_folder(name)
+        freed = await self._run.write(lambda: ops.delete_folder_op(mailbox_id, norm))
+        await self._freed(freed)
+        await self._notify.publish(mailbox_id, 0)
+
+    async def set_subscribed(self, mailbox_id: int, name: str, subscribed: bool) -> None:
+        norm = ops.norm_folder(name)
+        await self._run.write(lambda: ops.subscribe_op(mailbox_id, norm, subscribed))
+
+    async def deliver(
+        self,
+        blob: BlobRef,
+        mailbox_ids: Sequence[int],
+        *,
+        folder: str = "INBOX",
+        flags: Iterable[str] = (),
+        internal_date: datetime | None = None,
+        dedup_key: str | None = None,
+    ) -> list[StoredMessage]:
+        norm = ops.norm_folder(folder)
+        fl = ops.norm_flags(flags)
+        idate = ops.idate_us(internal_date)
+        ids = list(mailbox_ids)
+        done = await self._run.write(lambda: ops.deliver_op(blob, ids, norm, fl, idate, dedup_key))
+        for mid, msg in done:
+            await self._notify.publish(mid, msg.folder_id)
+        return [msg for _, msg in done]
+
+    async def append(
+        self,
+        folder_id: int,
+        blob: BlobRef,
+        *,
+        flags: Iterable[str] = (),
+        internal_date: datetime | None = None,
+    ) -> StoredMessage:
+        fl = ops.norm_flags(flags)
+        idate = ops.idate_us(internal_date)
+        mid, msg = await self._run.write(lambda: ops.append_op(folder_id, blob, fl, idate))
+        await self._notify.publish(mid, folder_id)
+        return msg
+
+    async def list_messages(
+        self, folder_id: int, uid_min: int = 1, uid_max: int | None = None
+    ) -> list[StoredMessage]:
+        return await self._run.read(lambda: ops.list_op(folder_id, uid_min, uid_max))
+
+    async def get_messages(self, folder_id: int, uids: Sequence[int]) -> list[StoredMessage]:
+        """The messages among ``uids`` that exist, in UID order."""
+        u = list(uids)
+        return await self._run.read(lambda: ops.get_messages_op(folder_id, u))
+
+    async def store_flags(
+        self,
+        folder_id: int,
+        uids: Sequence[int],
+        flags: Iterable[str],
+        mode: FlagMode,
+        *,
+        unchanged_since: int | None = None,
+    ) -> tuple[list[StoredMessage], list[int]]:
+        fl = ops.norm_flags(flags)
+        u = list(uids)
+        mid, changed, failed = await self._run.write(
+            lambda: ops.store_flags_op(folder_id, u, fl, FlagMode(mode).value, unchanged_since)
+        )
+        if changed:
+            await self._notify.publish(mid, folder_id)
+        return changed, failed
+
+    async def expunge(self, folder_id: int, uids: Sequence[int] | None = None) -> list[int]:
+        u = None if uids is None else list(uids)
+        mid, gone, freed = await self._run.write(lambda: ops.expunge_op(folder_id, u))
+        await self._freed(freed)
+        if gone:
+            await self._notify.publish(mid, folder_id)
+        return gone
+
+    async def copy(
+        self, folder_id: int, uids: Sequence[int], dest_folder_id: int, *, move: bool = False
+    ) -> list[tuple[int, int]]:
+        u = list(uids)
+        src_mb, dst_mb, pairs = await self._run.write(
+            lambda: ops.copy_op(folder_id, u, dest_folder_id, move)
+        )
+        if pairs:
+            await self._notify.publish(dst_mb, dest_folder_id)
+            if move:
+                await self._notify.publish(src_mb, folder_id)
+        return pairs
+
+    async def changed_since(self, folder_id: int, modseq: int) -> list[StoredMessage]:
+        return await self._run.read(lambda: ops.changed_since_op(folder_id, modseq))
+
+    async def vanished_since(self, folder_id: int, modseq: int) -> list[int]:
+        """UIDs expunged after ``modseq`` (RFC 7162 §3.2.10 VANISHED, for QRESYNC)."""
+        return await self._run.read(lambda: ops.vanished_since_op(folder_id, modseq))
+
+    async def find_by_dedup(self, mailbox_id: int, dedup_key: str) -> StoredMessage | None:
+        """The message a ``deliver(dedup_key=...)`` put in this BAL, if still there."""
+        return await self._run.read(lambda: ops.find_dedup_op(mailbox_id, dedup_key))

@@ -1,0 +1,1 @@
+"""The SQLite engine (embedded default): WAL, one writer thread with group commit."""

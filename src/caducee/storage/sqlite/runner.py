@@ -1,0 +1,267 @@
+"""Runs SQL operations on SQLite: one writer thread with group commit, pooled readers.
+
+Durability: WAL with ``synchronous=FULL``, so every COMMIT fsyncs the WAL and a transaction
+acknowledged to a caller survives a process crash and a power loss. To keep that affordable,
+all writes go through one thread that takes every request waiting in its queue, runs each in
+its own SAVEPOINT (a failing request rolls back alone), and COMMITs them together: concurrent
+``deliver``/``enqueue``/``record`` calls share one fsync (group commit). Readers use their own
+connections (WAL readers never block the writer) in a small thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+from caducee.core.errors import CaduceeError, Conflict, NotFound, StorageError
+from caducee.storage.sql.base import Dialect, Op, OpFactory
+
+__all__ = ["SqliteRunner", "run_op"]
+
+T = TypeVar("T")
+MAX_BATCH = 512
+
+
+def run_op(conn: sqlite3.Connection, op: Op[T]) -> T:
+    """Drives one operation's statements on ``conn``."""
+    try:
+        stmt = next(op)
+        while True:
+            if stmt.many:
+                conn.executemany(stmt.sql, stmt.params)
+                rows: list[Any] = []
+            else:
+                rows = conn.execute(stmt.sql, stmt.params).fetchall()
+            stmt = op.send(rows)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]  # generator return value is T
+
+
+def _map(exc: BaseException) -> BaseException:
+    if isinstance(exc, CaduceeError):
+        return exc
+    if isinstance(exc, sqlite3.IntegrityError) and "FOREIGN KEY" in str(exc):
+        return NotFound("a referenced object (blob, mailbox, folder) does not exist")
+    if isinstance(exc, sqlite3.IntegrityError):
+        return Conflict(f"integrity constraint failed: {exc}")
+    if isinstance(exc, sqlite3.Error):
+        return StorageError(f"SQLite error: {exc}")
+    return exc
+
+
+def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=30.0, cached_statements=256
+    )
+    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute("PRAGMA foreign_keys = ON")
+    if readonly:
+        conn.execute("PRAGMA query_only = 1")
+    else:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+    return conn
+
+
+_Job = tuple[Callable[[sqlite3.Connection], Any], concurrent.futures.Future[Any], bool]
+
+
+class SqliteRunner:
+    """``Runner`` for SQLite. ``write`` returns once the batch holding it is committed."""
+
+    dialect: Dialect = "sqlite"
+
+    def __init__(self, path: Path, *, readers: int = 4) -> None:
+        self.path = path
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
+        self._readers = concurrent.futures.ThreadPoolExecutor(readers, "sqlite-reader")
+        self._local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self.batches = 0  # number of group commits (for tests and the benchmark)
+        self.batched_jobs = 0
+        conn = _connect(path, readonly=False)  # create the file and switch to WAL now
+        conn.close()
+        self._writer.start()
+
+    # -- writer -----------------------------------------------------------------------------
+    def _write_loop(self) -> None:
+        conn = _connect(self.path, readonly=False)
+        try:
+            while True:
+                job = self._jobs.get()
+                if job is None:
+                    return
+                if job[2]:  # exclusive: runs alone, manages its own transaction
+                    self._run_exclusive(conn, job)
+                    continue
+                batch = [job]
+                stop = False
+                while len(batch) < MAX_BATCH:
+                    try:
+                        nxt = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        stop = True
+                        break
+                    if nxt[2]:
+                        self._run_batch(conn, batch)
+                        batch = []
+                        self._run_exclusive(conn, nxt)
+                        continue
+                    batch.append(nxt)
+                if batch:
+                    self._run_batch(conn, batch)
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _run_exclusive(self, conn: sqlite3.Connection, job: _Job) -> None:
+        fn, fut, _ = job
+        try:
+            fut.set_result(fn(conn))
+        except BaseException as exc:
+            fut.set_exception(_map(exc))
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        results: list[tuple[bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for fn, _, _ in batch:
+                conn.execute("SAVEPOINT job")
+                try:
+                    results.append((True, fn(conn)))
+                    conn.execute("RELEASE job")
+                except BaseException as exc:
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    results.append((False, _map(exc)))
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            err = StorageError(f"SQLite commit failed: {exc}")
+            for _, fut, _ in batch:
+                fut.set_exception(err)
+            return
+        self.batches += 1
+        self.batched_jobs += len(batch)
+        for (ok, value), (_, fut, _) in zip(results, batch, strict=True):
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
+
+    def _submit(self, fn: Callable[[sqlite3.Connection], T], exclusive: bool) -> asyncio.Future[T]:
+        if self._closed:
+            raise StorageError("storage is closed")
+        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._jobs.put((fn, fut, exclusive))
+        return asyncio.wrap_future(fut)
+
+    async def write(self, factory: OpFactory[T]) -> T:
+        return await self._submit(lambda conn: run_op(conn, factory()), False)
+
+    async def exclusive(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Runs ``fn`` alone on the writer connection (migrations); it manages its transaction."""
+        return await self._submit(fn, True)
+
+    # -- readers ----------------------------------------------------------------------------
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path, readonly=True)
+            self._local.conn = conn
+            with self._lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    def _read_sync(self, factory: OpFactory[T]) -> T:
+        conn = self._reader()
+        conn.execute("BEGIN")
+        try:
+            return run_op(conn, factory())
+        except BaseException as exc:
+            mapped = _map(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+        finally:
+            conn.execute("COMMIT")
+
+    async def read(self, factory: OpFactory[T]) -> T:
+        if self._closed:
+            raise StorageError("storage is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._read_sync, factory)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def _close_sync(self) -> None:
+        self._jobs.put(None)
+        self._writer.join()
+        self._readers.shutdown(wait=True)
+        with self._lock:
+            for conn in self._reader_conns:
+                conn.close()
+            self._reader_conns.clear()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.to_thread(self._close_sync)
+
+
+def _migrations() -> list[tuple[int, str]]:
+    out: list[tuple[int, str]] = []
+    for entry in resources.files("caducee.storage.sqlite").joinpath("migrations").iterdir():
+        if entry.name.endswith(".sql"):
+            out.append((int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
+    return sorted(out)
+
+
+def migrate_sync(conn: sqlite3.Connection) -> list[int]:
+    """Applies pending numbered migrations, each in its own transaction; idempotent."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
+        " applied INTEGER NOT NULL)"
+    )
+    applied: list[int] = []
+    for version, sql in _migrations():
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            done = conn.execute(
+                "SELECT 1 FROM schema_version WHERE version = ?", (version,)
+            ).fetchone()
+            if done:
+                conn.execute("COMMIT")
+                continue
+            for statement in _split(sql):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_version (version, applied) VALUES (?, strftime('%s','now'))",
+                (version,),
+            )
+            conn.execute("COMMIT")
+            applied.append(version)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return applied
+
+
+def _split(sql: str) -> list[str]:
+    """Statements of a migration file (no ``;`` inside literals in our migrations)."""
+    lines = [ln for ln in sql.splitlines() if not ln.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
