@@ -1,0 +1,230 @@
+"""Submission (port 587, RFC 6409): professionals' mail clients and software.
+
+STARTTLS, then AUTH (PLAIN for now; SASL is pluggable, ``caducee.smtp.sasl``). The envelope
+sender and every ``From:`` address must be a BAL the account holds or is delegated on
+(``AccountStore.mailboxes_of``): ``550 5.7.1`` otherwise; ``From:`` is read from the header
+block only, collected while streaming, and checked at the end of DATA (the blob is aborted on
+refusal). Recipients must be local mailboxes or in a liste blanche domain (``550 5.7.1`` with an
+explanation). Local recipients get the message directly, remote ones are queued per destination
+domain with their DSN parameters (RFC 3461), a copy goes to the sender BAL's ``Sent`` (\\Seen);
+all durable before the ``250``; then ``on_queued`` wakes the delivery worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from caducee.config.model import NodeConfig
+from caducee.core.errors import StorageError
+from caducee.core.model import Account, BlobRef, Mailbox, QueueRecipient
+from caducee.smtp.protocol import HeaderCollector, MailFrom, RcptTo, Reply, header_addresses
+from caducee.smtp.relay import OnDelivered, OperatorHandler, TrustView, limits_from_config
+from caducee.smtp.sasl import PlainMechanism, SaslMechanism, mechanisms_by_name
+from caducee.smtp.server import Connection, Listener
+from caducee.smtp.session import Limits, Session, Transaction
+from caducee.storage.interfaces import BlobWriter, Storage
+
+__all__ = ["SubmissionServer"]
+
+log = logging.getLogger("caducee.smtp.submission")
+
+_SEEN = "\\Seen"
+
+
+class SubmissionHandler(OperatorHandler):
+    kind = "submission"
+
+    def __init__(
+        self,
+        cfg: NodeConfig,
+        storage: Storage,
+        policy: TrustView,
+        mechanisms: Sequence[SaslMechanism],
+        on_queued: Callable[[], None] | None,
+        on_delivered: OnDelivered | None,
+    ) -> None:
+        super().__init__(cfg, storage, policy)
+        self.mechanisms = mechanisms_by_name(list(mechanisms))
+        self.on_queued = on_queued
+        self.on_delivered = on_delivered
+
+    def tls_context(self) -> ssl.SSLContext:
+        return self.policy.submission_server_context()
+
+    def wants_headers(self) -> bool:
+        return True
+
+    async def on_auth(self, s: Session, account: Account | None, mechanism: str) -> None:
+        # The login attempted is not logged: it may be a password typed in the wrong field.
+        if account is None:
+            await self.audit(s, "auth", "refused", mechanism=mechanism)
+            return
+        s.state["actor"] = account.login
+        await self.audit(s, "auth", "ok", account.login, mechanism=mechanism)
+
+    async def _mailboxes(self, s: Session) -> dict[str, Mailbox]:
+        cached = s.state.get("mailboxes")
+        if isinstance(cached, dict):
+            return cached
+        if s.account is None:
+            return {}
+        boxes = {
+            m.address.lower(): m
+            for m, _ in await self.storage.accounts.mailboxes_of(s.account.login)
+        }
+        s.state["mailboxes"] = boxes
+        return boxes
+
+    async def on_mail(self, s: Session, mail: MailFrom) -> Reply | None:
+        if s.account is None:
+            return Reply(530, "5.7.0", "Authentication required")
+        mbox = (await self._mailboxes(s)).get(mail.address.lower()) if mail.address else None
+        if mbox is None:
+            await self.audit(
+                s, "refused", "refused", mail.address, reason="sender not held by account"
+            )
+            return Reply(
+                550,
+                "5.7.1",
+                f"Sender <{mail.address}> is not a mailbox of account {s.account.login}",
+            )
+        s.state["sender_mailbox_id"] = mbox.mailbox_id
+        return None
+
+    async def on_rcpt(self, s: Session, tx: Transaction, rcpt: RcptTo) -> Reply:
+        domain = rcpt.address.rpartition("@")[2]
+        if domain in self.local_domains:
+            return await self.local_rcpt(s, tx, rcpt)
+        if self.policy.is_listed(domain):
+            tx.remote.append(rcpt)
+            return Reply(250, "2.1.5", "Recipient ok")
+        await self.audit(s, "refused", "refused", rcpt.address, reason="domain not listed")
+        return Reply(
+            550,
+            "5.7.1",
+            f"<{rcpt.address}>: domain {domain} is not in the liste blanche of the trust "
+            "space; mail may only go to listed MSSanté domains",
+        )
+
+    async def _check_from(self, s: Session, headers: HeaderCollector | None) -> Reply | None:
+        if headers is None or headers.overflow:
+            return Reply(552, "5.3.4", "Header block too large")
+        fields = header_addresses(headers.block, "From")
+        if len(fields) != 1 or not fields[0]:
+            return Reply(550, "5.6.0", "Need exactly one From: header with an address")
+        boxes = await self._mailboxes(s)
+        for addr in fields[0]:
+            if addr.lower() not in boxes:
+                login = s.account.login if s.account else "?"
+                return Reply(550, "5.7.1", f"From: <{addr}> is not a mailbox of account {login}")
+        return None
+
+    async def on_message(
+        self, s: Session, tx: Transaction, blob: BlobWriter, headers: HeaderCollector | None
+    ) -> Reply:
+        refusal = await self._check_from(s, headers)
+        if refusal is not None:
+            await blob.abort()
+            await self.on_data_refused(s, tx, refusal)
+            return refusal
+        try:
+            ref = await blob.commit()
+        except StorageError:
+            await blob.abort()
+            log.exception("blob commit failed")
+            return Reply(451, "4.3.0", "Local storage error, try again later")
+        try:
+            refusal = await self.store_local(tx, ref)
+            if refusal is None:
+                await self._store_rest(s, tx, ref)
+        except StorageError:
+            log.exception("submission storage failed for %s", tx.queue_id)
+            refusal = Reply(451, "4.3.0", "Local storage error, try again later")
+        if refusal is not None:
+            await self.on_data_refused(s, tx, refusal)
+            return refusal
+        if tx.remote and self.on_queued is not None:
+            self.on_queued()
+        local = [r for r in tx.rcpts if r.address.lower() in tx.local]
+        await self.notify_delivered(self.on_delivered, tx, ref, local)
+        await self.audit(
+            s,
+            "accepted",
+            "ok",
+            tx.queue_id,
+            sender=tx.mail.address,
+            recipients=",".join(r.address for r in tx.rcpts),
+            size=str(ref.size),
+        )
+        return Reply(250, "2.0.0", f"Ok: queued as {tx.queue_id}")
+
+    async def _store_rest(self, s: Session, tx: Transaction, ref: BlobRef) -> None:
+        sender_id = s.state.get("sender_mailbox_id")
+        if isinstance(sender_id, int):
+            await self.storage.messages.deliver(
+                ref,
+                [sender_id],
+                folder="Sent",
+                flags=[_SEEN],
+                dedup_key=f"smtp-sent:{self.cfg.name}:{tx.queue_id}",
+            )
+        by_domain: dict[str, list[QueueRecipient]] = {}
+        for r in tx.remote:
+            by_domain.setdefault(r.address.rpartition("@")[2], []).append(
+                QueueRecipient(r.address, notify=r.notify, orcpt=r.orcpt)
+            )
+        expires = datetime.now(UTC) + timedelta(seconds=self.cfg.smtp.queue_lifetime_seconds)
+        for domain, rcpts in by_domain.items():
+            await self.storage.queue.enqueue(
+                tx.mail.address,
+                rcpts,
+                ref,
+                domain,
+                expires=expires,
+                envid=tx.mail.envid,
+                ret=tx.mail.ret,
+            )
+
+
+class SubmissionServer:
+    """The submission SMTP server of one operator node (``cfg.smtp.submission_listen``).
+
+    ``mechanisms`` defaults to PLAIN checked by ``storage.accounts`` (passwords verified off
+    the event loop by the store). ``on_queued`` is called (synchronously, it must not block)
+    after remote recipients were queued durably; ``on_delivered`` as for the relay.
+    """
+
+    def __init__(
+        self,
+        cfg: NodeConfig,
+        storage: Storage,
+        policy: TrustView,
+        *,
+        listen: str | None = None,
+        limits: Limits | None = None,
+        mechanisms: Sequence[SaslMechanism] | None = None,
+        on_queued: Callable[[], None] | None = None,
+        on_delivered: OnDelivered | None = None,
+    ) -> None:
+        addr = listen or cfg.smtp.submission_listen
+        if addr is None:
+            raise ValueError("submission server has no listen address (smtp.submission_listen)")
+        self.limits = limits or limits_from_config(cfg)
+        mechs = list(mechanisms) if mechanisms is not None else [PlainMechanism(storage.accounts)]
+        self.handler = SubmissionHandler(cfg, storage, policy, mechs, on_queued, on_delivered)
+        self.hostname = cfg.smtp.hostname
+        self._listener = Listener(addr, self._session, max_sessions=self.limits.max_sessions)
+
+    async def _session(self, conn: Connection) -> None:
+        await Session(conn, self.handler, hostname=self.hostname, limits=self.limits).run()
+
+    async def start(self) -> list[tuple[str, int]]:
+        """Binds and listens; returns the bound (host, port) pairs (port 0 picks one)."""
+        return await self._listener.start()
+
+    async def stop(self) -> None:
+        """Stops listening and aborts open sessions (messages in DATA are not stored)."""
+        await self._listener.stop()
