@@ -11,7 +11,9 @@ before the ``250``. Every refusal and acceptance is an audit event (no bodies, n
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -141,14 +143,16 @@ class OperatorHandler(Handler):
         tx.local[rcpt.address.lower()] = mbox.mailbox_id
         return Reply(250, "2.1.5", "Recipient ok")
 
-    async def store_local(self, tx: Transaction, blob: BlobRef) -> Reply | None:
+    async def store_local(
+        self, tx: Transaction, blob: BlobRef, dedup_key: str | None = None
+    ) -> Reply | None:
         """Delivers to the local recipients; a refusal reply, or None when stored."""
         ids = sorted(set(tx.local.values()))
         if not ids:
             return None
         try:
             await self.storage.messages.deliver(
-                blob, ids, dedup_key=f"smtp:{self.cfg.name}:{tx.queue_id}"
+                blob, ids, dedup_key=dedup_key or f"smtp:{self.cfg.name}:{tx.queue_id}"
             )
         except QuotaExceeded:
             return Reply(452, "4.2.2", "Mailbox full, try again later")
@@ -191,6 +195,9 @@ class RelayHandler(OperatorHandler):
     def tls_context(self) -> ssl.SSLContext:
         return self.policy.relay_server_context()
 
+    def wants_headers(self) -> bool:
+        return True  # Message-ID, for the dedup key
+
     async def on_mail(self, s: Session, mail: MailFrom) -> Reply | None:
         domain = mail.address.rpartition("@")[2]
         # The certificate is fixed for the session: one check per sender domain and session.
@@ -229,7 +236,7 @@ class RelayHandler(OperatorHandler):
             log.exception("blob commit failed")
             return Reply(451, "4.3.0", "Local storage error, try again later")
         try:
-            refusal = await self.store_local(tx, ref)
+            refusal = await self.store_local(tx, ref, relay_dedup_key(tx.mail.address, headers))
         except StorageError:
             log.exception("delivery failed for %s", tx.queue_id)
             refusal = Reply(451, "4.3.0", "Local storage error, try again later")
@@ -248,6 +255,22 @@ class RelayHandler(OperatorHandler):
             size=str(ref.size),
         )
         return Reply(250, "2.0.0", f"Ok: delivered as {tx.queue_id}")
+
+
+_MESSAGE_ID = re.compile(rb"(?im)^message-id:[ \t]*(?:\r?\n[ \t]+)?(<[^>\r\n]{1,500}>)")
+
+
+def relay_dedup_key(sender: str, headers: HeaderCollector | None) -> str | None:
+    """A key that is the same when a peer re-sends a message it could not see acknowledged
+    (its crash, ours, a lost ``250``): sender and Message-ID (RFC 5322 §3.6.4, unique per
+    message). Re-delivery of that key to a BAL is skipped, so a message is stored once."""
+    if headers is None or not headers.complete:
+        return None
+    m = _MESSAGE_ID.search(headers.block)
+    if m is None:
+        return None
+    digest = hashlib.sha256(sender.lower().encode() + b"\0" + m.group(1)).hexdigest()
+    return f"smtp-mid:{digest}"
 
 
 class RelayServer:

@@ -304,6 +304,10 @@ class QueueStore(Protocol):
         """Gives a claimed item's lease back without counting an attempt (shutdown)."""
         ...
 
+    async def release_node(self, node: str) -> int:
+        """Gives back every lease held by ``node`` (at its start-up after a crash); how many."""
+        ...
+
 
 class AuditStore(Protocol):
     """Append-only audit trail."""

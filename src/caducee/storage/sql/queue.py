@@ -190,6 +190,20 @@ class SqlQueueStore:
         sql = "UPDATE queue_items SET lease_node = NULL, lease_until = 0 WHERE item_id = ?"
         await self._run.write(lambda: _update(sql, (item_id,), item_id))
 
+    async def release_node(self, node: str) -> int:
+        """Gives back every lease held by ``node``: at start-up, its items from a previous
+        life (crash) are due again at once. Node names are unique among nodes sharing a DB."""
+        sql = (
+            "UPDATE queue_items SET lease_node = NULL, lease_until = 0 WHERE lease_node = ?"
+            " RETURNING item_id"
+        )
+
+        def op() -> Op[int]:
+            rows = yield Q(sql, (node,))
+            return len(rows)
+
+        return await self._run.write(op)
+
     async def finish(self, item_id: int) -> None:
         await self._run.write(lambda: _finish(item_id))
 
