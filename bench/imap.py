@@ -1,0 +1,246 @@
+"""IMAP benchmark: operations/s and p99 latency on a SELECT/FETCH/STORE/SEARCH/APPEND/EXPUNGE
+mix, memory per idle authenticated IDLE session, IDLE push latency.
+
+The server runs in its own process (SQLite storage in a temporary directory, TLS with a
+throwaway certificate); the clients run in this process on asyncio. Usage:
+
+    PYTHONPATH=src python bench/imap.py mix --clients 20 --seconds 10
+    PYTHONPATH=src python bench/imap.py idle --sessions 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import platform
+import random
+import ssl
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+DOMAIN = "bench.mssante.fr"
+PASSWORD = "bench-password"
+MSG = (
+    b"From: house@bench.mssante.fr\r\nTo: someone@bench.mssante.fr\r\nSubject: compte rendu\r\n"
+    b"Date: Tue, 3 Mar 2026 08:00:00 +0100\r\nMessage-ID: <%d@bench>\r\n\r\n"
+    + b"Bonjour, voici le compte rendu de la consultation.\r\n" * 40
+)
+
+
+# -- server process ---------------------------------------------------------------------------
+def _serve(workdir: str, accounts: int, messages: int, port_q: mp.Queue) -> None:  # type: ignore[type-arg]
+    asyncio.run(_serve_async(Path(workdir), accounts, messages, port_q))
+
+
+async def _serve_async(workdir: Path, accounts: int, messages: int, port_q: mp.Queue) -> None:  # type: ignore[type-arg]
+    from caducee.core.model import MailboxType
+    from caducee.imap import ImapServer, ImapSettings
+    from caducee.storage import open_sqlite
+    from caducee.storage.keyring import create_keyring
+    from caducee.storage.passwords import PasswordHasher
+    from caducee.testing.certs import TrustSpaceCA
+
+    ca = TrustSpaceCA.create(workdir / "pki")
+    cert = ca.issue_server("localhost", dns_names=["localhost"])
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert.chain_path, cert.key_path)
+    create_keyring(workdir / "keyring")
+    storage = await open_sqlite(
+        workdir / "data", workdir / "keyring", hasher=PasswordHasher(log2_n=10)
+    )
+    for i in range(accounts):
+        login = f"user{i}@{DOMAIN}"
+        await storage.accounts.create_account(login, PASSWORD)
+        mb = await storage.accounts.create_mailbox(login, MailboxType.PER, f"81{i:010d}")
+        for j in range(messages):
+            ref = await storage.blobs.put(MSG % j)
+            await storage.messages.deliver(ref, [mb.mailbox_id])
+    server = ImapServer(
+        None, storage, ctx, storage.accounts, listen="127.0.0.1:0", listen_tls=None,
+        settings=ImapSettings(auth_failure_delay=0.0),
+    )  # fmt: skip
+    bound = await server.start()
+    port_q.put((bound[0][1], str(ca.ca_bundle), os.getpid()))
+    profile_to = os.environ.get("BENCH_PROFILE")
+    if profile_to:  # profile the server for a while, then write pstats
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
+        await asyncio.sleep(float(os.environ.get("BENCH_PROFILE_SECONDS", "5")))
+        prof.disable()
+        prof.dump_stats(profile_to)
+    await asyncio.Event().wait()
+
+
+def start_server(accounts: int, messages: int) -> tuple[mp.Process, int, str, int]:
+    workdir = tempfile.mkdtemp(prefix="imapbench-")
+    ctx = mp.get_context("spawn")
+    q: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
+    proc = ctx.Process(target=_serve, args=(workdir, accounts, messages, q), daemon=True)
+    proc.start()
+    port, ca, pid = q.get(timeout=300)
+    return proc, port, ca, pid
+
+
+# -- a minimal async client --------------------------------------------------------------------
+class Client:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.r = reader
+        self.w = writer
+        self.n = 0
+
+    @classmethod
+    async def connect(cls, port: int, ca: str, login: str) -> Client:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
+        c = cls(reader, writer)
+        await reader.readline()
+        await c.cmd(b"STARTTLS")
+        tls = ssl.create_default_context(cafile=ca)
+        await writer.start_tls(tls, server_hostname="localhost")
+        out = await c.cmd(b'LOGIN "%s" "%s"' % (login.encode(), PASSWORD.encode()))
+        if b" OK " not in out.splitlines()[-1]:
+            raise RuntimeError(out)
+        return c
+
+    async def cmd(self, line: bytes, literal: bytes | None = None) -> bytes:
+        self.n += 1
+        tag = b"t%d" % self.n
+        if literal is None:
+            self.w.write(tag + b" " + line + b"\r\n")
+        else:
+            self.w.write(tag + b" " + line + b" {%d+}\r\n" % len(literal) + literal + b"\r\n")
+        out = bytearray()
+        while True:
+            resp = await self.r.readline()
+            if not resp:
+                raise ConnectionError("closed")
+            out += resp
+            if resp.endswith(b"}\r\n"):
+                n = int(resp[resp.rindex(b"{") + 1 : -3])
+                out += await self.r.readexactly(n)
+                continue
+            if resp.startswith(tag + b" "):
+                return bytes(out)
+
+
+async def _mix_client(port: int, ca: str, i: int, deadline: float, lat: list[float]) -> None:
+    c = await Client.connect(port, ca, f"user{i}@{DOMAIN}")
+    rnd = random.Random(i)
+    await c.cmd(b"SELECT INBOX")
+    ops = [
+        lambda: c.cmd(b"SELECT INBOX"),
+        lambda: c.cmd(b"FETCH %d (FLAGS ENVELOPE BODY.PEEK[])" % rnd.randint(1, 10)),
+        lambda: c.cmd(b"FETCH 1:* (UID FLAGS)"),
+        lambda: c.cmd(b"STORE %d +FLAGS (\\Seen)" % rnd.randint(1, 10)),
+        lambda: c.cmd(b"SEARCH UNSEEN SUBJECT compte"),
+        lambda: c.cmd(b"APPEND INBOX (\\Deleted)", MSG % rnd.randint(0, 10**6)),
+        lambda: c.cmd(b"EXPUNGE"),
+    ]
+    k = 0
+    while time.perf_counter() < deadline:
+        op = ops[k % len(ops)]
+        k += 1
+        t0 = time.perf_counter()
+        await op()
+        lat.append(time.perf_counter() - t0)
+    await c.cmd(b"LOGOUT")
+    c.w.close()
+
+
+async def run_mix(port: int, ca: str, clients: int, seconds: float) -> dict[str, float]:
+    lat: list[float] = []
+    deadline = time.perf_counter() + seconds
+    t0 = time.perf_counter()
+    await asyncio.gather(*(_mix_client(port, ca, i, deadline, lat) for i in range(clients)))
+    elapsed = time.perf_counter() - t0
+    lat.sort()
+    return {
+        "ops": len(lat),
+        "ops_per_s": len(lat) / elapsed,
+        "p50_ms": 1000 * statistics.median(lat),
+        "p99_ms": 1000 * lat[int(len(lat) * 0.99) - 1],
+    }
+
+
+async def run_idle(port: int, ca: str, sessions: int, accounts: int, pid: int) -> dict[str, float]:
+    proc = psutil.Process(pid)
+    base = proc.memory_info().rss
+    idlers: list[Client] = []
+    sem = asyncio.Semaphore(100)
+
+    async def one(i: int) -> None:
+        async with sem:
+            c = await Client.connect(port, ca, f"user{i % accounts}@{DOMAIN}")
+            await c.cmd(b"SELECT INBOX")
+            c.n += 1
+            c.w.write(b"i%d IDLE\r\n" % c.n)
+            await c.r.readline()
+            idlers.append(c)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(sessions)))
+    setup = time.perf_counter() - t0
+    await asyncio.sleep(2)
+    rss = proc.memory_info().rss
+    per_conn = (rss - base) / sessions
+    # push latency: APPEND to user0 from another session; every IDLE client of user0 hears it
+    watchers = [c for i, c in enumerate(idlers) if i % accounts == 0][:50]
+    pusher = await Client.connect(port, ca, f"user0@{DOMAIN}")
+    delays: list[float] = []
+    for _ in range(10):
+        t1 = time.perf_counter()
+        await pusher.cmd(b"APPEND INBOX", MSG % 1)
+        for w in watchers:
+            line = await w.r.readline()
+            while b"EXISTS" not in line:
+                line = await w.r.readline()
+        delays.append(time.perf_counter() - t1)
+        for w in watchers:  # drain the RECENT line
+            await w.r.readline()
+    return {
+        "sessions": sessions,
+        "setup_s": setup,
+        "rss_delta_mb": (rss - base) / 2**20,
+        "bytes_per_session": per_conn,
+        "push_p50_ms": 1000 * statistics.median(delays),
+        "push_max_ms": 1000 * max(delays),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    sub = parser.add_subparsers(dest="mode", required=True)
+    mix = sub.add_parser("mix", help="operations/s and latency with N clients")
+    mix.add_argument("--clients", type=int, default=20)
+    mix.add_argument("--seconds", type=float, default=10.0)
+    idle = sub.add_parser("idle", help="memory per IDLE session and push latency")
+    idle.add_argument("--sessions", type=int, default=1000)
+    idle.add_argument("--accounts", type=int, default=20)
+    args = parser.parse_args()
+    accounts = args.clients if args.mode == "mix" else args.accounts
+    proc, port, ca, pid = start_server(accounts, 10)
+    try:
+        if args.mode == "mix":
+            result = asyncio.run(run_mix(port, ca, args.clients, args.seconds))
+        else:
+            result = asyncio.run(run_idle(port, ca, args.sessions, accounts, pid))
+    finally:
+        proc.kill()
+    print(f"command: {' '.join(sys.argv)}")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
+          f"Python {platform.python_version()}")
+    for key, value in result.items():
+        print(f"{key}: {value:.1f}" if isinstance(value, float) else f"{key}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

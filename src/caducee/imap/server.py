@@ -1,0 +1,137 @@
+"""The IMAP server: listeners for STARTTLS (143) and implicit TLS (993), one session each.
+
+``ImapServer(cfg, storage, ssl_context, authenticator)`` then ``await start()`` (bound
+addresses; port 0 allowed) and ``await stop()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from caducee.config.model import NodeConfig
+from caducee.imap.cache import MessageCache
+from caducee.imap.connection import Connection
+from caducee.imap.session import Session
+from caducee.smtp.sasl import (
+    Authenticator,
+    PlainMechanism,
+    SaslMechanism,
+    mechanisms_by_name,
+)
+from caducee.storage.interfaces import Storage
+
+__all__ = ["ImapServer", "ImapSettings", "ServerContext"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ImapSettings:
+    """Limits and timeouts (docs/imap.md lists them)."""
+
+    max_line: int = 65536  # octets per command line (excluding literals)
+    max_literal: int = 25 * 1024 * 1024  # = APPENDLIMIT
+    inline_literal: int = 256 * 1024  # bigger literals stream to blob storage
+    preauth_timeout: float = 60.0
+    idle_timeout: float = 30 * 60.0  # RFC 9051 §5.4: at least 30 minutes
+    auth_failure_delay: float = 1.0
+    greeting: str = "Caducee IMAP4rev2 server ready"
+
+
+@dataclass(slots=True)
+class ServerContext:
+    storage: Storage
+    ssl_context: ssl.SSLContext
+    authenticator: Authenticator
+    mechanisms: dict[str, SaslMechanism]
+    settings: ImapSettings
+    cache: MessageCache
+
+
+def _split_hostport(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 -- configured listen address
+
+
+class ImapServer:
+    """IMAP4rev2/IMAP4rev1 front-end on the operator's storage."""
+
+    def __init__(
+        self,
+        cfg: NodeConfig | None,
+        storage: Storage,
+        ssl_context: ssl.SSLContext,
+        authenticator: Authenticator,
+        *,
+        listen: str | None = None,
+        listen_tls: str | None = None,
+        settings: ImapSettings | None = None,
+        mechanisms: Sequence[SaslMechanism] | None = None,
+    ) -> None:
+        if cfg is not None:
+            listen = listen if listen is not None else cfg.imap.listen
+            listen_tls = listen_tls if listen_tls is not None else cfg.imap.listen_tls
+            if settings is None:
+                settings = ImapSettings(max_literal=cfg.smtp.max_message_bytes)
+        mechs: list[SaslMechanism] = (
+            list(mechanisms) if mechanisms is not None else [PlainMechanism(authenticator)]
+        )
+        self.ctx = ServerContext(
+            storage,
+            ssl_context,
+            authenticator,
+            mechanisms_by_name(mechs),
+            settings or ImapSettings(),
+            MessageCache(),
+        )
+        self._listen = listen
+        self._listen_tls = listen_tls
+        self._servers: list[asyncio.Server] = []
+        self._sessions: set[asyncio.Task[None]] = set()
+
+    @property
+    def session_count(self) -> int:
+        return len(self._sessions)
+
+    async def start(self) -> list[tuple[str, int]]:
+        loop = asyncio.get_running_loop()
+        bound: list[tuple[str, int]] = []
+        for spec, implicit in ((self._listen, False), (self._listen_tls, True)):
+            if not spec:
+                continue
+            host, port = _split_hostport(spec)
+            server = await loop.create_server(
+                lambda implicit=implicit: Connection(self._connected(implicit)),  # type: ignore[misc]
+                host,
+                port,
+                backlog=1024,
+            )
+            self._servers.append(server)
+            for sock in server.sockets:
+                name = sock.getsockname()
+                bound.append((str(name[0]), int(name[1])))
+        return bound
+
+    def _connected(self, implicit: bool) -> object:
+        def on_connect(conn: Connection) -> None:
+            session = Session(self.ctx, conn, implicit)
+            task = asyncio.get_running_loop().create_task(session.run())
+            self._sessions.add(task)
+            task.add_done_callback(self._sessions.discard)
+
+        return on_connect
+
+    async def stop(self) -> None:
+        for server in self._servers:
+            server.close()
+        for task in list(self._sessions):
+            task.cancel()
+        if self._sessions:
+            await asyncio.gather(*self._sessions, return_exceptions=True)
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()

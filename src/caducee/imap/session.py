@@ -1,0 +1,559 @@
+"""One IMAP session: reads commands through the framer, dispatches them by state (RFC 9051
+§3, §6), writes responses. Command families live in ``cmd_*`` modules.
+
+Errors map in one place: ``Reply`` carries NO/BAD with a response code; domain errors map to
+RFC 5530 codes; anything unexpected becomes ``NO [SERVERBUG]`` -- never a traceback, never a
+dropped connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from caducee.core.errors import (
+    AuthenticationFailed,
+    CaduceeError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    QuotaExceeded,
+)
+from caducee.core.model import Account, AuditEvent
+from caducee.imap.connection import Connection, ConnectionClosed
+from caducee.imap.framing import (
+    BigLiteralChunk,
+    BigLiteralEnd,
+    BigLiteralStart,
+    CommandReady,
+    Framer,
+    NeedContinuation,
+    Rejected,
+)
+from caducee.imap.lexer import Literal, ParseError
+from caducee.imap.names import BalView, own_and_shared
+from caducee.imap.parser import AuthArgs, Command, LoginArgs, parse_command
+from caducee.imap.search import BadCharset
+from caducee.imap.view import SelectedView
+from caducee.smtp.sasl import SaslCancelled
+from caducee.storage.interfaces import BlobWriter, ChangeSubscription
+
+if TYPE_CHECKING:
+    from caducee.imap.server import ServerContext
+
+__all__ = ["Reply", "Session"]
+
+log = logging.getLogger(__name__)
+
+
+class Reply(Exception):
+    """A tagged NO or BAD: ``code`` is the response code without brackets (may be "")."""
+
+    def __init__(self, status: str, code: str, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+        self.code = code
+        self.text = text
+
+
+def no(code: str, text: str) -> Reply:
+    return Reply("NO", code, text)
+
+
+def bad(text: str) -> Reply:
+    return Reply("BAD", "", text)
+
+
+NOT_AUTH, AUTH, SELECTED, LOGOUT = "not-auth", "auth", "selected", "logout"
+Handler = Callable[["Session", Command], Awaitable[bytes]]
+_ANY = frozenset({"CAPABILITY", "NOOP", "LOGOUT", "ID"})
+_NOT_AUTH = frozenset({"STARTTLS", "AUTHENTICATE", "LOGIN"})
+_SELECTED = frozenset(
+    {"CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE", "CHECK"}
+)
+
+
+class Session:
+    """State of one connection (RFC 9051 §3)."""
+
+    def __init__(self, ctx: ServerContext, conn: Connection, implicit_tls: bool) -> None:
+        self.ctx = ctx
+        self.conn = conn
+        self.implicit_tls = implicit_tls
+        st = ctx.settings
+        self.framer = Framer(
+            max_line=st.max_line, max_literal=st.max_literal, inline_literal=st.inline_literal
+        )
+        self.state = NOT_AUTH
+        self.account: Account | None = None
+        self.views: list[BalView] = []
+        self.selected: SelectedView | None = None
+        self.selected_bal: BalView | None = None
+        self.out = bytearray()
+        self.enabled: set[str] = set()
+        self.auth_failures = 0
+        self._spool: BlobWriter | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self.dirty = True
+        self._spool_meta: tuple[int, bool] = (0, False)
+
+    # -- properties -------------------------------------------------------------------------
+    @property
+    def rev2(self) -> bool:
+        return "IMAP4REV2" in self.enabled
+
+    @property
+    def utf8(self) -> bool:
+        return "IMAP4REV2" in self.enabled or "UTF8=ACCEPT" in self.enabled
+
+    @property
+    def condstore(self) -> bool:
+        return "CONDSTORE" in self.enabled or "QRESYNC" in self.enabled
+
+    @property
+    def login(self) -> str:
+        return self.account.login if self.account else ""
+
+    def capabilities(self) -> str:
+        caps = ["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE"]
+        if not self.conn.is_tls:
+            caps.append("STARTTLS")
+            caps.append("LOGINDISABLED")
+        elif self.state == NOT_AUTH:
+            caps.append("AUTH=PLAIN")
+        if self.state != NOT_AUTH:
+            caps += [
+                "NAMESPACE",
+                "UNSELECT",
+                "UIDPLUS",
+                "MOVE",
+                "CHILDREN",
+                "SPECIAL-USE",
+                "CREATE-SPECIAL-USE",
+                "LIST-EXTENDED",
+                "LIST-STATUS",
+                "ESEARCH",
+                "SEARCHRES",
+                "CONDSTORE",
+                "QRESYNC",
+                "QUOTA",
+                "QUOTA=RES-STORAGE",
+                "ACL",
+                "RIGHTS=texk",
+                "BINARY",
+                "MULTIAPPEND",
+                "UTF8=ACCEPT",
+                "STATUS=SIZE",
+                f"APPENDLIMIT={self.ctx.settings.max_literal}",
+            ]
+        return " ".join(caps)
+
+    # -- output -----------------------------------------------------------------------------
+    def untagged(self, line: bytes) -> None:
+        self.out += b"* " + line + b"\r\n"
+
+    async def flush(self) -> None:
+        if self.out:
+            data = bytes(self.out)
+            self.out.clear()
+            self.conn.write(data)
+            await self.conn.drain()
+
+    # -- main loop ------------------------------------------------------------------------
+    async def run(self) -> None:
+        try:
+            if self.implicit_tls:
+                await self.conn.start_tls(self.ctx.ssl_context)
+            self.out += b"* OK [CAPABILITY " + self.capabilities().encode() + b"] "
+            self.out += self.ctx.settings.greeting.encode() + b"\r\n"
+            await self.flush()
+            await self._loop()
+        except ConnectionClosed:
+            pass
+        finally:
+            self.watch(None)
+            await self._abort_spool()
+            self.conn.close()
+
+    async def _read(self) -> bytes:
+        timeout = (
+            self.ctx.settings.preauth_timeout
+            if self.state == NOT_AUTH
+            else self.ctx.settings.idle_timeout
+        )
+        try:
+            async with asyncio.timeout(timeout):
+                data = await self.conn.read()
+        except TimeoutError:
+            self.out += b"* BYE Autologout; idle for too long\r\n"
+            await self.flush()
+            raise ConnectionClosed from None
+        if not data:
+            raise ConnectionClosed
+        return data
+
+    async def _loop(self) -> None:
+        while self.state != LOGOUT:
+            event = self.framer.next_event()
+            if event is None:
+                self.framer.feed(await self._read())
+                continue
+            if isinstance(event, NeedContinuation):
+                self.conn.write(b"+ Ready for literal data\r\n")
+            elif isinstance(event, Rejected):
+                await self._rejected(event.reason, event.texts)
+            elif isinstance(event, BigLiteralStart):
+                await self._big_literal(event)
+            elif isinstance(event, BigLiteralChunk):
+                if self._spool is not None:
+                    await self._spool.write(event.data)
+            elif isinstance(event, BigLiteralEnd):
+                await self._end_big_literal()
+            elif isinstance(event, CommandReady):
+                await self._command(event.texts, event.literals)
+                await self.flush()
+
+    async def _rejected(self, reason: str, texts: list[bytes]) -> None:
+        tag = _tag_of(texts)
+        await self._abort_spool()
+        if reason.startswith("literal too large"):
+            self.out += (tag or b"*") + b" NO [TOOBIG] " + reason.encode() + b"\r\n"
+        else:
+            self.out += (tag or b"*") + b" BAD " + reason.encode() + b"\r\n"
+        await self.flush()
+
+    async def _big_literal(self, event: BigLiteralStart) -> None:
+        words = event.texts[0].split(b" ", 3) if event.texts else []
+        is_append = len(words) >= 2 and words[1].upper() == b"APPEND"
+        if not is_append or self.state == NOT_AUTH:
+            rejected = self.framer.refuse_big("literal too large for this command")
+            await self._rejected(rejected.reason, rejected.texts)
+            return
+        self._spool = self.ctx.storage.blobs.writer()
+        self._spool_meta = (event.size, event.binary)
+        if event.sync:
+            self.conn.write(b"+ Ready for literal data\r\n")
+
+    async def _end_big_literal(self) -> None:
+        writer, self._spool = self._spool, None
+        if writer is None:
+            return
+        size, binary = self._spool_meta
+        ref = await writer.commit()
+        self.framer.attach_literal(Literal(size, None, binary, spool=ref))
+
+    async def _abort_spool(self) -> None:
+        writer, self._spool = self._spool, None
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                await writer.abort()
+
+    async def _command(self, texts: list[bytes], literals: list[Literal]) -> None:
+        try:
+            cmd = parse_command(texts, literals)
+        except BadCharset as exc:
+            tag = (exc.tag or "*").encode()
+            self.out += tag + b" NO [BADCHARSET (UTF-8 US-ASCII)] " + exc.reason.encode() + b"\r\n"
+            return
+        except ParseError as exc:
+            tag = (exc.tag or "*").encode()
+            self.out += tag + b" BAD " + exc.reason.encode("utf-8", "replace") + b"\r\n"
+            return
+        tag = cmd.tag.encode()
+        try:
+            text = await self._dispatch(cmd)
+            self.out += tag + b" " + text + b"\r\n"
+        except _Silent:
+            return
+        except Reply as reply:
+            await self._sync_quietly()
+            code = f"[{reply.code}] " if reply.code else ""
+            self.out += tag + f" {reply.status} {code}{reply.text}\r\n".encode()
+        except ConnectionClosed:
+            raise
+        except CaduceeError as exc:
+            self.out += tag + b" NO " + _map_error(exc) + b"\r\n"
+        except Exception:
+            log.exception("imap: internal error in %s", cmd.name)
+            self.out += tag + b" NO [SERVERBUG] Internal error, the incident is logged\r\n"
+
+    async def _sync_quietly(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.sync(allow_expunge=False)
+
+    async def _dispatch(self, cmd: Command) -> bytes:
+        from caducee.imap import cmd_mailbox, cmd_message
+
+        name = cmd.name
+        if name in _NOT_AUTH and self.state != NOT_AUTH:
+            raise bad(f"{name} not allowed once authenticated")
+        if name not in _ANY and name not in _NOT_AUTH and self.state == NOT_AUTH:
+            raise bad(f"{name} needs authentication first")
+        if (name in _SELECTED or cmd.uid) and self.state != SELECTED:
+            raise bad(f"{name} needs a selected mailbox")
+        handler: Handler | None = _HANDLERS.get(name)
+        if handler is None:
+            handler = cmd_mailbox.HANDLERS.get(name) or cmd_message.HANDLERS.get(name)
+        if handler is None:
+            raise bad(f"{name} not implemented")
+        return await handler(self, cmd)
+
+    # -- mailbox views ----------------------------------------------------------------------
+    async def load_views(self) -> list[BalView]:
+        """The BALs the account may see, re-read so a revoked right takes effect at once."""
+        bals = await self.ctx.storage.accounts.mailboxes_of(self.login)
+        self.views = own_and_shared(self.login, bals)
+        return self.views
+
+    async def sync(self, *, allow_expunge: bool) -> None:
+        """Untagged updates on the selected mailbox (RFC 9051 §7.4, §7.5). The store is asked
+        only when the change notifier said the folder changed (or expunges are pending)."""
+        view = self.selected
+        if view is None:
+            return
+        if not self.dirty and not (allow_expunge and view.gone):
+            return
+        self.dirty = False
+        current = await self.ctx.storage.messages.get_folder_by_id(view.folder.folder_id)
+        for line in await view.refresh(
+            self.ctx.storage.messages,
+            current,
+            allow_expunge=allow_expunge,
+            rev1=not self.rev2,
+            vanished="QRESYNC" in self.enabled,
+        ):
+            self.out += line
+
+    def watch(self, folder_id: int | None, mailbox_id: int = 0) -> None:
+        """Follows changes of the selected folder through the notifier (also across nodes on
+        PostgreSQL): marks the session dirty and wakes an IDLE wait. Subscribes at once, so
+        nothing that happens after this call is missed."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
+        self.dirty = True
+        if folder_id is not None:
+            sub = self.ctx.storage.notifier.subscribe(mailbox_id)
+            self._watcher = asyncio.create_task(_watch(self, sub, folder_id))
+
+    async def audit(self, kind: str, outcome: str, target: str = "", **details: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.ctx.storage.audit.record(
+                AuditEvent(kind, outcome, self.login or "anonymous", target, details)
+            )
+
+
+def _tag_of(texts: list[bytes]) -> bytes | None:
+    if not texts:
+        return None
+    tag = texts[0].split(b" ", 1)[0]
+    if tag and len(tag) < 64 and all(0x21 <= c < 0x7F and c not in b'(){%*"\\+' for c in tag):
+        return tag
+    return None
+
+
+def _map_error(exc: CaduceeError) -> bytes:
+    if isinstance(exc, NotFound):
+        return b"[NONEXISTENT] No such mailbox or message"
+    if isinstance(exc, Conflict):
+        return b"[ALREADYEXISTS] Already exists"
+    if isinstance(exc, QuotaExceeded):
+        return b"[OVERQUOTA] Quota exceeded"
+    if isinstance(exc, PermissionDenied):
+        return b"[NOPERM] Permission denied"
+    if isinstance(exc, InvalidInput):
+        return b"[CANNOT] " + str(exc).encode("utf-8", "replace")[:200]
+    return b"[UNAVAILABLE] Temporary failure, try again later"
+
+
+# -- any-state and not-authenticated commands -------------------------------------------------
+async def _capability(s: Session, cmd: Command) -> bytes:
+    s.untagged(b"CAPABILITY " + s.capabilities().encode())
+    return b"OK CAPABILITY completed"
+
+
+async def _noop(s: Session, cmd: Command) -> bytes:
+    await s.sync(allow_expunge=True)
+    return b"OK " + cmd.name.encode() + b" completed"
+
+
+async def _logout(s: Session, cmd: Command) -> bytes:
+    s.untagged(b"BYE Logging out")
+    s.state = LOGOUT
+    return b"OK LOGOUT completed"
+
+
+async def _id(s: Session, cmd: Command) -> bytes:
+    s.untagged(b'ID ("name" "Caducee" "vendor" "Caducee")')
+    return b"OK ID completed"
+
+
+async def _starttls(s: Session, cmd: Command) -> bytes:
+    if s.conn.is_tls:
+        raise bad("TLS already active")
+    s.out += cmd.tag.encode() + b" OK Begin TLS negotiation now\r\n"
+    await s.flush()
+    s.framer.reset()
+    await s.conn.start_tls(s.ctx.ssl_context)
+    raise _Silent
+
+
+class _Silent(Reply):
+    """Nothing more to send for this command."""
+
+    def __init__(self) -> None:
+        super().__init__("", "", "")
+
+
+async def _login(s: Session, cmd: Command) -> bytes:
+    if not s.conn.is_tls:
+        raise no("PRIVACYREQUIRED", "LOGIN is disabled until STARTTLS")
+    args = cmd.args
+    if not isinstance(args, LoginArgs):
+        raise bad("LOGIN needs a user name and a password")
+    try:
+        user = args.user.decode("utf-8")
+        password = args.password.decode("utf-8")
+    except UnicodeDecodeError:
+        raise bad("credentials must be UTF-8") from None
+    account = await s.ctx.authenticator.verify_password(user, password)
+    return await _logged_in(s, account, user)
+
+
+async def _logged_in(s: Session, account: Account | None, user: str) -> bytes:
+    if account is None or account.disabled:
+        s.auth_failures += 1
+        await s.audit("imap.login", "refused", user[:128] if account is None else account.login)
+        await asyncio.sleep(s.ctx.settings.auth_failure_delay * min(s.auth_failures, 5))
+        if s.auth_failures >= 5:
+            s.untagged(b"BYE Too many authentication failures")
+            s.state = LOGOUT
+        raise no("AUTHENTICATIONFAILED", "Authentication failed")
+    s.account = account
+    s.state = AUTH
+    await s.audit("imap.login", "ok", "", tls="yes")
+    await s.load_views()
+    return b"OK [CAPABILITY " + s.capabilities().encode() + b"] Logged in"
+
+
+async def _authenticate(s: Session, cmd: Command) -> bytes:
+    args = cmd.args
+    if not isinstance(args, AuthArgs):
+        raise bad("AUTHENTICATE needs a mechanism")
+    mech = s.ctx.mechanisms.get(args.mechanism)
+    if mech is None:
+        raise no("CANNOT", "Unsupported authentication mechanism")
+    if mech.needs_tls and not s.conn.is_tls:
+        raise no("PRIVACYREQUIRED", "Use STARTTLS first")
+
+    async def challenge(data: bytes) -> bytes:
+        s.out += b"+ " + base64.b64encode(data) + b"\r\n"
+        await s.flush()
+        while True:
+            event = s.framer.next_event()
+            if event is None:
+                s.framer.feed(await s._read())
+                continue
+            if not isinstance(event, CommandReady) or len(event.texts) != 1:
+                raise bad("Invalid SASL response")
+            line = event.texts[0].strip()
+            if line == b"*":
+                raise SaslCancelled("cancelled")
+            try:
+                return base64.b64decode(line, validate=True)
+            except (binascii.Error, ValueError):
+                raise bad("Invalid base64 in SASL response") from None
+
+    initial: bytes | None = None
+    if args.initial is not None:
+        if args.initial == b"=":
+            initial = b""
+        else:
+            try:
+                initial = base64.b64decode(args.initial, validate=True)
+            except (binascii.Error, ValueError):
+                raise bad("Invalid base64 in initial response") from None
+    try:
+        account = await mech.authenticate(initial, challenge)
+    except SaslCancelled:
+        raise bad("Authentication cancelled") from None
+    except (AuthenticationFailed, InvalidInput):
+        return await _logged_in(s, None, "")
+    return await _logged_in(s, account, account.login)
+
+
+async def _enable(s: Session, cmd: Command) -> bytes:
+    done: list[str] = []
+    for cap in cmd.atoms:
+        if cap in ("CONDSTORE", "QRESYNC", "IMAP4REV2", "UTF8=ACCEPT") and cap not in s.enabled:
+            s.enabled.add(cap)
+            done.append(cap if cap != "IMAP4REV2" else "IMAP4rev2")
+            if cap == "QRESYNC":
+                s.enabled.add("CONDSTORE")
+    if s.selected is not None:
+        s.selected.condstore = s.condstore
+    s.untagged(b"ENABLED" + b"".join(b" " + c.encode() for c in done))
+    return b"OK ENABLE completed"
+
+
+async def _idle(s: Session, cmd: Command) -> bytes:
+    """IDLE (RFC 2177 / RFC 9051 §6.3.13): push changes until the client sends DONE."""
+    s.out += b"+ idling\r\n"
+    await s.sync(allow_expunge=True)
+    await s.flush()
+    timeout = s.ctx.settings.idle_timeout
+    while True:
+        event = s.framer.next_event()
+        if event is None:
+            try:
+                async with asyncio.timeout(timeout):
+                    data = await s.conn.read(interruptible=True)
+            except TimeoutError:
+                s.out += b"* BYE IDLE timed out\r\n"
+                await s.flush()
+                raise ConnectionClosed from None
+            if data is None:
+                await s.sync(allow_expunge=True)
+                await s.flush()
+                continue
+            if not data:
+                raise ConnectionClosed
+            s.framer.feed(data)
+            continue
+        if isinstance(event, CommandReady) and event.texts[0].strip().upper() == b"DONE":
+            break
+        if isinstance(event, NeedContinuation | BigLiteralStart):
+            s.framer.reset()
+        raise bad("Expected DONE")
+    await s.sync(allow_expunge=True)
+    return b"OK IDLE terminated"
+
+
+async def _watch(s: Session, sub: ChangeSubscription, folder: int) -> None:
+    try:
+        async for folder_id in sub:
+            if folder_id in (folder, 0):
+                s.dirty = True
+                s.conn.interrupt()
+    finally:
+        await sub.aclose()
+
+
+_HANDLERS: dict[str, Handler] = {
+    "CAPABILITY": _capability,
+    "NOOP": _noop,
+    "CHECK": _noop,
+    "LOGOUT": _logout,
+    "ID": _id,
+    "STARTTLS": _starttls,
+    "LOGIN": _login,
+    "AUTHENTICATE": _authenticate,
+    "ENABLE": _enable,
+    "IDLE": _idle,
+}

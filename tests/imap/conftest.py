@@ -1,0 +1,35 @@
+"""Fixtures: a PKI per session, an IMAP server on SQLite per test (PostgreSQL on request)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from imap_harness import Pki, ServerThread, Transcript, make_pki
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def server(tmp_path: Path, pki: Pki) -> Iterator[ServerThread]:
+    srv = ServerThread(tmp_path, pki).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def client(server: ServerThread, pki: Pki) -> Iterator[Transcript]:
+    """Connected over implicit TLS and logged in as alice."""
+    t = Transcript.connect(server.tls_port, pki)
+    t.readline()
+    assert b"OK" in t.login()
+    try:
+        yield t
+    finally:
+        t.close()
