@@ -65,6 +65,11 @@ def _get_account(login: str) -> Op[Account | None]:
     return _account(rows[0]) if rows else None
 
 
+def _get_account_by_idnps(idnps: str) -> Op[Account | None]:
+    rows = yield Q(f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE idnps = ?", (idnps,))
+    return _account(rows[0]) if rows else None
+
+
 def _account_secret(login: str) -> Op[tuple[Account, str | None] | None]:
     rows = yield Q(
         f"SELECT {_ACCOUNT_COLS}, password_hash FROM accounts WHERE login_key = ?",
@@ -262,6 +267,9 @@ class SqlAccountStore:
 
     async def get_account(self, login: str) -> Account | None:
         return await self._run.read(lambda: _get_account(login))
+
+    async def get_account_by_idnps(self, idnps: str) -> Account | None:
+        return await self._run.read(lambda: _get_account_by_idnps(idnps))
 
     async def list_accounts(self) -> list[Account]:
         return await self._run.read(_list_accounts)
