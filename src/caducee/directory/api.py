@@ -1,0 +1,252 @@
+"""FHIR R4 REST API of the directory, compatible with the Annuaire Santé FHIR API v2 (notes §6.4).
+
+Read and search on Practitioner, PractitionerRole and Organization (GET and POST ``_search``),
+``_include`` / ``_revinclude``, searchset bundles of 50 with ``next`` links, ``/metadata``, and
+OperationOutcome on every error. Operators publish mailboxes with FHIR PATCH (notes §5.3), see
+:mod:`caducee.directory.publication`. Storage calls run in the thread pool.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MultiDict
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from caducee.core.errors import CaduceeError, Conflict, InvalidInput, NotFound, PermissionDenied
+from caducee.directory import fhir
+from caducee.directory.params import parse_org, parse_person, parse_role
+from caducee.directory.store import DirectoryStore
+
+__all__ = ["FHIR_JSON", "Principal", "build_app"]
+
+FHIR_JSON = "application/fhir+json"
+MAX_COUNT = 200
+DEFAULT_COUNT = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who calls: an authenticated professional (sees contact details) or an operator (may
+    publish mailboxes of its ``domains``)."""
+
+    name: str
+    kind: str = "professional"  # or "operator"
+    domains: tuple[str, ...] = field(default=())
+
+
+Authenticator = Callable[[Request], Awaitable[Principal | None]]
+
+
+async def anonymous(_request: Request) -> Principal | None:
+    return None
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def fhir_response(obj: Any, status: int = 200) -> Response:
+    return Response(_dumps(obj), status_code=status, media_type=FHIR_JSON)
+
+
+def outcome(status: int, code: str, message: str) -> Response:
+    return fhir_response(fhir.operation_outcome(code, message), status)
+
+
+def error_response(exc: CaduceeError) -> Response:
+    """The one place mapping the error tree to HTTP status + OperationOutcome."""
+    if isinstance(exc, NotFound):
+        return outcome(404, "not-found", str(exc))
+    if isinstance(exc, Conflict):
+        return outcome(412, "multiple-matches", str(exc))
+    if isinstance(exc, PermissionDenied):
+        return outcome(403, "forbidden", str(exc))
+    if isinstance(exc, InvalidInput):
+        return outcome(400, "invalid", str(exc))
+    return outcome(500, "exception", "internal error")
+
+
+class DirectoryApi:
+    """Request handlers; ``store`` does the work, ``auth`` says who calls."""
+
+    def __init__(self, store: DirectoryStore, auth: Authenticator, base_url: str = "") -> None:
+        self.store = store
+        self.auth = auth
+        self.base_url = base_url.rstrip("/")
+
+    def base(self, request: Request) -> str:
+        return self.base_url or str(request.base_url).rstrip("/")
+
+    async def params(self, request: Request) -> MultiDict:
+        if request.method == "POST":
+            form = await request.form()
+            items = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+            return MultiDict([*request.query_params.multi_items(), *items])
+        return MultiDict(request.query_params.multi_items())
+
+    async def search(self, request: Request) -> Response:
+        kind = request.path_params["kind"]
+        try:
+            principal = await self.auth(request)
+            params = await self.params(request)
+            body = await run_in_threadpool(self._search, kind, params, principal is not None,
+                                           self.base(request))  # fmt: skip
+        except CaduceeError as exc:
+            return error_response(exc)
+        return fhir_response(body)
+
+    def _search(self, kind: str, params: MultiDict, authed: bool, base: str) -> dict[str, Any]:
+        try:
+            count = min(int(params.get("_count", DEFAULT_COUNT)), MAX_COUNT)
+            offset = max(int(params.get("_offset", 0)), 0)
+        except ValueError as exc:
+            raise InvalidInput("_count and _offset must be integers") from exc
+        if count < 0:
+            raise InvalidInput("_count must not be negative")
+        s = self.store
+        if kind == "Practitioner":
+            pq = parse_person(params)
+            ids = [] if pq is None else s.search_persons(pq, offset, count + 1)
+            matches: list[dict[str, Any]] = [
+                fhir.practitioner(p, authenticated=authed) for p in s.get_persons(ids[:count])
+            ]
+        elif kind == "Organization":
+            oq = parse_org(params)
+            ids = [] if oq is None else s.search_orgs(oq, offset, count + 1)
+            matches = [fhir.organization(o, authenticated=authed) for o in s.get_orgs(ids[:count])]
+        elif kind == "PractitionerRole":
+            rq = parse_role(params)
+            ids = [] if rq is None else s.search_roles(rq, offset, count + 1)
+            matches = [
+                fhir.practitioner_role(a, authenticated=authed) for a in s.get_roles(ids[:count])
+            ]
+        else:
+            raise NotFound(f"unknown resource type {kind}")
+        included = self._includes(kind, params, matches, authed)
+        more = len(ids) > count
+        return self._bundle(kind, base, params, matches, included, offset, count, more)
+
+    def _includes(self, kind: str, params: MultiDict, matches: list[dict[str, Any]],
+                  authed: bool) -> list[dict[str, Any]]:  # fmt: skip
+        inc = set(params.getlist("_include"))
+        rev = set(params.getlist("_revinclude"))
+        out: list[dict[str, Any]] = []
+        s = self.store
+        if kind == "PractitionerRole":
+            want_p = inc & {"PractitionerRole:practitioner", "*", "PractitionerRole:*"}
+            want_o = inc & {"PractitionerRole:organization", "*", "PractitionerRole:*"}
+            if want_p:
+                refs = _refs(matches, "practitioner")
+                out += [fhir.practitioner(p, authenticated=authed) for p in s.get_persons(refs)]
+            if want_o:
+                refs = _refs(matches, "organization")
+                out += [fhir.organization(o, authenticated=authed) for o in s.get_orgs(refs)]
+        elif kind == "Practitioner" and rev & {"PractitionerRole:practitioner", "*"}:
+            roles = s.roles_of(practitioners=[m["id"] for m in matches])
+            out += [fhir.practitioner_role(a, authenticated=authed) for a in s.get_roles(roles)]
+        elif kind == "Organization" and rev & {"PractitionerRole:organization", "*"}:
+            roles = s.roles_of(orgs=[m["id"] for m in matches])
+            out += [fhir.practitioner_role(a, authenticated=authed) for a in s.get_roles(roles)]
+        return out
+
+    def _bundle(self, kind: str, base: str, params: MultiDict, matches: list[dict[str, Any]],
+                included: list[dict[str, Any]], offset: int, count: int,
+                more: bool) -> dict[str, Any]:  # fmt: skip
+        plain = [(k, v) for k, v in params.multi_items() if k != "_offset"]
+        links = [
+            {"relation": "self", "url": f"{base}/{kind}?{urlencode([*plain, ('_offset', offset)])}"}
+        ]
+        if more:
+            nxt = urlencode([*plain, ("_offset", offset + count)])
+            links.append({"relation": "next", "url": f"{base}/{kind}?{nxt}"})
+        if offset > 0:
+            prev = urlencode([*plain, ("_offset", max(offset - count, 0))])
+            links.append({"relation": "previous", "url": f"{base}/{kind}?{prev}"})
+        entries = [
+            {"fullUrl": f"{base}/{r['resourceType']}/{r['id']}", "resource": r,
+             "search": {"mode": "match"}} for r in matches
+        ] + [
+            {"fullUrl": f"{base}/{r['resourceType']}/{r['id']}", "resource": r,
+             "search": {"mode": "include"}} for r in included
+        ]  # fmt: skip
+        bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "link": links}
+        if not more:
+            bundle["total"] = offset + len(matches)
+        if entries:
+            bundle["entry"] = entries
+        return bundle
+
+    async def read(self, request: Request) -> Response:
+        kind = request.path_params["kind"]
+        rid = request.path_params["id"]
+        try:
+            principal = await self.auth(request)
+            res = await run_in_threadpool(self._read, kind, rid, principal is not None)
+        except CaduceeError as exc:
+            return error_response(exc)
+        return fhir_response(res)
+
+    def _read(self, kind: str, rid: str, authed: bool) -> dict[str, Any]:
+        if kind == "Practitioner":
+            found: list[dict[str, Any]] = [
+                fhir.practitioner(p, authenticated=authed) for p in self.store.get_persons([rid])
+            ]
+        elif kind == "Organization":
+            found = [fhir.organization(o, authenticated=authed) for o in self.store.get_orgs([rid])]
+        elif kind == "PractitionerRole":
+            found = [
+                fhir.practitioner_role(a, authenticated=authed) for a in self.store.get_roles([rid])
+            ]
+        else:
+            raise NotFound(f"unknown resource type {kind}")
+        if not found:
+            raise NotFound(f"{kind}/{rid} is not known")
+        return found[0]
+
+    async def metadata(self, request: Request) -> Response:
+        from caducee.directory.capability import capability_statement
+
+        return fhir_response(capability_statement(self.base(request)))
+
+
+def _refs(resources: list[dict[str, Any]], key: str) -> list[str]:
+    out: dict[str, None] = {}
+    for r in resources:
+        ref = r.get(key, {}).get("reference", "")
+        if "/" in ref:
+            out[ref.split("/", 1)[1]] = None
+    return list(out)
+
+
+def build_app(
+    store: DirectoryStore,
+    *,
+    auth: Authenticator = anonymous,
+    base_url: str = "",
+    publisher: Any = None,
+) -> Starlette:
+    """The ASGI app. ``publisher`` (a :class:`caducee.directory.publication.PatchHandler`)
+    adds the PATCH routes for operators."""
+    api = DirectoryApi(store, auth, base_url)
+    kinds = "{kind:str}"
+    routes = [
+        Route("/metadata", api.metadata, methods=["GET"]),
+        Route(f"/{kinds}/_search", api.search, methods=["POST"]),
+        Route(f"/{kinds}/{{id:str}}", api.read, methods=["GET"]),
+        Route(f"/{kinds}", api.search, methods=["GET"]),
+    ]
+    if publisher is not None:
+        routes.insert(1, Route(f"/{kinds}/{{id:str}}", publisher.patch, methods=["PATCH"]))
+        routes.insert(1, Route(f"/{kinds}", publisher.patch, methods=["PATCH"]))
+    app = Starlette(routes=routes)
+    app.state.api = api
+    return app

@@ -1,0 +1,140 @@
+"""FHIR search parameters of the Annuaire Santé API v2 (notes §6.4) -> store queries.
+
+Each parser returns ``None`` when the query cannot match anything (``active=false``: the
+directory only holds active entries). Token parameters accept ``code`` or ``system|code`` and
+comma-separated alternatives; ``_lastUpdated`` accepts the ``ge``/``gt`` prefixes; string
+parameters match the start of a word, ``:contains`` and ``:exact`` as in FHIR R4 §3.1.1.5.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from caducee.core.errors import InvalidInput
+from caducee.directory.codes import SYS_FINESS, SYS_IDNPS, SYS_IDNST, SYS_RPPS
+from caducee.directory.store import MailboxMatch, OrgQuery, PersonQuery, RoleQuery
+
+__all__ = ["parse_org", "parse_person", "parse_role"]
+
+Params = Any  # a starlette MultiDict (get / getlist / multi_items)
+
+
+def _values(params: Params, name: str) -> list[str]:
+    out: list[str] = []
+    for raw in params.getlist(name):
+        out += [v.strip() for v in str(raw).split(",") if v.strip()]
+    return out
+
+
+def _codes(params: Params, name: str) -> tuple[str, ...]:
+    return tuple(v.rsplit("|", 1)[-1] for v in _values(params, name))
+
+
+def _inactive(params: Params) -> bool:
+    return str(params.get("active", "true")).lower() == "false"
+
+
+def _updated(params: Params) -> str:
+    value = str(params.get("_lastUpdated", ""))
+    if not value:
+        return ""
+    for prefix in ("ge", "gt", "eq", "sa"):
+        if value.startswith(prefix):
+            return value[2:]
+    if value[:2].isalpha():
+        raise InvalidInput(f"_lastUpdated prefix {value[:2]!r} is not supported (use ge)")
+    return value
+
+
+def _mailbox(params: Params) -> tuple[str, MailboxMatch]:
+    for suffix, match in ((":exact", "exact"), (":contains", "contains"), ("", "start")):
+        v = params.get("mailbox-mss" + suffix)
+        if v:
+            return str(v), match  # type: ignore[return-value]
+    return "", "start"
+
+
+def _person_ids(params: Params) -> tuple[str, ...]:
+    out: list[str] = []
+    for v in _values(params, "identifier"):
+        system, _, value = v.rpartition("|")
+        if system == SYS_RPPS:
+            out.append("8" + value)
+        elif system in ("", SYS_IDNPS):
+            out.append(value)
+            if not system and len(value) == 11:
+                out.append("8" + value)
+        else:
+            out.append(value)
+    out += _values(params, "_id")
+    return tuple(out)
+
+
+def _ref_ids(params: Params, name: str) -> tuple[str, ...]:
+    return tuple(v.rsplit("/", 1)[-1] for v in _values(params, name))
+
+
+def parse_person(params: Params) -> PersonQuery | None:
+    if _inactive(params):
+        return None
+    box, match = _mailbox(params)
+    text = " ".join(str(v) for v in params.getlist("name"))
+    family = str(params.get("family") or params.get("name:family") or "")
+    given = str(params.get("given") or params.get("name:given") or "")
+    quals = _codes(params, "qualification-code")
+    professions = tuple(q for q in quals if q.isdigit())
+    specialties = tuple(q for q in quals if not q.isdigit() and len(q) > 1)
+    return PersonQuery(
+        text=text,
+        family=family,
+        given=given,
+        identifiers=_person_ids(params),
+        professions=professions,
+        specialties=specialties,
+        postal_code=str(params.get("address-postalcode", "")),
+        city=str(params.get("address-city", "")),
+        finess=str(params.get("organization-finess", "")),
+        mailbox=box,
+        mailbox_match=match,
+        updated_since=_updated(params),
+        fuzzy=str(params.get("_fuzzy", "true")).lower() != "false",
+    )
+
+
+def parse_org(params: Params) -> OrgQuery | None:
+    if _inactive(params):
+        return None
+    box, match = _mailbox(params)
+    ids: list[str] = []
+    for v in _values(params, "identifier"):
+        system, _, value = v.rpartition("|")
+        if system in ("", SYS_IDNST, SYS_FINESS) or system.endswith("sirene.fr"):
+            ids.append(value)
+    ids += _values(params, "_id")
+    return OrgQuery(
+        text=" ".join(str(v) for v in params.getlist("name")),
+        name_contains=str(params.get("name:contains", "")),
+        identifiers=tuple(ids),
+        postal_code=str(params.get("address-postalcode", "")),
+        city=str(params.get("address-city", "")),
+        sectors=_codes(params, "type"),
+        mailbox=box,
+        mailbox_match=match,
+        updated_since=_updated(params),
+    )
+
+
+def parse_role(params: Params) -> RoleQuery | None:
+    if _inactive(params):
+        return None
+    box, match = _mailbox(params)
+    return RoleQuery(
+        ids=tuple(_values(params, "_id"))
+        + tuple(v.rpartition("|")[2] for v in _values(params, "identifier")),
+        practitioners=_ref_ids(params, "practitioner"),
+        organizations=_ref_ids(params, "organization"),
+        roles=_codes(params, "role"),
+        mailbox=box,
+        mailbox_match=match,
+        updated_since=_updated(params),
+    )

@@ -1,0 +1,404 @@
+"""SQL shared by the SQLite and PostgreSQL directory stores.
+
+Queries are written once with ``?`` placeholders; the PostgreSQL store rewrites them to
+``%s``. Only full-text matching (FTS5 ``MATCH`` vs. ``tsvector @@ tsquery``), substring search on
+mailbox addresses (FTS5 trigram vs. ``pg_trgm``) and bulk loading differ per engine.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import replace
+from typing import Any
+
+from caducee.directory.model import (
+    ACTIVITY_COLUMNS,
+    MAILBOX_COLUMNS,
+    ORG_COLUMNS,
+    PERSON_COLUMNS,
+    Activity,
+    Mailbox,
+    Organization,
+    Person,
+)
+from caducee.directory.rows import mailbox_store_row
+from caducee.directory.store import ImportSession, MailboxMatch, OrgQuery, PersonQuery, RoleQuery
+from caducee.directory.text import deletes, edit_distance_le1, fold, tokens
+
+__all__ = ["SqlStoreBase", "Term"]
+
+Term = tuple[str, bool]  # (token, is_prefix); a list of them is OR-ed
+Row = tuple[Any, ...]
+
+_MAILBOX_READ = (
+    "address, type, idnps, org_key, service, description, responsible, liste_rouge, rank, demat,"
+    " family, given, profession_code, source, updated"
+)
+
+
+def _mailbox(r: Row) -> Mailbox:
+    return Mailbox(r[0], r[1], r[2] or "", r[3] or "", r[4] or "", r[5] or "", r[6] or "",
+                   bool(r[7]), r[8], r[9] or "", r[10] or "", r[11] or "", r[12] or "",
+                   r[13] or "", r[14] or "")  # fmt: skip
+
+
+def _strs(row: Row) -> list[str]:
+    return [str(x) if x is not None else "" for x in row]
+
+
+class SqlStoreBase(ABC):
+    """Reads and searches common to both engines."""
+
+    engine = "sql"
+
+    # -- engine hooks -------------------------------------------------------------------
+    @abstractmethod
+    @contextmanager
+    def _cursor(self) -> Iterator[Any]: ...
+
+    @abstractmethod
+    def _fts_clause(self, table: str, groups: list[list[Term]]) -> tuple[str, list[object]]:
+        """SQL condition on alias ``t`` (the base table) matching every group (AND of ORs)."""
+
+    @abstractmethod
+    def _contains_clause(self, pattern: str) -> tuple[str, list[object]]:
+        """SQL condition on mailbox alias ``m`` for an address containing ``pattern``."""
+
+    def _q(self, sql: str) -> str:
+        return sql
+
+    def _all(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        with self._cursor() as cur:
+            cur.execute(self._q(sql), tuple(params))
+            return list(cur.fetchall())
+
+    # -- counts ---------------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        out = {}
+        for table in ("person", "activity", "org", "mailbox"):
+            out[table] = int(self._all(f"SELECT count(*) FROM {table}")[0][0])  # noqa: S608
+        return out
+
+    def person_hashes(self) -> dict[str, int]:
+        return {r[0]: int(r[1]) for r in self._all("SELECT idnps, hash FROM person")}
+
+    def mailbox_hashes(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        mask = (1 << 63) - 1
+        for addr, h in self._all("SELECT address, hash FROM mailbox WHERE source = 'extract'"):
+            out[addr] = (out.get(addr, 0) + int(h)) & mask
+        return out
+
+    def operator_addresses(self) -> set[str]:
+        return {r[0] for r in self._all("SELECT address FROM mailbox WHERE source = 'op'")}
+
+    # -- search ---------------------------------------------------------------------------
+    def _mailbox_cond(self, value: str, match: MailboxMatch) -> tuple[str, list[object]]:
+        v = value.strip().lower()
+        if match == "exact":
+            return "m.address = ?", [v]
+        if match == "contains" and len(v) >= 3:
+            return self._contains_clause(v)
+        if match == "contains":
+            return "m.address LIKE ?", ["%" + v.replace("%", "").replace("_", "") + "%"]
+        return "m.address >= ? AND m.address < ?", [v, v + "\U0010ffff"]
+
+    def _name_groups(self, text: str, fuzzy: bool, widen: bool = False) -> list[list[Term]] | None:
+        """One OR-group per query word; None when a word matches nothing even fuzzily.
+
+        A word that is no prefix of any known name is replaced by its corrections (edit
+        distance 1); with ``widen``, every word also accepts its corrections (a retry when
+        the words are all real names but none together: ``lefebvre`` for ``lefevre``)."""
+        groups: list[list[Term]] = [[(tok, True)] for tok in tokens(text)]
+        if not fuzzy:
+            return groups
+        out: list[list[Term]] = []
+        for group in groups:
+            tok = group[0][0]
+            if len(tok) < 4:
+                out.append(group)
+                continue
+            exists = self._prefix_exists(tok)
+            if exists and not widen:
+                out.append(group)
+                continue
+            cands = [(c, False) for c in self._corrections(tok) if c != tok]
+            if not exists and not cands:
+                return None
+            out.append((group if exists else []) + cands)
+        return out
+
+    def _prefix_exists(self, tok: str) -> bool:
+        rows = self._all(
+            "SELECT 1 FROM name_term WHERE term >= ? AND term < ? LIMIT 1",
+            [tok, tok + "\U0010ffff"],
+        )
+        return bool(rows)
+
+    def _corrections(self, tok: str) -> list[str]:
+        dels = sorted(deletes(tok) | {tok})
+        marks = ", ".join("?" * len(dels))
+        rows = self._all(f"SELECT term FROM name_del WHERE del IN ({marks})", dels)  # noqa: S608
+        rows += self._all(f"SELECT term FROM name_term WHERE term IN ({marks})", dels)  # noqa: S608
+        return sorted({r[0] for r in rows if edit_distance_le1(tok, r[0])})[:20]
+
+    def search_persons(self, q: PersonQuery, offset: int, limit: int) -> list[str]:
+        text = " ".join(x for x in (q.text, q.family, q.given) if x)
+        found = self._search_persons(q, text, offset, limit, widen=False)
+        if not found and text and q.fuzzy and offset == 0:
+            found = self._search_persons(q, text, offset, limit, widen=True)
+        return found
+
+    def _search_persons(
+        self, q: PersonQuery, text: str, offset: int, limit: int, *, widen: bool
+    ) -> list[str]:
+        groups: list[list[Term]] = []
+        if text:
+            named = self._name_groups(text, q.fuzzy, widen)
+            if named is None:
+                return []
+            groups += named
+        if q.professions:
+            groups.append([("zzp" + p.lower(), False) for p in q.professions])
+        if q.specialties:
+            groups.append([("zzs" + s.lower(), False) for s in q.specialties])
+        self._place_groups(groups, q.postal_code, q.city)
+        if q.finess:
+            groups.append([("zzf" + q.finess, False)])
+        conds: list[str] = []
+        params: list[object] = []
+        if groups:
+            c, p = self._fts_clause("person", groups)
+            conds.append(c)
+            params += p
+        if q.family:
+            conds.append("(' ' || t.names) LIKE ?")
+            params.append("% " + fold(q.family) + "%")
+        if q.identifiers:
+            conds.append(f"t.idnps IN ({', '.join('?' * len(q.identifiers))})")
+            params += list(q.identifiers)
+        if q.mailbox:
+            c, p = self._mailbox_cond(q.mailbox, q.mailbox_match)
+            conds.append(
+                f"t.idnps IN (SELECT m.idnps FROM mailbox m WHERE {c} AND m.liste_rouge = 0)"  # noqa: S608
+            )
+            params += p
+        if q.updated_since:
+            conds.append("t.updated >= ?")
+            params.append(q.updated_since)
+        where = " AND ".join(conds) or "1=1"
+        sql = f"SELECT t.idnps FROM person t WHERE {where} ORDER BY t.pk LIMIT ? OFFSET ?"  # noqa: S608
+        return [r[0] for r in self._all(sql, [*params, limit, offset])]
+
+    @staticmethod
+    def _place_groups(groups: list[list[Term]], postal: str, city: str) -> None:
+        pc = postal.strip().lower()
+        if pc:
+            if len(pc) == 2 or (len(pc) == 3 and pc.startswith("97")):
+                groups.append([("zzd" + pc, False)])
+            else:
+                groups.append([("zzcp" + pc, len(pc) < 5)])
+        if city.strip():
+            groups.append([("zzc" + fold(city).replace(" ", ""), True)])
+
+    def search_orgs(self, q: OrgQuery, offset: int, limit: int) -> list[str]:
+        groups: list[list[Term]] = []
+        if q.text:
+            groups += [[(t, True)] for t in tokens(q.text)]
+        self._place_groups(groups, q.postal_code, q.city)
+        if q.sectors:
+            groups.append([("zzsa" + s.lower(), False) for s in q.sectors])
+        conds: list[str] = []
+        params: list[object] = []
+        if groups:
+            c, p = self._fts_clause("org", groups)
+            conds.append(c)
+            params += p
+        if q.name_contains:
+            conds.append("lower(t.name) LIKE ?")
+            params.append("%" + q.name_contains.lower() + "%")
+        if q.identifiers:
+            marks = ", ".join("?" * len(q.identifiers))
+            conds.append(
+                f"(t.key IN ({marks}) OR t.finess IN ({marks}) OR t.siret IN ({marks})"
+                f" OR t.siren IN ({marks}))"
+            )
+            params += list(q.identifiers) * 4
+        if q.mailbox:
+            c, p = self._mailbox_cond(q.mailbox, q.mailbox_match)
+            conds.append(
+                f"t.key IN (SELECT m.org_key FROM mailbox m WHERE {c} AND m.liste_rouge = 0"  # noqa: S608
+                " AND m.type IN ('ORG', 'APP'))"
+            )
+            params += p
+        if q.updated_since:
+            conds.append("t.updated >= ?")
+            params.append(q.updated_since)
+        where = " AND ".join(conds) or "1=1"
+        sql = f"SELECT t.key FROM org t WHERE {where} ORDER BY t.pk LIMIT ? OFFSET ?"  # noqa: S608
+        return [r[0] for r in self._all(sql, [*params, limit, offset])]
+
+    def search_roles(self, q: RoleQuery, offset: int, limit: int) -> list[str]:
+        conds: list[str] = []
+        params: list[object] = []
+        for col, values in (
+            ("a.id", q.ids),
+            ("a.idnps", q.practitioners),
+            ("a.org_key", q.organizations),
+        ):
+            if values:
+                conds.append(f"{col} IN ({', '.join('?' * len(values))})")
+                params += list(values)
+        if q.roles:
+            marks = ", ".join("?" * len(q.roles))
+            conds.append(f"(a.mode_code IN ({marks}) OR a.profession_code IN ({marks}))")
+            params += list(q.roles) * 2
+        if q.mailbox:
+            c, p = self._mailbox_cond(q.mailbox, q.mailbox_match)
+            conds.append(
+                f"EXISTS (SELECT 1 FROM mailbox m WHERE {c} AND m.liste_rouge = 0"  # noqa: S608
+                " AND m.idnps = a.idnps AND m.org_key = a.org_key)"
+            )
+            params += p
+            conds.append(
+                f"a.idnps IN (SELECT m.idnps FROM mailbox m WHERE {c} AND m.liste_rouge = 0)"  # noqa: S608
+            )
+            params += p
+        if q.updated_since:
+            conds.append("a.idnps IN (SELECT idnps FROM person WHERE updated >= ?)")
+            params.append(q.updated_since)
+        where = " AND ".join(conds) or "1=1"
+        sql = f"SELECT a.id FROM activity a WHERE {where} ORDER BY a.id LIMIT ? OFFSET ?"  # noqa: S608
+        return [r[0] for r in self._all(sql, [*params, limit, offset])]
+
+    def roles_of(self, *, practitioners: Sequence[str] = (), orgs: Sequence[str] = ()) -> list[str]:
+        out: list[str] = []
+        for col, values in (("idnps", practitioners), ("org_key", orgs)):
+            if values:
+                marks = ", ".join("?" * len(values))
+                sql = f"SELECT id FROM activity WHERE {col} IN ({marks}) ORDER BY id"  # noqa: S608
+                out += [r[0] for r in self._all(sql, list(values))]
+        return list(dict.fromkeys(out))
+
+    # -- fetch ----------------------------------------------------------------------------
+    def _mailboxes_where(self, cond: str, values: Sequence[str]) -> list[Mailbox]:
+        if not values:
+            return []
+        marks = ", ".join("?" * len(values))
+        sql = (
+            f"SELECT {_MAILBOX_READ} FROM mailbox WHERE {cond} IN ({marks})"  # noqa: S608
+            " ORDER BY coalesce(rank, 1000), address"
+        )
+        return [_mailbox(r) for r in self._all(sql, list(values))]
+
+    def get_persons(self, ids: Sequence[str]) -> list[Person]:
+        if not ids:
+            return []
+        marks = ", ".join("?" * len(ids))
+        prow = self._all(
+            f"SELECT idnps, id_type, id_pp, civ_ex_code, civ_ex_label, civ_code, family, given,"  # noqa: S608
+            f" updated FROM person WHERE idnps IN ({marks})",
+            list(ids),
+        )
+        acts: dict[str, list[Activity]] = {}
+        for a in self._activities("idnps", ids):
+            acts.setdefault(a.idnps, []).append(a)
+        boxes: dict[str, list[Mailbox]] = {}
+        for m in self._mailboxes_where("idnps", ids):
+            if m.type in ("PER", "CAB"):
+                boxes.setdefault(m.idnps, []).append(m)
+        by_id = {
+            r[0]: replace(
+                Person(*_strs(r)[:9]),  # type: ignore[arg-type]  # the 9 leading str fields
+                activities=tuple(acts.get(r[0], ())),
+                mailboxes=tuple(boxes.get(r[0], ())),
+            )
+            for r in prow
+        }
+        return [by_id[i] for i in ids if i in by_id]
+
+    def _activities(self, col: str, values: Sequence[str]) -> list[Activity]:
+        marks = ", ".join("?" * len(values))
+        rows = self._all(
+            "SELECT a.id, a.idnps, a.profession_code, a.profession_label, a.category_code,"  # noqa: S608
+            " a.sf_type_code, a.sf_code, a.sf_label, a.mode_code, a.mode_label, a.org_key,"
+            f" a.authority, p.updated FROM activity a JOIN person p ON p.idnps = a.idnps"
+            f" WHERE a.{col} IN ({marks}) ORDER BY a.id",
+            list(values),
+        )
+        # the selected columns are the leading str fields of Activity
+        return [Activity(*_strs(r)) for r in rows]  # type: ignore[arg-type]
+
+    def get_roles(self, ids: Sequence[str]) -> list[Activity]:
+        if not ids:
+            return []
+        acts = self._activities("id", ids)
+        persons = sorted({a.idnps for a in acts})
+        boxes: dict[tuple[str, str], list[Mailbox]] = {}
+        for m in self._mailboxes_where("idnps", persons):
+            if m.org_key and m.type == "PER":
+                boxes.setdefault((m.idnps, m.org_key), []).append(m)
+        out = {a.id: replace(a, mailboxes=tuple(boxes.get((a.idnps, a.org_key), ()))) for a in acts}
+        return [out[i] for i in ids if i in out]
+
+    def get_orgs(self, keys: Sequence[str]) -> list[Organization]:
+        if not keys:
+            return []
+        marks = ", ".join("?" * len(keys))
+        rows = self._all(
+            "SELECT key, name, siret, siren, finess, finess_ej, tech_id, enseigne, compl_dest,"  # noqa: S608
+            " num_voie, type_voie_code, voie, postal_code, commune_code, city, dept_code, country,"
+            " phone, phone2, fax, email, sector_code, sector_label, updated"
+            f" FROM org WHERE key IN ({marks})",
+            list(keys),
+        )
+        boxes: dict[str, list[Mailbox]] = {}
+        for m in self._mailboxes_where("org_key", keys):
+            if m.type in ("ORG", "APP"):
+                boxes.setdefault(m.org_key, []).append(m)
+        by_key = {
+            r[0]: replace(
+                Organization(*_strs(r)),  # type: ignore[arg-type]  # the leading str fields
+                mailboxes=tuple(boxes.get(r[0], ())),
+            )
+            for r in rows
+        }
+        return [by_key[k] for k in keys if k in by_key]
+
+    # -- mailboxes (publication) ----------------------------------------------------------
+    def find_mailbox(self, address: str) -> list[Mailbox]:
+        return self._mailboxes_where("address", [address.strip().lower()])
+
+    @abstractmethod
+    def importing(self, *, bulk: bool = False) -> AbstractContextManager[ImportSession]: ...
+
+    def put_mailbox(self, mailbox: Mailbox) -> None:
+        row = mailbox_store_row(mailbox, self._holder_row(mailbox.idnps))
+        with self.importing() as s:
+            s.delete_mailboxes([mailbox.address])
+            s.insert_mailboxes([row])
+
+    def remove_mailbox(self, address: str) -> int:
+        before = len(self.find_mailbox(address))
+        with self.importing() as s:
+            s.delete_mailboxes([address.strip().lower()])
+        return before
+
+    def _holder_row(self, idnps: str) -> Row | None:
+        if not idnps:
+            return None
+        rows = self._all(
+            "SELECT p.id_type, p.id_pp, p.civ_ex_code, p.family, p.given, a.category_code,"
+            " a.category_label, a.profession_code, a.profession_label, a.sf_code, a.sf_label"
+            " FROM person p LEFT JOIN activity a ON a.idnps = p.idnps WHERE p.idnps = ? LIMIT 1",
+            [idnps],
+        )
+        return rows[0] if rows else None
+
+
+def insert_sql(table: str) -> str:
+    cols = {"person": PERSON_COLUMNS, "activity": ACTIVITY_COLUMNS, "org": ORG_COLUMNS,
+            "mailbox": MAILBOX_COLUMNS}[table]  # fmt: skip
+    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"  # noqa: S608

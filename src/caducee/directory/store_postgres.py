@@ -1,0 +1,221 @@
+"""PostgreSQL directory store, for deployments at national scale.
+
+Names and categorical tokens are matched with a ``tsvector`` (``simple`` configuration over text
+already folded in Python, which plays the part of ``unaccent``) and a GIN index; mailbox
+substrings and organization names with ``pg_trgm`` GIN indexes. Imports stream rows with
+``COPY`` inside one transaction; upserts go through a staging table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from caducee.core.errors import StorageError
+from caducee.directory.model import ACTIVITY_COLUMNS, MAILBOX_COLUMNS, ORG_COLUMNS, PERSON_COLUMNS
+from caducee.directory.sqlbase import SqlStoreBase, Term
+from caducee.directory.store import ImportSession
+from caducee.directory.text import deletes
+
+__all__ = ["PostgresDirectoryStore"]
+
+SCHEMA = """
+CREATE EXTENSION IF NOT EXISTS pg_trgm;
+CREATE TABLE IF NOT EXISTS person (
+  pk BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, idnps TEXT COLLATE "C" NOT NULL UNIQUE,
+  id_type TEXT, id_pp TEXT, civ_ex_code TEXT, civ_ex_label TEXT, civ_code TEXT, civ_label TEXT,
+  family TEXT, given TEXT, doc TEXT, names TEXT, hash BIGINT, updated TEXT,
+  doc_tsv tsvector GENERATED ALWAYS AS (to_tsvector('simple', doc)) STORED);
+CREATE TABLE IF NOT EXISTS activity (
+  id TEXT COLLATE "C" PRIMARY KEY, idnps TEXT COLLATE "C" NOT NULL, profession_code TEXT,
+  profession_label TEXT, category_code TEXT, category_label TEXT, sf_type_code TEXT,
+  sf_type_label TEXT, sf_code TEXT, sf_label TEXT, mode_code TEXT, mode_label TEXT,
+  org_key TEXT COLLATE "C", authority TEXT, pharma_code TEXT, pharma_label TEXT);
+CREATE INDEX IF NOT EXISTS activity_idnps ON activity(idnps);
+CREATE INDEX IF NOT EXISTS activity_org ON activity(org_key);
+CREATE TABLE IF NOT EXISTS org (
+  pk BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, key TEXT COLLATE "C" NOT NULL UNIQUE,
+  siret TEXT, siren TEXT, finess TEXT, finess_ej TEXT, tech_id TEXT, name TEXT, enseigne TEXT,
+  compl_dest TEXT, compl_geo TEXT, num_voie TEXT, indice TEXT, type_voie_code TEXT,
+  type_voie_label TEXT, voie TEXT, mention TEXT, cedex TEXT, postal_code TEXT, commune_code TEXT,
+  city TEXT, country_code TEXT, country TEXT, phone TEXT, phone2 TEXT, fax TEXT, email TEXT,
+  dept_code TEXT, dept_label TEXT, old_id TEXT, sector_code TEXT, sector_label TEXT, doc TEXT,
+  source TEXT, updated TEXT,
+  doc_tsv tsvector GENERATED ALWAYS AS (to_tsvector('simple', doc)) STORED);
+CREATE INDEX IF NOT EXISTS org_finess ON org(finess);
+CREATE INDEX IF NOT EXISTS org_siret ON org(siret);
+CREATE INDEX IF NOT EXISTS org_siren ON org(siren);
+CREATE TABLE IF NOT EXISTS mailbox (
+  pk BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, type TEXT NOT NULL,
+  address TEXT COLLATE "C" NOT NULL, id_type_pp TEXT, id_pp TEXT, idnps TEXT COLLATE "C",
+  struct_type TEXT, struct_id TEXT, service TEXT, civ TEXT, family TEXT, given TEXT,
+  category_code TEXT, category_label TEXT, profession_code TEXT, profession_label TEXT,
+  sf_code TEXT, sf_label TEXT, demat TEXT, org_name TEXT, enseigne TEXT, l2 TEXT, l3 TEXT,
+  l4num TEXT, l4compl TEXT, l4type TEXT, l4voie TEXT, l5 TEXT, l6 TEXT, postal_code TEXT,
+  dept TEXT, country TEXT, org_key TEXT COLLATE "C", description TEXT, responsible TEXT,
+  liste_rouge INTEGER NOT NULL DEFAULT 0, rank INTEGER, source TEXT NOT NULL, hash BIGINT,
+  updated TEXT);
+CREATE INDEX IF NOT EXISTS mailbox_address ON mailbox(address);
+CREATE INDEX IF NOT EXISTS mailbox_idnps ON mailbox(idnps);
+CREATE INDEX IF NOT EXISTS mailbox_org ON mailbox(org_key);
+CREATE TABLE IF NOT EXISTS name_term (term TEXT COLLATE "C" PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS name_del (del TEXT COLLATE "C", term TEXT COLLATE "C",
+  PRIMARY KEY (del, term));
+"""
+# The search indexes, dropped during a first (bulk) load and built once at its end.
+SEARCH_INDEXES = {
+    "person_tsv": "CREATE INDEX IF NOT EXISTS person_tsv ON person USING gin (doc_tsv)",
+    "org_tsv": "CREATE INDEX IF NOT EXISTS org_tsv ON org USING gin (doc_tsv)",
+    "org_name_trgm": "CREATE INDEX IF NOT EXISTS org_name_trgm ON org"
+    " USING gin (lower(name) gin_trgm_ops)",
+    "mailbox_trgm": "CREATE INDEX IF NOT EXISTS mailbox_trgm ON mailbox"
+    " USING gin (address gin_trgm_ops)",
+}
+
+
+class PostgresDirectoryStore(SqlStoreBase):
+    engine = "postgresql"
+
+    def __init__(self, dsn: str, *, max_size: int = 16) -> None:
+        try:
+            self.pool = ConnectionPool(dsn, min_size=1, max_size=max_size, open=True,
+                                       timeout=30)  # fmt: skip
+            with self.pool.connection() as conn:
+                conn.execute(SCHEMA)
+                for sql in SEARCH_INDEXES.values():
+                    conn.execute(sql)
+        except (psycopg.Error, OSError) as exc:
+            raise StorageError(f"cannot open the directory database: {exc}") from exc
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def _q(self, sql: str) -> str:
+        return sql.replace("?", "%s")
+
+    @contextmanager
+    def _cursor(self) -> Iterator[Any]:
+        try:
+            with self.pool.connection() as conn:
+                yield conn.cursor()
+        except psycopg.Error as exc:
+            raise StorageError(f"directory query failed: {exc}") from exc
+
+    def _fts_clause(self, table: str, groups: list[list[Term]]) -> tuple[str, list[object]]:
+        parts = []
+        for group in groups:
+            alts = [tok + (":*" if prefix else "") for tok, prefix in group]
+            parts.append(alts[0] if len(alts) == 1 else "(" + " | ".join(alts) + ")")
+        return "t.doc_tsv @@ to_tsquery('simple', ?)", [" & ".join(parts)]
+
+    def _contains_clause(self, pattern: str) -> tuple[str, list[object]]:
+        safe = pattern.replace("%", "").replace("_", "").replace("\\", "")
+        return "m.address LIKE ?", ["%" + safe + "%"]
+
+    @contextmanager
+    def importing(self, *, bulk: bool = False) -> Iterator[ImportSession]:
+        try:
+            with self.pool.connection() as conn, conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(4242001)")
+                session = _PgImport(conn, bulk=bulk)
+                yield session
+                session.finish()
+        except psycopg.Error as exc:
+            raise StorageError(f"directory import failed: {exc}") from exc
+
+
+class _PgImport:
+    def __init__(self, conn: psycopg.Connection[Any], *, bulk: bool) -> None:
+        self.conn = conn
+        self.bulk = bulk
+        self.terms: set[str] = set()
+        if bulk:
+            for name in SEARCH_INDEXES:
+                conn.execute(f"DROP INDEX IF EXISTS {name}")
+
+    def _copy(self, table: str, cols: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+        with (
+            self.conn.cursor() as cur,
+            cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+
+    def delete_persons(self, idnps: Sequence[str]) -> None:
+        if idnps:
+            self.conn.execute("DELETE FROM activity WHERE idnps = ANY(%s)", (list(idnps),))
+            self.conn.execute("DELETE FROM person WHERE idnps = ANY(%s)", (list(idnps),))
+
+    def insert_persons(self, rows: Iterable[tuple[object, ...]]) -> None:
+        def gen() -> Iterator[tuple[object, ...]]:
+            for r in rows:
+                self.terms.update(t for t in str(r[9]).split() if not t.startswith("zz"))
+                yield r
+
+        self._copy("person", PERSON_COLUMNS, gen())
+
+    def insert_activities(self, rows: Iterable[tuple[object, ...]]) -> None:
+        self._copy("activity", ACTIVITY_COLUMNS, rows)
+
+    def upsert_orgs(self, rows: Sequence[tuple[object, ...]], *, only_new: bool = False) -> None:
+        if not rows:
+            return
+        cols = ", ".join(ORG_COLUMNS)
+        self.conn.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS org_stage AS SELECT {cols} FROM org WITH NO DATA"  # noqa: S608
+        )
+        self.conn.execute("TRUNCATE org_stage")
+        self._copy("org_stage", ORG_COLUMNS, rows)
+        action = "NOTHING"
+        if not only_new:
+            sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in ORG_COLUMNS[1:])
+            action = f"UPDATE SET {sets}"
+        self.conn.execute(
+            f"INSERT INTO org ({cols}) SELECT DISTINCT ON (key) {cols} FROM org_stage"  # noqa: S608
+            f" ON CONFLICT (key) DO {action}"
+        )
+
+    def delete_mailboxes(self, addresses: Sequence[str], *, source: str | None = None) -> None:
+        if not addresses:
+            return
+        if source is None:
+            self.conn.execute("DELETE FROM mailbox WHERE address = ANY(%s)", (list(addresses),))
+        else:
+            self.conn.execute(
+                "DELETE FROM mailbox WHERE address = ANY(%s) AND source = %s",
+                (list(addresses), source),
+            )
+
+    def insert_mailboxes(self, rows: Iterable[tuple[object, ...]]) -> None:
+        self._copy("mailbox", MAILBOX_COLUMNS, rows)
+
+    def prune_orgs(self) -> int:
+        cur = self.conn.execute(
+            "DELETE FROM org o WHERE NOT EXISTS (SELECT 1 FROM activity a WHERE a.org_key = o.key)"
+            " AND NOT EXISTS (SELECT 1 FROM mailbox m WHERE m.org_key = o.key)"
+        )
+        return cur.rowcount
+
+    def finish(self) -> None:
+        if self.terms:
+            self.conn.execute('CREATE TEMP TABLE IF NOT EXISTS new_term (term TEXT COLLATE "C")')
+            self.conn.execute("TRUNCATE new_term")
+            self._copy("new_term", ["term"], ((t,) for t in self.terms))
+            fresh = [
+                r[0]
+                for r in self.conn.execute(
+                    "INSERT INTO name_term SELECT DISTINCT term FROM new_term"
+                    " ON CONFLICT DO NOTHING RETURNING term"
+                )
+            ]
+            self._copy("name_del", ["del", "term"],
+                       ((d, t) for t in fresh if len(t) >= 4 for d in deletes(t)))  # fmt: skip
+        if self.bulk:
+            for sql in SEARCH_INDEXES.values():
+                self.conn.execute(sql)
+            for table in ("person", "activity", "org", "mailbox"):
+                self.conn.execute(f"ANALYZE {table}")

@@ -1,0 +1,269 @@
+"""SQLite directory store: the embedded default (FTS5 for names, trigram FTS5 for addresses).
+
+One connection per thread (WAL, so readers never wait for an import). Imports run in one
+``BEGIN IMMEDIATE`` transaction; the full-text indexes are external-content FTS5 tables kept
+in step by hand (``'delete'`` commands with the old text, rebuilt wholesale on a first load).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from caducee.core.errors import StorageError
+from caducee.directory.sqlbase import SqlStoreBase, Term, insert_sql
+from caducee.directory.store import ImportSession
+from caducee.directory.text import deletes
+
+__all__ = ["SqliteDirectoryStore"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS person (
+  pk INTEGER PRIMARY KEY AUTOINCREMENT, idnps TEXT NOT NULL UNIQUE, id_type TEXT, id_pp TEXT,
+  civ_ex_code TEXT, civ_ex_label TEXT, civ_code TEXT, civ_label TEXT, family TEXT, given TEXT,
+  doc TEXT, names TEXT, hash INTEGER, updated TEXT);
+CREATE VIRTUAL TABLE IF NOT EXISTS person_fts USING fts5(
+  doc, content='person', content_rowid='pk', detail=none, columnsize=0,
+  tokenize='unicode61 remove_diacritics 2', prefix='1 2 3');
+CREATE TABLE IF NOT EXISTS activity (
+  id TEXT PRIMARY KEY, idnps TEXT NOT NULL, profession_code TEXT, profession_label TEXT,
+  category_code TEXT, category_label TEXT, sf_type_code TEXT, sf_type_label TEXT, sf_code TEXT,
+  sf_label TEXT, mode_code TEXT, mode_label TEXT, org_key TEXT, authority TEXT, pharma_code TEXT,
+  pharma_label TEXT);
+CREATE INDEX IF NOT EXISTS activity_idnps ON activity(idnps);
+CREATE INDEX IF NOT EXISTS activity_org ON activity(org_key);
+CREATE TABLE IF NOT EXISTS org (
+  pk INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, siret TEXT, siren TEXT,
+  finess TEXT,
+  finess_ej TEXT, tech_id TEXT, name TEXT, enseigne TEXT, compl_dest TEXT, compl_geo TEXT,
+  num_voie TEXT, indice TEXT, type_voie_code TEXT, type_voie_label TEXT, voie TEXT, mention TEXT,
+  cedex TEXT, postal_code TEXT, commune_code TEXT, city TEXT, country_code TEXT, country TEXT,
+  phone TEXT, phone2 TEXT, fax TEXT, email TEXT, dept_code TEXT, dept_label TEXT, old_id TEXT,
+  sector_code TEXT, sector_label TEXT, doc TEXT, source TEXT, updated TEXT);
+CREATE INDEX IF NOT EXISTS org_finess ON org(finess);
+CREATE INDEX IF NOT EXISTS org_siret ON org(siret);
+CREATE INDEX IF NOT EXISTS org_siren ON org(siren);
+CREATE VIRTUAL TABLE IF NOT EXISTS org_fts USING fts5(
+  doc, content='org', content_rowid='pk', detail=none, columnsize=0,
+  tokenize='unicode61 remove_diacritics 2', prefix='1 2 3');
+CREATE TABLE IF NOT EXISTS mailbox (
+  pk INTEGER PRIMARY KEY AUTOINCREMENT, type TEXT NOT NULL, address TEXT NOT NULL,
+  id_type_pp TEXT, id_pp TEXT,
+  idnps TEXT, struct_type TEXT, struct_id TEXT, service TEXT, civ TEXT, family TEXT, given TEXT,
+  category_code TEXT, category_label TEXT, profession_code TEXT, profession_label TEXT,
+  sf_code TEXT, sf_label TEXT, demat TEXT, org_name TEXT, enseigne TEXT, l2 TEXT, l3 TEXT,
+  l4num TEXT, l4compl TEXT, l4type TEXT, l4voie TEXT, l5 TEXT, l6 TEXT, postal_code TEXT,
+  dept TEXT, country TEXT, org_key TEXT, description TEXT, responsible TEXT,
+  liste_rouge INTEGER NOT NULL DEFAULT 0, rank INTEGER, source TEXT NOT NULL, hash INTEGER,
+  updated TEXT);
+CREATE INDEX IF NOT EXISTS mailbox_address ON mailbox(address);
+CREATE INDEX IF NOT EXISTS mailbox_idnps ON mailbox(idnps);
+CREATE INDEX IF NOT EXISTS mailbox_org ON mailbox(org_key);
+CREATE VIRTUAL TABLE IF NOT EXISTS mailbox_tri USING fts5(
+  address, content='mailbox', content_rowid='pk', detail=none, tokenize='trigram');
+CREATE TABLE IF NOT EXISTS name_term (term TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS name_del (del TEXT, term TEXT, PRIMARY KEY (del, term)) WITHOUT ROWID;
+"""
+
+_CHUNK = 500
+
+
+def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
+    for i in range(0, len(values), _CHUNK):
+        yield values[i : i + _CHUNK]
+
+
+class SqliteDirectoryStore(SqlStoreBase):
+    """The directory in one SQLite file (``:memory:`` is refused: threads need a file)."""
+
+    engine = "sqlite"
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        try:
+            conn = self._connect()
+            conn.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open directory database {self.path}: {exc}") from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA cache_size=-65536")
+            conn.execute("PRAGMA mmap_size=1073741824")
+            conn.execute("PRAGMA temp_store=MEMORY")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    @contextmanager
+    def _cursor(self) -> Iterator[Any]:
+        try:
+            yield self._connect().cursor()
+        except sqlite3.Error as exc:
+            raise StorageError(f"directory query failed: {exc}") from exc
+
+    def _fts_clause(self, table: str, groups: list[list[Term]]) -> tuple[str, list[object]]:
+        parts = []
+        for group in groups:
+            alts = [f'"{tok}"' + ("*" if prefix else "") for tok, prefix in group]
+            parts.append(alts[0] if len(alts) == 1 else "(" + " OR ".join(alts) + ")")
+        expr = " AND ".join(parts)
+        return f"t.pk IN (SELECT rowid FROM {table}_fts WHERE {table}_fts MATCH ?)", [expr]  # noqa: S608
+
+    def _contains_clause(self, pattern: str) -> tuple[str, list[object]]:
+        safe = pattern.replace("%", "").replace("_", "")
+        return (
+            "m.pk IN (SELECT rowid FROM mailbox_tri WHERE address LIKE ?)",
+            ["%" + safe + "%"],
+        )
+
+    @contextmanager
+    def importing(self, *, bulk: bool = False) -> Iterator[ImportSession]:
+        with self._write_lock:
+            conn = self._connect()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                session = _SqliteImport(conn, bulk=bulk)
+                yield session
+                session.finish()
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+
+class _SqliteImport:
+    """One import transaction on SQLite (see :class:`ImportSession`)."""
+
+    def __init__(self, conn: sqlite3.Connection, *, bulk: bool) -> None:
+        self.conn = conn
+        self.bulk = bulk
+        self.terms: set[str] = set()
+        self.max_person = self._max("person")
+        self.max_org = self._max("org")
+        self.max_mailbox = self._max("mailbox")
+
+    def _max(self, table: str) -> int:
+        return int(self.conn.execute(f"SELECT coalesce(max(pk), 0) FROM {table}").fetchone()[0])  # noqa: S608
+
+    def _fts_delete(self, table: str, col: str, key: str, values: Sequence[str]) -> None:
+        fts = "mailbox_tri" if table == "mailbox" else f"{table}_fts"
+        for chunk in _chunks(values):
+            marks = ", ".join("?" * len(chunk))
+            self.conn.execute(
+                f"INSERT INTO {fts}({fts}, rowid, {col})"  # noqa: S608
+                f" SELECT 'delete', pk, {col} FROM {table} WHERE {key} IN ({marks})",
+                tuple(chunk),
+            )
+            self.conn.execute(f"DELETE FROM {table} WHERE {key} IN ({marks})", tuple(chunk))  # noqa: S608
+
+    def delete_persons(self, idnps: Sequence[str]) -> None:
+        for chunk in _chunks(idnps):
+            marks = ", ".join("?" * len(chunk))
+            self.conn.execute(f"DELETE FROM activity WHERE idnps IN ({marks})", tuple(chunk))  # noqa: S608
+        self._fts_delete("person", "doc", "idnps", idnps)
+
+    def insert_persons(self, rows: Iterable[tuple[object, ...]]) -> None:
+        def gen() -> Iterator[tuple[object, ...]]:
+            for r in rows:
+                for tok in str(r[9]).split():
+                    if not tok.startswith("zz"):
+                        self.terms.add(tok)
+                yield r
+
+        self.conn.executemany(insert_sql("person"), gen())
+
+    def insert_activities(self, rows: Iterable[tuple[object, ...]]) -> None:
+        self.conn.executemany(insert_sql("activity"), rows)
+
+    def upsert_orgs(self, rows: Sequence[tuple[object, ...]], *, only_new: bool = False) -> None:
+        if only_new:
+            self.conn.executemany(insert_sql("org").replace("INSERT", "INSERT OR IGNORE", 1), rows)
+            return
+        if not self.bulk:
+            self._fts_delete("org", "doc", "key", [str(r[0]) for r in rows])
+        self.conn.executemany(insert_sql("org").replace("INSERT", "INSERT OR REPLACE", 1), rows)
+
+    def delete_mailboxes(self, addresses: Sequence[str], *, source: str | None = None) -> None:
+        if source is None:
+            self._fts_delete("mailbox", "address", "address", addresses)
+            return
+        for chunk in _chunks(addresses):
+            marks = ", ".join("?" * len(chunk))
+            cond = f"address IN ({marks}) AND source = ?"
+            self.conn.execute(
+                "INSERT INTO mailbox_tri(mailbox_tri, rowid, address)"  # noqa: S608
+                f" SELECT 'delete', pk, address FROM mailbox WHERE {cond}",
+                (*chunk, source),
+            )
+            self.conn.execute(f"DELETE FROM mailbox WHERE {cond}", (*chunk, source))  # noqa: S608
+
+    def insert_mailboxes(self, rows: Iterable[tuple[object, ...]]) -> None:
+        self.conn.executemany(insert_sql("mailbox"), rows)
+
+    def prune_orgs(self) -> int:
+        cond = (
+            "key NOT IN (SELECT org_key FROM activity WHERE org_key IS NOT NULL)"
+            " AND key NOT IN (SELECT org_key FROM mailbox WHERE org_key IS NOT NULL)"
+        )
+        keys = [r[0] for r in self.conn.execute(f"SELECT key FROM org WHERE {cond}")]  # noqa: S608
+        self._fts_delete("org", "doc", "key", keys)
+        return len(keys)
+
+    def finish(self) -> None:
+        c = self.conn
+        if self.bulk:
+            for fts in ("person_fts", "org_fts", "mailbox_tri"):
+                c.execute(f"INSERT INTO {fts}({fts}) VALUES('rebuild')")
+        else:
+            c.execute(
+                "INSERT INTO person_fts(rowid, doc) SELECT pk, doc FROM person WHERE pk > ?",
+                (self.max_person,),
+            )
+            c.execute(
+                "INSERT INTO org_fts(rowid, doc) SELECT pk, doc FROM org WHERE pk > ?",
+                (self.max_org,),
+            )
+            c.execute(
+                "INSERT INTO mailbox_tri(rowid, address) SELECT pk, address FROM mailbox"
+                " WHERE pk > ?",
+                (self.max_mailbox,),
+            )
+        self._add_terms()
+
+    def _add_terms(self) -> None:
+        if not self.terms:
+            return
+        c = self.conn
+        c.execute("CREATE TEMP TABLE IF NOT EXISTS new_term (term TEXT PRIMARY KEY) WITHOUT ROWID")
+        c.execute("DELETE FROM new_term")
+        c.executemany("INSERT OR IGNORE INTO new_term VALUES (?)", ((t,) for t in self.terms))
+        fresh = [
+            r[0]
+            for r in c.execute(
+                "SELECT term FROM new_term WHERE term NOT IN (SELECT term FROM name_term)"
+            )
+        ]
+        c.executemany("INSERT INTO name_term VALUES (?)", ((t,) for t in fresh))
+        c.executemany(
+            "INSERT OR IGNORE INTO name_del VALUES (?, ?)",
+            ((d, t) for t in fresh if len(t) >= 4 for d in deletes(t)),
+        )
+        c.execute("DELETE FROM new_term")
