@@ -12,6 +12,7 @@ check fetchmail fetchmail
 check offlineimap offlineimap3
 check openssl openssl
 [ -x /usr/sbin/postfix ] || need+=(postfix)
+[ -x /usr/sbin/dovecot ] || need+=(dovecot-imapd)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 echo "installing system packages: ${need[*]}"
 SUDO=""

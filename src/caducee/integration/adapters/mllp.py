@@ -1,0 +1,109 @@
+"""HL7 v2.6 MDM^T02/T10/T04 over MLLP, waiting for the ACK (ANS volet "transmission à un LPS
+d'un document CDA reçu par courriel MSSanté"). ``AA`` accepts; ``AE``/``AR`` with ERR-5 900-906
+is a permanent refusal with that code; no answer or a broken connection is transient.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+
+from caducee.core.errors import InvalidInput
+from caducee.documents.hl7v2 import MLLP_END, MdmRequest, build_mdm, mllp_frame, parse_ack
+from caducee.integration.adapters import AdapterRejected, AdapterUnavailable, Delivery
+
+__all__ = ["MllpAdapter"]
+
+_MAX_ACK = 1024 * 1024
+
+
+class MllpAdapter:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        timeout: float = 30.0,
+        tls: ssl.SSLContext | None = None,
+        sending_app: str = "CADUCEE",
+        sending_facility: str = "CADUCEE",
+        receiving_app: str = "LPS",
+        receiving_facility: str = "LPS",
+        name: str = "mllp",
+    ) -> None:
+        self.name = name
+        self.host, self.port, self.timeout, self.tls = host, port, timeout, tls
+        self.apps = (sending_app, sending_facility, receiving_app, receiving_facility)
+        self._conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self._lock = asyncio.Lock()
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self._conn is None:
+            try:
+                self._conn = await asyncio.wait_for(
+                    asyncio.open_connection(self.host, self.port, ssl=self.tls), self.timeout
+                )
+            except (OSError, TimeoutError) as exc:
+                raise AdapterUnavailable(
+                    f"MLLP {self.host}:{self.port} unreachable: {exc}"
+                ) from exc
+        return self._conn
+
+    async def _drop(self) -> None:
+        if self._conn is not None:
+            writer = self._conn[1]
+            self._conn = None
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
+
+    async def deliver(self, delivery: Delivery) -> None:
+        req = MdmRequest(
+            action=delivery.action,
+            control_id=delivery.control_id,
+            parent_document_id=delivery.parent_document_id,
+            sender_email=delivery.sender,
+            recipient_email=delivery.recipient,
+            reply_to=delivery.reply_to,
+            subject=delivery.subject,
+            body=delivery.body,
+            sending_app=self.apps[0],
+            sending_facility=self.apps[1],
+            receiving_app=self.apps[2],
+            receiving_facility=self.apps[3],
+        )
+        frame = mllp_frame(build_mdm(delivery.doc, req))
+        async with self._lock:
+            for attempt in (1, 2):
+                reader, writer = await self._connect()
+                try:
+                    writer.write(frame)
+                    await writer.drain()
+                    raw = await asyncio.wait_for(reader.readuntil(MLLP_END), self.timeout)
+                    break
+                except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+                    await self._drop()
+                    if attempt == 2:
+                        raise AdapterUnavailable(f"MLLP connection failed: {exc}") from exc
+                except TimeoutError as exc:
+                    await self._drop()
+                    raise AdapterUnavailable("MLLP peer did not acknowledge in time") from exc
+        try:
+            ack = parse_ack(raw[:_MAX_ACK])
+        except InvalidInput as exc:
+            raise AdapterUnavailable(
+                f"MLLP peer answered something else than an ACK: {exc}"
+            ) from exc
+        if ack.control_id != delivery.control_id:
+            await self._drop()
+            raise AdapterUnavailable("MLLP ACK does not acknowledge the message sent")
+        if ack.accepted:
+            return
+        code = int(ack.app_error) if ack.app_error and ack.app_error.isdigit() else 906
+        if not 900 <= code <= 906:
+            code = 906
+        raise AdapterRejected(code, f"practice software refused the document ({ack.code} {code})")
+
+    async def close(self) -> None:
+        await self._drop()

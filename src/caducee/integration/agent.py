@@ -1,0 +1,328 @@
+"""The integration agent: mailbox (IMAP IDLE) -> XDM -> validation -> patient -> adapters ->
+MDN (RFC 8098, ANS profile) -> IMAP folder. Also an optional MLLP listener for ORU^R01 lab
+results carrying a CR-BIO CDA, which go through the same pipeline.
+
+Exactly once: each message moves through recorded stages (``integrated`` -> ``answered`` ->
+``filed``) and each document through ``delivering`` -> ``delivered``; a restart resumes at
+the recorded stage and adapters are idempotent on a stable control id, so a crash never
+integrates a document twice nor loses one. Messages are only moved out of the inbox after
+their outcome is recorded and answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email
+import hashlib
+import logging
+import os
+import ssl
+from email.header import decode_header, make_header
+from email.message import Message
+from email.policy import compat32
+from email.policy import default as default_policy
+from email.utils import parseaddr
+
+from caducee.core.errors import InvalidInput
+from caducee.documents.cda import read_cda
+from caducee.documents.hl7v2 import MLLP_END, build_ack, mllp_frame, parse_oru
+from caducee.documents.inspect import xdm_attachments
+from caducee.documents.mdn import ERRORS, build_mdn, mdn_requested
+from caducee.documents.xdm import read_xdm
+from caducee.integration.adapters import Adapter, AdapterUnavailable
+from caducee.integration.adapters.fhir import FhirAdapter
+from caducee.integration.adapters.folder import FolderAdapter
+from caducee.integration.adapters.mllp import MllpAdapter
+from caducee.integration.config import AgentConfig
+from caducee.integration.imapclient import ImapClient, ImapError, ImapSettings
+from caducee.integration.patients import load_patient_index
+from caducee.integration.pipeline import Pipeline, Provenance
+from caducee.integration.state import AgentState
+from caducee.integration.submit import SubmissionSettings, parse_server, submit_async
+
+__all__ = ["Agent", "build_adapters", "message_key"]
+
+log = logging.getLogger("caducee.integration")
+_DEPRECATED = "deprecated"
+
+
+def _decoded(value: object) -> str:
+    """An RFC 2047 header as text (compat32 parsing leaves encoded words)."""
+    if value is None:
+        return ""
+    try:
+        return str(make_header(decode_header(str(value))))
+    except (ValueError, LookupError):
+        return str(value)
+
+
+def message_key(raw: bytes, msg: Message) -> str:
+    mid = str(msg.get("Message-ID", "")).strip()
+    if mid:
+        return "mid:" + hashlib.sha256(mid.encode()).hexdigest()
+    return "sha:" + hashlib.sha256(raw).hexdigest()
+
+
+def build_adapters(cfg: AgentConfig) -> list[Adapter]:
+    adapters: list[Adapter] = []
+    for i, ad in enumerate(cfg.adapters):
+        o = ad.options
+        name = str(o.get("name", f"{ad.type}{i}"))
+        if ad.type == "mllp":
+            tls = None
+            if o.get("tls"):
+                tls = ssl.create_default_context(cafile=o.get("ca_file"))
+            adapters.append(
+                MllpAdapter(
+                    str(o["host"]),
+                    int(o["port"]),
+                    timeout=float(o.get("timeout", 30)),
+                    tls=tls,
+                    receiving_app=str(o.get("receiving_app", "LPS")),
+                    receiving_facility=str(o.get("receiving_facility", "LPS")),
+                    name=name,
+                )
+            )
+        elif ad.type == "fhir":
+            token = os.environ.get(str(o["token_env"])) or None if o.get("token_env") else None
+            adapters.append(
+                FhirAdapter(
+                    str(o["base_url"]),
+                    token=token,
+                    verify=str(o["ca_file"]) if o.get("ca_file") else True,
+                    patient_system=str(o.get("patient_system", "urn:caducee:patient-local-id")),
+                    name=name,
+                )
+            )
+        else:
+            adapters.append(FolderAdapter(str(o["path"]), name=name))
+    return adapters
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig, adapters: list[Adapter] | None = None) -> None:
+        self.cfg = cfg
+        self.state = AgentState(cfg.state)
+        self.pipeline = Pipeline(
+            state=self.state,
+            index=load_patient_index(cfg.patients),
+            adapters=adapters if adapters is not None else build_adapters(cfg),
+            cda_schema=str(cfg.cda_schema) if cfg.cda_schema else None,
+            require_conformant=cfg.require_conformant,
+        )
+        self.imap_settings = ImapSettings(
+            cfg.imap_host,
+            cfg.imap_port,
+            cfg.imap_user,
+            cfg.imap_password,
+            tls=cfg.imap_tls,
+            ca_file=cfg.imap_ca_file,
+        )
+        self.smtp: SubmissionSettings | None = None
+        if cfg.smtp_server and cfg.smtp_user and cfg.smtp_password is not None:
+            host, port = parse_server(cfg.smtp_server)
+            self.smtp = SubmissionSettings(
+                host, port, cfg.smtp_user, cfg.smtp_password, ca_file=cfg.smtp_ca_file
+            )
+        self.processed = 0
+        self.batch = 20  # messages fetched (and filed) per IMAP round trip
+
+    # ----------------------------------------------------------------- one message
+    async def _integrate_message(self, raw: bytes, msg: Message, key: str) -> int | None:
+        try:
+            xdms = xdm_attachments(msg)
+            if not xdms:
+                return 906
+            body: str | None = None
+            pdf = None
+            for part in msg.walk():
+                ctype = part.get_content_type()
+                if ctype == "text/plain" and body is None and part.get_filename() is None:
+                    payload = part.get_payload(decode=True)
+                    if isinstance(payload, bytes):
+                        body = payload.decode(part.get_content_charset() or "utf-8", "replace")
+                elif ctype == "application/pdf" and pdf is None:
+                    payload = part.get_payload(decode=True)
+                    pdf = payload if isinstance(payload, bytes) else None
+            prov = Provenance(
+                key=key,
+                sender=parseaddr(str(msg.get("From", "")))[1] or None,
+                recipient=self.cfg.address,
+                reply_to=parseaddr(str(msg.get("Reply-To", "")))[1] or None,
+                subject=_decoded(msg.get("Subject")),
+                body=body,
+                pdf=pdf,
+            )
+            first_error: int | None = None
+            found = 0
+            for data in xdms:
+                pkg = await asyncio.to_thread(read_xdm, data)
+                if any("hash" in p or "size" in p for p in pkg.problems):
+                    return 906
+                for entry in pkg.documents:
+                    if entry.cda is None:
+                        continue
+                    found += 1
+                    delete = _DEPRECATED in entry.status.lower()
+                    err = await self.pipeline.integrate(entry.cda, prov, delete=delete)
+                    if err is not None and first_error is None:
+                        first_error = err
+            return first_error if found else 906
+        except InvalidInput as exc:
+            log.info("message %s refused: %s", key[:16], exc)
+            return 906
+
+    async def _answer(self, raw: bytes, msg: Message, error: int | None) -> None:
+        if mdn_requested(msg) is None:
+            return
+        if self.smtp is None:
+            log.warning("MDN requested but no [submission] configured; not answering")
+            return
+        full = email.message_from_bytes(raw, policy=default_policy)  # decoded headers for the MDN
+        mdn = build_mdn(full, final_recipient=self.cfg.address, error=error)
+        await submit_async(mdn, self.smtp, envelope_from=self.cfg.address, dsn=False)
+
+    async def process_message(self, raw: bytes) -> tuple[str, int | None]:
+        """Integrate and answer one message (up to the ``answered`` stage).
+
+        Returns the message key and its outcome; the caller files it, then records ``filed``.
+        """
+        # compat32 parsing: several times faster than the modern policy on large messages.
+        msg = email.message_from_bytes(raw, policy=compat32)
+        key = message_key(raw, msg)
+        row = self.state.message(key)
+        if row is not None and row.stage == "filed":
+            return key, row.error  # the same message again (resent): only file it
+        if row is None:
+            error = await self._integrate_message(raw, msg, key)
+            self.state.set_message(key, "integrated", error)
+            stage = "integrated"
+        else:
+            error, stage = row.error, row.stage
+        if stage == "integrated" and mdn_requested(msg) is not None:
+            await self._answer(raw, msg, error)
+            self.state.set_message(key, "answered", error)
+        return key, error
+
+    async def _process_batch(self, client: ImapClient, uids: list[int]) -> None:
+        fetched = await client.uid_fetch_many(uids)
+        outcomes: dict[int, tuple[str, int | None]] = {}
+        for uid in uids:
+            raw = fetched.get(uid)
+            if raw is None:
+                continue
+            outcomes[uid] = await self.process_message(raw)
+        for folder in {self._folder(err) for _, err in outcomes.values()}:
+            batch = [u for u, (_, err) in outcomes.items() if self._folder(err) == folder]
+            await client.uid_move(batch, folder)
+            for uid in batch:
+                key, err = outcomes[uid]
+                self.state.set_message(key, "filed", err)
+                self.processed += 1
+                log.info(
+                    "message %s filed: %s", key[:16], "processed" if err is None else f"error {err}"
+                )
+
+    def _folder(self, error: int | None) -> str:
+        return self.cfg.integrated_folder if error is None else self.cfg.rejected_folder
+
+    # ----------------------------------------------------------------- the loops
+    async def run_once(self) -> int:
+        """Process what is in the inbox now; return the number of messages filed."""
+        client = ImapClient(self.imap_settings)
+        await client.connect()
+        try:
+            return await self._drain(client)
+        finally:
+            await client.close()
+
+    async def _drain(self, client: ImapClient) -> int:
+        before = self.processed
+        await client.ensure_mailbox(self.cfg.integrated_folder)
+        await client.ensure_mailbox(self.cfg.rejected_folder)
+        await client.select(self.cfg.inbox)
+        while True:
+            uids = await client.uid_search_all()
+            if not uids:
+                break
+            for i in range(0, len(uids), self.batch):
+                await self._process_batch(client, uids[i : i + self.batch])
+        return self.processed - before
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Watch the mailbox until ``stop`` is set; reconnect with backoff on failures."""
+        oru_server = await self.start_oru() if self.cfg.oru_listen else None
+        backoff = 1.0
+        try:
+            while not stop.is_set():
+                client = ImapClient(self.imap_settings)
+                try:
+                    await client.connect()
+                    backoff = 1.0
+                    while not stop.is_set():
+                        await self._drain(client)
+                        await client.idle(self.cfg.idle_seconds, stop)
+                except (AdapterUnavailable, ImapError, OSError, TimeoutError) as exc:
+                    log.warning("agent: %s; retrying in %.0fs", exc, backoff)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), backoff)
+                    backoff = min(backoff * 2, 60.0)
+                finally:
+                    await client.close()
+        finally:
+            if oru_server is not None:
+                oru_server.close()
+                await oru_server.wait_closed()
+            await self.pipeline.close()
+            self.state.close()
+
+    async def close(self) -> None:
+        await self.pipeline.close()
+        self.state.close()
+
+    # ----------------------------------------------------------------- ORU^R01 over MLLP
+    async def start_oru(self) -> asyncio.Server:
+        host, port = parse_server(self.cfg.oru_listen or "")
+        server = await asyncio.start_server(self._oru_conn, host, port, limit=64 * 1024 * 1024)
+        self.oru_port = server.sockets[0].getsockname()[1]
+        return server
+
+    async def handle_oru(self, raw: bytes) -> str:
+        """Integrate the CDA(s) of one ORU^R01; return the ACK to send back."""
+        try:
+            docs = parse_oru(raw)
+        except InvalidInput:
+            return build_ack(raw, code="AR", error=906, label=ERRORS[906])
+        if not docs:
+            return build_ack(raw, code="AE", error=906, label="no CDA document in the message")
+        key = "oru:" + hashlib.sha256(raw).hexdigest()
+        first: int | None = None
+        try:
+            for d in docs:
+                cda = await asyncio.to_thread(read_cda, d.cda)
+                err = await self.pipeline.integrate(
+                    cda, Provenance(key=key, source="oru"), delete=d.order_control == "CA"
+                )
+                first = first if first is not None else err
+        except AdapterUnavailable:
+            return build_ack(raw, code="AR", error=906, label="practice software unavailable")
+        except InvalidInput:
+            return build_ack(raw, code="AE", error=906, label=ERRORS[906])
+        if first is None:
+            return build_ack(raw)
+        return build_ack(raw, code="AE", error=first, label=ERRORS.get(first, ERRORS[906]))
+
+    async def _oru_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    frame = await reader.readuntil(MLLP_END)
+                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                    return
+                start = frame.find(b"\x0b")
+                ack = await self.handle_oru(frame[start + 1 : -2])
+                writer.write(mllp_frame(ack))
+                await writer.drain()
+        finally:
+            writer.close()
