@@ -1,9 +1,10 @@
 """Storage micro-benchmark: deliveries of 10 KB messages per second with N concurrent callers.
 
-Each delivery is what the SMTP relay does for one accepted message: ``blobs.put`` (encrypt,
-durable) then ``messages.deliver`` (UID/MODSEQ, quota, dedup key; durable) then
-``audit.record``. Runs on SQLite (temporary directory) and PostgreSQL (a temporary database on
-the server of ``--pg``), prints figures and the exact command. Not a test.
+Each delivery is what the SMTP relay does for one accepted message: ``blobs.put`` (encrypt;
+made durable with the delivery, or on its own with ``--durable-blob``), then
+``messages.deliver`` (UID/MODSEQ, quota, dedup key; durable), then ``audit.record``. Runs on
+SQLite (temporary directory) and PostgreSQL (a temporary database on the server of ``--pg``),
+prints figures and the exact command. Not a test.
 
     python bench/storage.py --messages 3000 --concurrency 20
 """
@@ -30,7 +31,7 @@ from caducee.storage.interfaces import Storage
 from caducee.storage.keyring import create_keyring
 
 
-async def _run(st: Storage, n: int, conc: int, size: int) -> dict[str, float]:
+async def _run(st: Storage, n: int, conc: int, size: int, blob_durable: bool) -> dict[str, float]:
     boxes = [
         await st.accounts.create_mailbox(f"user{i}@bench.test", MailboxType.PER, f"81{i:08d}")
         for i in range(conc)
@@ -45,7 +46,7 @@ async def _run(st: Storage, n: int, conc: int, size: int) -> dict[str, float]:
             i = next_i
             next_i += 1
             t0 = time.perf_counter()
-            ref = await st.blobs.put(body)
+            ref = await st.blobs.put(body, durable=blob_durable)
             await st.messages.deliver(ref, [boxes[i % len(boxes)].mailbox_id], dedup_key=f"m{i}")
             await st.audit.record(AuditEvent("smtp.relay.accepted", "ok", "bench", f"m{i}"))
             latencies.append(time.perf_counter() - t0)
@@ -81,12 +82,12 @@ async def _run(st: Storage, n: int, conc: int, size: int) -> dict[str, float]:
     }
 
 
-async def bench_sqlite(n: int, conc: int, size: int) -> dict[str, float]:
+async def bench_sqlite(n: int, conc: int, size: int, durable: bool) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as d:
         create_keyring(Path(d) / "keys")
         st = await open_sqlite(Path(d) / "data", Path(d) / "keys")
         try:
-            res = await _run(st, n, conc, size)
+            res = await _run(st, n, conc, size, durable)
             runner = st.runner  # type: ignore[attr-defined]
             res["writes_per_commit"] = runner.batched_jobs / max(1, runner.batches)
             return res
@@ -94,7 +95,9 @@ async def bench_sqlite(n: int, conc: int, size: int) -> dict[str, float]:
             await st.close()
 
 
-async def bench_postgres(n: int, conc: int, size: int, admin: str) -> dict[str, float]:
+async def bench_postgres(
+    n: int, conc: int, size: int, admin: str, durable: bool
+) -> dict[str, float]:
     name = f"caducee_bench_{secrets.token_hex(4)}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -104,7 +107,7 @@ async def bench_postgres(n: int, conc: int, size: int, admin: str) -> dict[str, 
             dsn = admin.rsplit("/", 1)[0] + "/" + name
             st = await open_postgres(dsn, Path(d) / "keys", pool_size=min(conc, 20))
             try:
-                return await _run(st, n, conc, size)
+                return await _run(st, n, conc, size, durable)
             finally:
                 await st.close()
     finally:
@@ -118,6 +121,11 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=3000)
     ap.add_argument("--concurrency", type=int, default=20)
     ap.add_argument("--size", type=int, default=10_240)
+    ap.add_argument(
+        "--durable-blob",
+        action="store_true",
+        help="commit each blob durably on its own (default: durable with its delivery)",
+    )
     ap.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = ap.parse_args()
     print("command: python", shlex.join(sys.argv))
@@ -126,9 +134,15 @@ def main() -> None:
     engines = ["sqlite", "postgres"] if args.engine == "both" else [args.engine]
     for engine in engines:
         if engine == "sqlite":
-            res = asyncio.run(bench_sqlite(args.messages, args.concurrency, args.size))
+            res = asyncio.run(
+                bench_sqlite(args.messages, args.concurrency, args.size, args.durable_blob)
+            )
         else:
-            res = asyncio.run(bench_postgres(args.messages, args.concurrency, args.size, args.pg))
+            res = asyncio.run(
+                bench_postgres(
+                    args.messages, args.concurrency, args.size, args.pg, args.durable_blob
+                )
+            )
         figures = ", ".join(f"{k}={v:.1f}" for k, v in res.items())
         print(f"{engine}: {args.messages} x {args.size} B, {args.concurrency} callers: {figures}")
 

@@ -55,7 +55,7 @@ async def storage(opener: Opener) -> AsyncIterator[Storage]:
 
 @pytest.fixture
 async def mailbox(storage: Storage) -> Mailbox:
-    await storage.accounts.create_account("alice", "s3cret pass")
+    await storage.accounts.create_account("alice", None)
     return await storage.accounts.create_mailbox(
         "Alice.Martin@ch-exemple.mssante.test", MailboxType.PER, "810001234567", owner="alice"
     )

@@ -23,7 +23,7 @@ async def main(engine: str, target: str, keyring: str, mailbox_id: int) -> None:
             counter += 1
             n = counter
             body = f"Subject: crash {n}\r\n\r\n".encode() + b"x" * (n % 3 * 40_000)
-            ref = await st.blobs.put(body)
+            ref = await st.blobs.put(body, durable=n % 2 == 0)  # both paths
             (msg,) = await st.messages.deliver(ref, [mailbox_id], dedup_key=f"c{n}")
             sys.stdout.write(f"{msg.uid} {len(body)}\n")
             sys.stdout.flush()

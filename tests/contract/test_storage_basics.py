@@ -165,3 +165,30 @@ async def test_audit_record_and_query(storage: Storage) -> None:
     assert [e.kind for e in await storage.audit.query(target="a@b.test")] == ["mailbox.created"]
     assert len(await storage.audit.query(limit=1)) == 1
     assert await storage.audit.query(since=datetime.now(UTC) + timedelta(hours=1)) == []
+
+
+async def test_account_by_idnps_and_disabled(storage: Storage) -> None:
+    acc = await storage.accounts.create_account("dr.house", "pw", idnps="810001234567")
+    assert await storage.accounts.get_account_by_idnps("810001234567") == acc
+    assert await storage.accounts.get_account_by_idnps("899999999999") is None
+    await storage.accounts.set_disabled("dr.house", True)
+    assert await storage.accounts.verify_password("dr.house", "pw") is None
+    await storage.accounts.set_disabled("dr.house", False)
+    assert await storage.accounts.verify_password("dr.house", "pw") is not None
+
+
+async def test_release_leases_of_a_restarted_node(storage: Storage) -> None:
+    ref = await storage.blobs.put(b"m")
+    exp = datetime.now(UTC) + timedelta(days=1)
+    for _ in range(3):
+        await storage.queue.enqueue("", [QueueRecipient("x@y.test")], ref, "y.test", expires=exp)
+    claimed = await storage.queue.claim("node-a", limit=2, lease_seconds=600)
+    await storage.queue.release(claimed[0].item_id)
+    assert await storage.queue.release_node("node-a") == 1
+    assert len(await storage.queue.claim("node-b", limit=10, lease_seconds=600)) == 3
+
+
+async def test_migrations_are_idempotent(storage: Storage) -> None:
+    await storage.migrate()
+    await storage.migrate()
+    assert await storage.accounts.list_accounts() == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -10,6 +11,8 @@ import pytest
 from caducee.core.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
 from caducee.core.model import Folder, Mailbox, MailboxType
 from caducee.storage.interfaces import FlagMode, Storage
+
+Opener = Callable[[], Awaitable[Storage]]
 
 
 async def _folder(storage: Storage, mailbox: Mailbox, name: str) -> Folder:
@@ -181,3 +184,24 @@ async def test_deleting_mailbox_removes_its_messages(storage: Storage, mailbox: 
     assert await storage.messages.list_messages(inbox.folder_id) == []
     with pytest.raises(NotFound):
         await storage.blobs.get(msg.blob)
+
+
+async def test_uidvalidity_uidnext_and_modseq_survive_a_restart(
+    opener: Opener, mailbox: Mailbox
+) -> None:
+    st = await opener()
+    try:
+        before = await _fill(st, mailbox, 2)
+    finally:
+        await st.close()
+    st = await opener()
+    try:
+        after = await _folder(st, mailbox, "INBOX")
+        assert (after.uidvalidity, after.uidnext, after.highest_modseq) == (
+            before.uidvalidity, before.uidnext, before.highest_modseq
+        )  # fmt: skip
+        ref = await st.blobs.put(b"after restart")
+        (msg,) = await st.messages.deliver(ref, [mailbox.mailbox_id])
+        assert msg.uid == before.uidnext and msg.modseq > before.highest_modseq
+    finally:
+        await st.close()

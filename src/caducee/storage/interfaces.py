@@ -51,8 +51,13 @@ class BlobWriter(Protocol):
 
     async def write(self, chunk: bytes) -> None: ...
 
-    async def commit(self) -> BlobRef:
-        """Make the blob durable and return its reference."""
+    async def commit(self, *, durable: bool = True) -> BlobRef:
+        """Make the blob durable and return its reference.
+
+        ``durable=False``: the blob becomes durable with the next durable write of this storage
+        that references it (``deliver``, ``append``, ``enqueue``), saving one commit on the
+        SMTP hot path; until then a crash may lose it, and a ``deliver``/``enqueue`` naming a
+        lost blob fails with ``NotFound`` (never a message without its bytes)."""
         ...
 
     async def abort(self) -> None:
@@ -65,7 +70,9 @@ class BlobStore(Protocol):
 
     def writer(self) -> BlobWriter: ...
 
-    async def put(self, data: bytes) -> BlobRef: ...
+    async def put(self, data: bytes, *, durable: bool = True) -> BlobRef:
+        """Writes a whole blob; ``durable`` as in ``BlobWriter.commit``."""
+        ...
 
     async def get(self, ref: BlobRef) -> bytes: ...
 
@@ -73,7 +80,14 @@ class BlobStore(Protocol):
         """Decrypted bytes ``[start, end)`` in chunks, verifying authenticity as it reads."""
         ...
 
-    async def delete(self, ref: BlobRef) -> None: ...
+    async def delete(self, ref: BlobRef) -> None:
+        """Deletes the blob unless a message or a queue item still references it."""
+        ...
+
+    async def gc_orphans(self, older_than: datetime) -> int:
+        """Removes what uploads that never committed left behind (older than ``older_than``);
+        how many pieces. Call it now and then (e.g. hourly, with an hour's margin)."""
+        ...
 
 
 class AccountStore(Protocol):

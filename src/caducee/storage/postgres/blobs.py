@@ -49,15 +49,20 @@ def _commit(
     salt: bytes,
     rows: list[tuple[int, bytes]],
     created: int,
+    durable: bool,
 ) -> Op[None]:
-    # One statement, no BEGIN/COMMIT round trips: a small message's blob costs one commit.
+    if not durable:
+        # The commit does not wait for its WAL flush; the caller's next durable transaction
+        # flushes the WAL past it (the log is sequential), making the blob durable with it.
+        yield Q("SET LOCAL synchronous_commit = off")
+    # One statement: a small message's blob costs one round trip.
     yield Q(
         "WITH b AS (INSERT INTO blobs (blob_id, key_id, size, salt, created)"
         " VALUES (?, ?, ?, ?, ?)) INSERT INTO blob_chunks (blob_id, seq, data, created)"
         " SELECT ?, u.s, u.d, ? FROM unnest(?::bigint[], ?::bytea[]) AS u(s, d)",
         (blob_id, key_id, size, salt, created, blob_id, created,
          [seq for seq, _ in rows], [data for _, data in rows]),
-        only=True,
+        only=durable,
     )  # fmt: skip
 
 
@@ -72,9 +77,21 @@ def _delete(blob_id: str) -> Op[list[str]]:
     return freed
 
 
-def _meta(blob_id: str) -> Op[tuple[str, int, bytes] | None]:
-    rows = yield Q("SELECT key_id, size, salt FROM blobs WHERE blob_id = ?", (blob_id,), only=True)
-    return (rows[0][0], int(rows[0][1]), bytes(rows[0][2])) if rows else None
+def _meta_and_chunks(
+    blob_id: str, lo: int, hi: int
+) -> Op[tuple[str, int, bytes, list[tuple[int, bytes]]] | None]:
+    """The blob's row and its first chunks in one round trip (a small message: everything)."""
+    rows = yield Q(
+        "SELECT b.key_id, b.size, b.salt, c.seq, c.data FROM blobs b LEFT JOIN blob_chunks c"
+        " ON c.blob_id = b.blob_id AND c.seq >= ? AND c.seq <= ? WHERE b.blob_id = ?"
+        " ORDER BY c.seq",
+        (lo, hi, blob_id),
+        only=True,
+    )
+    if not rows:
+        return None
+    chunks = [(int(r[3]), bytes(r[4])) for r in rows if r[3] is not None]
+    return rows[0][0], int(rows[0][1]), bytes(rows[0][2]), chunks
 
 
 def _read(blob_id: str, first: int, last: int) -> Op[list[tuple[int, bytes]]]:
@@ -127,14 +144,14 @@ class _Writer:
             self._wrote_chunks = True
             await self._store.runner.write(lambda: _chunks(self._blob_id, rows, self._created))
 
-    async def commit(self) -> BlobRef:
+    async def commit(self, *, durable: bool = True) -> BlobRef:
         if self._done:
             raise StorageError("blob writer already committed or aborted")
         self._done = True
         last = self._cipher.seal(self._index, bytes(self._plain), last=True)
         self._plain.clear()
         rows, self._rows = [*self._rows, (self._index, last)], []
-        args = (self._blob_id, self._key_id, self._size, self._salt, rows, self._created)
+        args = (self._blob_id, self._key_id, self._size, self._salt, rows, self._created, durable)
         try:
             await self._store.runner.write(lambda: _commit(*args))
         except BaseException:
@@ -170,12 +187,12 @@ class PgBlobStore:
     def writer(self) -> _Writer:
         return _Writer(self)
 
-    async def put(self, data: bytes) -> BlobRef:
+    async def put(self, data: bytes, *, durable: bool = True) -> BlobRef:
         w = self.writer()
         view = memoryview(data)
         for start in range(0, len(data), SEGMENT * _BATCH_SEGMENTS):
             await w.write(bytes(view[start : start + SEGMENT * _BATCH_SEGMENTS]))
-        return await w.commit()
+        return await w.commit(durable=durable)
 
     async def get(self, ref: BlobRef) -> bytes:
         return b"".join([part async for part in self.stream(ref)])
@@ -183,22 +200,22 @@ class PgBlobStore:
     async def stream(
         self, ref: BlobRef, start: int = 0, end: int | None = None
     ) -> AsyncIterator[bytes]:
-        meta = await self.runner.read(lambda: _meta(ref.blob_id))
-        if meta is None:
+        start = max(0, start)
+        lo = start // SEGMENT
+        hi = lo + _BATCH_SEGMENTS - 1
+        found = await self.runner.read(partial(_meta_and_chunks, ref.blob_id, lo, hi))
+        if found is None:
             raise NotFound("blob not found")
-        key_id, size, salt = meta
+        key_id, size, salt, rows = found
         cipher = BlobCipher(self._key(key_id), ref.blob_id, salt)
         end = size if end is None else min(end, size)
-        start = max(0, start)
         if start >= end and size > 0:
             return
         nseg = segment_count(size)
-        first, last_seg = start // SEGMENT, max(0, end - 1) // SEGMENT
-        i = first
-        while i <= last_seg:
-            hi = min(last_seg, i + _BATCH_SEGMENTS - 1)
-            lo = i
-            rows = await self.runner.read(partial(_read, ref.blob_id, lo, hi))
+        last_seg = max(0, end - 1) // SEGMENT
+        while lo <= last_seg:
+            hi = min(last_seg, hi)
+            rows = [(seq, ct) for seq, ct in rows if seq <= hi]
             if [seq for seq, _ in rows] != list(range(lo, hi + 1)):
                 raise StorageError(f"blob {ref.blob_id}: segments missing (truncated?)")
             for seq, ct in rows:
@@ -208,7 +225,9 @@ class PgBlobStore:
                 plain = cipher.open(seq, ct, last=seq == nseg - 1)
                 base = seq * SEGMENT
                 yield plain[max(0, start - base) : min(len(plain), end - base)]
-            i = hi + 1
+            lo, hi = hi + 1, hi + _BATCH_SEGMENTS
+            if lo <= last_seg:
+                rows = await self.runner.read(partial(_read, ref.blob_id, lo, min(hi, last_seg)))
 
     async def delete(self, ref: BlobRef) -> None:
         """Deletes the blob unless a message or a queue item still references it."""

@@ -33,6 +33,12 @@ def to_pg(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
+@lru_cache(maxsize=4096)
+def _returns_rows(sql: str) -> bool:
+    """Our convention: a statement yields rows iff it is a SELECT or has a RETURNING clause."""
+    return sql.lstrip()[:6].upper() == "SELECT" or " RETURNING " in sql
+
+
 async def _execute(conn: psycopg.AsyncConnection[Any], stmt: Q) -> list[Any]:
     async with conn.cursor() as cur:
         if stmt.many:
@@ -40,7 +46,9 @@ async def _execute(conn: psycopg.AsyncConnection[Any], stmt: Q) -> list[Any]:
                 await cur.executemany(to_pg(stmt.sql), stmt.params)
             return []
         await cur.execute(to_pg(stmt.sql), stmt.params)
-        return await cur.fetchall() if cur.description is not None else []
+        # In pipeline mode a statement without result is not waited for: errors surface at
+        # the next sync, still inside the transaction, which they abort.
+        return await cur.fetchall() if _returns_rows(stmt.sql) else []
 
 
 async def run_op(conn: psycopg.AsyncConnection[Any], op: Op[T], first: Q) -> T:
@@ -66,7 +74,8 @@ async def run_factory(conn: psycopg.AsyncConnection[Any], factory: OpFactory[T])
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]  # generator return value is T
         raise StorageError("an 'only' statement was followed by another")
-    async with conn.transaction():
+    # Pipeline mode: BEGIN travels with the first statement (one round trip fewer).
+    async with conn.pipeline(), conn.transaction():
         return await run_op(conn, op, first)
 
 

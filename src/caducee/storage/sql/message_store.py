@@ -79,7 +79,10 @@ class SqlMessageStore:
         fl = ops.norm_flags(flags)
         idate = ops.idate_us(internal_date)
         ids = list(mailbox_ids)
-        done = await self._run.write(lambda: ops.deliver_op(blob, ids, norm, fl, idate, dedup_key))
+        dialect = self._run.dialect
+        done = await self._run.write(
+            lambda: ops.deliver_op(blob, ids, norm, fl, idate, dedup_key, dialect)
+        )
         for mid, msg in done:
             await self._notify.publish(mid, msg.folder_id)
         return [msg for _, msg in done]

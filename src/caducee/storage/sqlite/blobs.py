@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -63,6 +64,18 @@ def _meta(blob_id: str) -> Op[tuple[str, int, bytes, bytes | None, str | None] |
         return None
     r = rows[0]
     return r[0], int(r[1]), bytes(r[2]), None if r[3] is None else bytes(r[3]), r[4]
+
+
+def _existing(names: list[str]) -> Op[set[str]]:
+    ids = [n for n in names if not n.endswith(".part")]
+    found: set[str] = set()
+    for start in range(0, len(ids), 500):
+        part = ids[start : start + 500]
+        rows = yield Q(
+            f"SELECT blob_id FROM blobs WHERE blob_id IN ({','.join('?' * len(part))})", part
+        )
+        found.update(r[0] for r in rows)
+    return found
 
 
 class _Writer:
@@ -120,7 +133,7 @@ class _Writer:
         self._tmp = None
         return rel
 
-    async def commit(self) -> BlobRef:
+    async def commit(self, *, durable: bool = True) -> BlobRef:
         if self._done:
             raise StorageError("blob writer already committed or aborted")
         self._done = True
@@ -135,7 +148,12 @@ class _Writer:
                 data = None
                 rel = await asyncio.to_thread(self._finish_file)
             args = (self._blob_id, self._key_id, self._size, self._salt, data, rel)
-            await self._store.runner.write(lambda: _insert(*args))
+            if durable:
+                await self._store.runner.write(lambda: _insert(*args))
+            else:
+                # Queued before any later write of the caller, so committed in the same batch
+                # or an earlier one: the later write's durability covers it.
+                self._store.runner.write_nowait(lambda: _insert(*args))
         except BaseException:
             await asyncio.to_thread(self._discard)
             raise
@@ -175,12 +193,12 @@ class SqliteBlobStore:
     def writer(self) -> _Writer:
         return _Writer(self)
 
-    async def put(self, data: bytes) -> BlobRef:
+    async def put(self, data: bytes, *, durable: bool = True) -> BlobRef:
         w = self.writer()
         view = memoryview(data)
         for start in range(0, len(data), SEGMENT):
             await w.write(bytes(view[start : start + SEGMENT]))
-        return await w.commit()
+        return await w.commit(durable=durable)
 
     async def get(self, ref: BlobRef) -> bytes:
         return b"".join([part async for part in self.stream(ref)])
@@ -235,9 +253,36 @@ class SqliteBlobStore:
         if blob_ids:
             await asyncio.to_thread(self._unlink, blob_ids)
 
+    async def gc_orphans(self, older_than: datetime) -> int:
+        """Removes blob files no row names (a crash between rename and commit, or an upload
+        that never committed) last modified before ``older_than``; how many."""
+        cutoff = older_than.timestamp()
+        candidates = await asyncio.to_thread(self._old_files, cutoff)
+        if not candidates:
+            return 0
+        known = await self.runner.read(lambda: _existing([c.name for c in candidates]))
+        orphans = [c for c in candidates if c.name not in known]
+        await asyncio.to_thread(_unlink_all, orphans)
+        return len(orphans)
+
+    def _old_files(self, cutoff: float) -> list[Path]:
+        out: list[Path] = []
+        for sub in self.blob_dir.iterdir():
+            if not sub.is_dir():
+                continue
+            for f in sub.iterdir():
+                if f.is_file() and f.stat().st_mtime < cutoff:
+                    out.append(f)
+        return out
+
     def _unlink(self, blob_ids: list[str]) -> None:
         for b in blob_ids:
             (self.blob_dir / b[:2] / b).unlink(missing_ok=True)
+
+
+def _unlink_all(paths: list[Path]) -> None:
+    for p in paths:
+        p.unlink(missing_ok=True)
 
 
 def _slice(plain: bytes, index: int, start: int, end: int) -> bytes:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -26,6 +28,7 @@ from caducee.storage.sql.base import Dialect, Op, OpFactory
 __all__ = ["SqliteRunner", "run_op"]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 MAX_BATCH = 512
 
 
@@ -54,6 +57,11 @@ def _map(exc: BaseException) -> BaseException:
     if isinstance(exc, sqlite3.Error):
         return StorageError(f"SQLite error: {exc}")
     return exc
+
+
+def _log_failure(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.warning("a queued write failed: %s", fut.exception())
 
 
 def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
@@ -89,6 +97,8 @@ class SqliteRunner:
         self._closed = False
         self.batches = 0  # number of group commits (for tests and the benchmark)
         self.batched_jobs = 0
+        if not path.exists():  # only the operator may read the database (addresses, audit)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         conn = _connect(path, readonly=False)  # create the file and switch to WAL now
         conn.close()
         self._writer.start()
@@ -172,6 +182,11 @@ class SqliteRunner:
 
     async def write(self, factory: OpFactory[T]) -> T:
         return await self._submit(lambda conn: run_op(conn, factory()), False)
+
+    def write_nowait(self, factory: OpFactory[Any]) -> None:
+        """Queues a write without waiting for its commit (see ``BlobWriter.commit``)."""
+        fut = self._submit(lambda conn: run_op(conn, factory()), False)
+        fut.add_done_callback(_log_failure)
 
     async def exclusive(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Runs ``fn`` alone on the writer connection (migrations); it manages its transaction."""

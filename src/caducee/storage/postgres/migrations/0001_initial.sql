@@ -66,11 +66,13 @@ CREATE TABLE messages (
     size BIGINT NOT NULL,
     blob_id TEXT COLLATE "C" NOT NULL REFERENCES blobs (blob_id),
     key_id TEXT COLLATE "C" NOT NULL,
+    dedup_key TEXT COLLATE "C",
     PRIMARY KEY (folder_id, uid)
 );
 CREATE INDEX messages_modseq ON messages (folder_id, modseq);
 CREATE INDEX messages_unseen ON messages (folder_id, seen, uid);
 CREATE INDEX messages_blob ON messages (blob_id);
+CREATE INDEX messages_dedup ON messages (mailbox_id, dedup_key) WHERE dedup_key IS NOT NULL;
 CREATE TABLE expunged (
     folder_id BIGINT NOT NULL REFERENCES folders (folder_id) ON DELETE CASCADE,
     uid BIGINT NOT NULL,
@@ -80,8 +82,6 @@ CREATE TABLE expunged (
 CREATE TABLE dedup (
     mailbox_id BIGINT NOT NULL REFERENCES mailboxes (mailbox_id) ON DELETE CASCADE,
     dedup_key TEXT COLLATE "C" NOT NULL,
-    folder_id BIGINT,
-    uid BIGINT,
     created BIGINT NOT NULL,
     PRIMARY KEY (mailbox_id, dedup_key)
 );

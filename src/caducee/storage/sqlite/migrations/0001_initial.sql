@@ -61,11 +61,13 @@ CREATE TABLE messages (
     size INTEGER NOT NULL,
     blob_id TEXT NOT NULL REFERENCES blobs (blob_id),
     key_id TEXT NOT NULL,
+    dedup_key TEXT,
     PRIMARY KEY (folder_id, uid)
 );
 CREATE INDEX messages_modseq ON messages (folder_id, modseq);
 CREATE INDEX messages_unseen ON messages (folder_id, seen, uid);
 CREATE INDEX messages_blob ON messages (blob_id);
+CREATE INDEX messages_dedup ON messages (mailbox_id, dedup_key) WHERE dedup_key IS NOT NULL;
 CREATE TABLE expunged (
     folder_id INTEGER NOT NULL REFERENCES folders (folder_id) ON DELETE CASCADE,
     uid INTEGER NOT NULL,
@@ -75,8 +77,6 @@ CREATE TABLE expunged (
 CREATE TABLE dedup (
     mailbox_id INTEGER NOT NULL REFERENCES mailboxes (mailbox_id) ON DELETE CASCADE,
     dedup_key TEXT NOT NULL,
-    folder_id INTEGER,
-    uid INTEGER,
     created INTEGER NOT NULL,
     PRIMARY KEY (mailbox_id, dedup_key)
 );
