@@ -179,10 +179,10 @@ def test_whole_list_scale_loads_well_under_a_second(real: ListeBlanche) -> None:
     """The whole published list has ~6,500-8,700 entries; build 11x the corpus (6,809)."""
     big = serialise_liste_blanche(ListeBlanche(real.generated, real.entries * 11))
     parse_liste_blanche(big)  # warm-up (imports, allocator)
-    best = float("inf")
+    best = float("inf")  # CPU time: the machine is shared, wall time is noise
     for _ in range(3):
-        start = time.perf_counter()
+        start = time.process_time()
         liste = parse_liste_blanche(big)
-        best = min(best, time.perf_counter() - start)
+        best = min(best, time.process_time() - start)
     assert len(liste.entries) == 6809
     assert best < 0.6, f"{best:.3f}s"

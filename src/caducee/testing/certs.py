@@ -446,9 +446,11 @@ class TrustSpaceCA:
         path.write_bytes(crl.public_bytes(enc))
         return path
 
-    def write_root_crl(self, path: Path, *, der: bool = False) -> Path:
+    def write_root_crl(
+        self, path: Path, *, der: bool = False, next_update: dt.datetime | None = None
+    ) -> Path:
         """Writes the root's CRL (ARL), needed when CRLs are checked for the whole chain."""
-        crl = self.root.crl()
+        crl = self.root.crl(next_update=next_update)
         enc = serialization.Encoding.DER if der else serialization.Encoding.PEM
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(crl.public_bytes(enc))
