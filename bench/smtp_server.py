@@ -114,6 +114,44 @@ def _generator_main(
     asyncio.run(_generate(args, addr, *paths))
 
 
+class _FloorServer:
+    """The floor to compare with: asyncio streams, STARTTLS with the same relay TLS context
+    (client certificate verified, CRLs), canned replies, no SMTP parsing, no storage."""
+
+    def __init__(self, ctx: ssl.SSLContext) -> None:
+        self.ctx = ctx
+        self.count = 0
+        self.server: asyncio.Server | None = None
+
+    async def _handle(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(b"220 floor\r\n")
+        await r.readline()
+        await r.readline()
+        w.write(b"250 floor\r\n220 go\r\n")
+        await w.start_tls(self.ctx)
+        while line := await r.readline():
+            if line.startswith(b"EHLO"):
+                w.write(b"250 floor\r\n")
+            elif line.startswith(b"DATA"):
+                w.write(b"250 a\r\n250 b\r\n354 go\r\n")
+                await r.readuntil(b"\r\n.\r\n")
+                w.write(b"250 ok\r\n")
+                self.count += 1
+            elif line.startswith(b"QUIT"):
+                w.write(b"221 bye\r\n")
+                break
+        w.close()
+
+    async def start(self) -> list[tuple[str, int]]:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0, limit=1 << 26)
+        host, port = self.server.sockets[0].getsockname()[:2]
+        return [(host, port)]
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
 async def main(args: argparse.Namespace) -> None:
     base = Path(tempfile.mkdtemp(prefix="caducee-bench-"))
     ca = TrustSpaceCA.create(base / "ca")
@@ -161,8 +199,10 @@ async def main(args: argparse.Namespace) -> None:
             },
         }
     )
-    srv: RelayServer | SubmissionServer
-    if args.port_kind == "relay":
+    srv: RelayServer | SubmissionServer | _FloorServer
+    if args.floor:
+        srv = _FloorServer(policy.relay_server_context())
+    elif args.port_kind == "relay":
         srv = RelayServer(cfg, storage, policy)
     else:
         srv = SubmissionServer(cfg, storage, policy)
@@ -195,11 +235,14 @@ async def main(args: argparse.Namespace) -> None:
     )
     assert inbox is not None
     stored = len(await storage.messages.list_messages(inbox.folder_id))
+    if isinstance(srv, _FloorServer):
+        stored = srv.count
     await storage.close()
     cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
     print(f"machine: {platform.node()} {platform.machine()} Python {platform.python_version()}")
+    what = "floor" if args.floor else args.port_kind
     print(
-        f"{args.port_kind}: {stored} messages of {args.size} B stored, {args.per_conn}/connection, "
+        f"{what}: {stored} messages of {args.size} B stored, {args.per_conn}/connection, "
         f"{args.concurrency} sessions: {stored / wall:.0f} msg/s (wall {wall:.1f} s, includes "
         f"generator start-up), server CPU {1000 * cpu / max(stored, 1):.2f} ms/message, "
         f"peak RSS {r1.ru_maxrss / 1024:.0f} MB"
@@ -220,5 +263,6 @@ if __name__ == "__main__":
     p.add_argument("--port-kind", choices=["relay", "submission"], default="relay")
     p.add_argument("--profile", action="store_true", help="cProfile the event-loop thread")
     p.add_argument("--num-tickets", type=int, default=None, help="override TLS 1.3 tickets")
+    p.add_argument("--floor", action="store_true", help="measure the asyncio+TLS floor instead")
     p.add_argument("--sort", default="tottime", help="pstats sort key with --profile")
     asyncio.run(main(p.parse_args()))

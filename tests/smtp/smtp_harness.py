@@ -29,6 +29,7 @@ from caducee.smtp.submission import SubmissionServer
 from caducee.storage import open_sqlite
 from caducee.storage.interfaces import Storage
 from caducee.storage.keyring import create_keyring
+from caducee.storage.passwords import PasswordHasher
 from caducee.testing.certs import IssuedCert, TrustSpaceCA
 from caducee.trust.listeblanche import DomainEntry, ListeBlanche
 from caducee.trust.policy import TrustPolicy
@@ -138,8 +139,11 @@ class Node:
 
 
 def body_of(stored: bytes) -> bytes:
-    """The stored message without our Received: trace field, which always ends with
-    ``;`` CRLF TAB date CRLF (a message starting with white space would look folded into it)."""
+    """The stored message without our trace fields: ``Return-Path:`` (relay-in, final
+    delivery) then ``Received:``, which always ends with ``;`` CRLF TAB date CRLF (a message
+    starting with white space would look folded into it)."""
+    if stored.startswith(b"Return-Path: <"):
+        stored = stored[stored.index(b"\r\n") + 2 :]
     assert stored.startswith(b"Received: ")
     date_line = stored.index(b";\r\n\t") + 4
     return stored[stored.index(b"\r\n", date_line) + 2 :]
@@ -148,7 +152,10 @@ def body_of(stored: bytes) -> bytes:
 async def make_node(pki: Pki, tmp_path: Path, **limits: Any) -> Node:
     keyring = tmp_path / "keyring"
     create_keyring(keyring)
-    storage = await open_sqlite(tmp_path / "data", keyring, node="b")
+    # Cheap scrypt parameters: these tests are about SMTP, not password hashing cost.
+    storage = await open_sqlite(
+        tmp_path / "data", keyring, node="b", hasher=PasswordHasher(log2_n=10)
+    )
     accounts = storage.accounts
     for login, pw in PASSWORDS.items():
         await accounts.create_account(login, pw, display_name=login)

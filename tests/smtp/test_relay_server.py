@@ -29,6 +29,7 @@ async def test_accepts_mail_from_listed_operator_and_stores_byte_exact(node: Nod
     (stored,) = await node.folder_messages("bob@b.test")
     assert body_of(stored) == MSG
     trace = stored[: len(stored) - len(MSG)]
+    assert trace.startswith(b"Return-Path: <x@a.test>\r\nReceived: from mx.a.test ([127.0.0.1])")
     assert b"by mx.b.test (using TLSv1.3" in trace and b"with ESMTPS id" in trace
     assert b"for <bob@b.test>" in trace
     ev = await node.wait_audit(lambda e: e.kind == "smtp.relay.accepted")
@@ -125,7 +126,8 @@ async def test_null_sender_from_listed_operator_is_accepted(node: Node) -> None:
             return c.sendmail("<>", ["bob@b.test"], b"Subject: DSN\r\n\r\nreport\r\n")
 
     assert await asyncio.to_thread(send) == {}
-    assert len(await node.folder_messages("bob@b.test")) == 1
+    (stored,) = await node.folder_messages("bob@b.test")
+    assert stored.startswith(b"Return-Path: <>\r\n")
 
 
 async def test_unknown_local_mailbox_is_550_5_1_1(node: Node) -> None:
@@ -303,3 +305,44 @@ async def test_max_recipients_and_idle_timeout(pki: Pki, tmp_path: Path) -> None
         await node.relay.stop()
         await node.submission.stop()
         await node.storage.close()
+
+
+async def test_disconnect_during_tls_handshake_ends_session_at_once(node: Node) -> None:
+    def talk() -> None:
+        c = RawClient(node.relay_addr)
+        c.replies(1)
+        c.send(b"EHLO mx.a.test\r\nSTARTTLS\r\n")
+        assert c.codes(2) == [250, 220]
+        c.send(b"\x16\x03\x01\x00")  # the start of a ClientHello, then gone
+        c.close()
+
+    await asyncio.to_thread(talk)
+    ev = await node.wait_audit(lambda e: e.kind == "smtp.relay.tls_failed", timeout=5)
+    assert "during the TLS handshake" in ev.details["reason"] or ev.details["reason"]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while node.relay._listener.session_count and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+    assert node.relay._listener.session_count == 0
+
+
+async def test_plaintext_after_starttls_is_a_handshake_failure(node: Node) -> None:
+    def talk() -> bytes:
+        c = RawClient(node.relay_addr)
+        c.replies(1)
+        c.send(b"EHLO mx.a.test\r\nSTARTTLS\r\n")
+        assert c.codes(2) == [250, 220]
+        c.send(b"MAIL FROM:<x@a.test>\r\n")
+        data = b""
+        try:
+            while chunk := c.sock.recv(4096):
+                data += chunk
+        except OSError:
+            pass
+        c.close()
+        return data
+
+    data = await asyncio.to_thread(talk)
+    assert b"250" not in data  # never answered in plaintext after STARTTLS
+    ev = await node.wait_audit(lambda e: e.kind == "smtp.relay.tls_failed")
+    assert ev.outcome == "refused"

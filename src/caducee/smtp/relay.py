@@ -181,6 +181,7 @@ class OperatorHandler(Handler):
 
 class RelayHandler(OperatorHandler):
     kind = "relay"
+    final_delivery = True  # relay-in delivers only to local mailboxes
 
     def __init__(
         self,

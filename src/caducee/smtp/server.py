@@ -7,8 +7,9 @@ backpressure (reading pauses above :data:`READ_HIGH_WATER` bytes, so memory per 
 bounded whatever the message size), and upgrades to TLS in place (RFC 3207). Design notes:
 
 - TCP_NODELAY on every accepted socket (delayed-ACK stalls of ~40 ms otherwise);
-- ``loop.start_tls`` is never wrapped in ``wait_for`` (on Python 3.11 that can lose the
-  ClientHello under load); its own ``ssl_handshake_timeout`` bounds the handshake;
+- TLS is driven through ``ssl.MemoryBIO`` by this protocol (not asyncio's SSL transport and
+  its 256 KiB buffer per connection); the handshake is bounded by our own timer, never by
+  ``wait_for`` (on Python 3.11 ``wait_for(start_tls)`` can lose the ClientHello under load);
 - plaintext bytes buffered when STARTTLS is accepted are discarded (command injection,
   CVE-2011-0411 class).
 """
@@ -55,6 +56,12 @@ class Connection(asyncio.Protocol):
         self._write_paused = False
         self.peer: tuple[str, int] = ("?", 0)
         self.task: asyncio.Task[None] | None = None
+        # TLS, driven here through memory BIOs (see start_tls).
+        self._ssl: ssl.SSLObject | None = None
+        self._bio_in = ssl.MemoryBIO()
+        self._bio_out = ssl.MemoryBIO()
+        self._handshake: asyncio.Future[None] | None = None
+        self._broken = False  # TLS failed: nothing may be written any more
 
     # -- asyncio.Protocol callbacks --------------------------------------------------------
 
@@ -72,6 +79,18 @@ class Connection(asyncio.Protocol):
         self.task = self._loop.create_task(self._run(self))
 
     def data_received(self, data: bytes) -> None:
+        if self._broken:
+            return
+        if self._ssl is not None:
+            self._bio_in.write(data)
+            hs = self._handshake
+            if hs is not None and not hs.done():
+                self._do_handshake(hs)
+                if not hs.done() or hs.exception() is not None:
+                    return
+            data = self._tls_read()
+            if not data and not self._eof:
+                return
         self._buf += data
         if len(self._buf) > READ_HIGH_WATER and not self._paused and self.transport is not None:
             self._paused = True
@@ -80,12 +99,14 @@ class Connection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         self._eof = True
+        self._fail_handshake("peer closed the connection during the TLS handshake")
         self._wake()
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
         self._eof = True
+        self._fail_handshake("connection lost during the TLS handshake")
         self._wake()
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
@@ -97,6 +118,11 @@ class Connection(asyncio.Protocol):
         self._write_paused = False
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
+
+    def _fail_handshake(self, why: str) -> None:
+        hs = self._handshake
+        if hs is not None and not hs.done():
+            hs.set_exception(ConnectionResetError(why))
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -187,12 +213,19 @@ class Connection(asyncio.Protocol):
         self._out.append(data)
 
     async def flush(self) -> None:
-        if not self._out or self.transport is None:
+        if not self._out or self.transport is None or self._broken:
+            self._out.clear()
             return
         data = b"".join(self._out)
         self._out.clear()
         if self._lost or self.transport.is_closing():
             return
+        if self._ssl is not None:
+            try:
+                self._ssl.write(data)
+            except ssl.SSLError as exc:
+                raise ConnectionResetError(f"TLS write failed: {exc}") from exc
+            data = self._bio_out.read()
         self.transport.write(data)
         if self._write_paused:
             self._drain = self._loop.create_future()
@@ -204,28 +237,86 @@ class Connection(asyncio.Protocol):
     # -- TLS and closing -----------------------------------------------------------------
 
     async def start_tls(self, ctx: ssl.SSLContext, handshake_timeout: float) -> None:
-        """Upgrades to TLS (server side). Buffered plaintext is discarded first (RFC 3207 §4,
-        command injection). Raises ``ssl.SSLError``/``OSError``/``TimeoutError`` on failure."""
+        """Upgrades to TLS (server side), in place. Buffered plaintext is discarded first
+        (RFC 3207 §4, command injection). Raises ``ssl.SSLError`` (after the TLS alert is
+        sent), ``ConnectionError`` or ``TimeoutError`` on failure.
+
+        TLS runs through ``ssl.MemoryBIO`` driven by this protocol rather than asyncio's SSL
+        transport: one less protocol layer per read and write, no 256 KiB buffer per
+        connection, and the handshake bounded by our own timer (never ``wait_for``)."""
         await self.flush()
         self._buf.clear()
-        if self.transport is None or self._lost:
+        if self.transport is None or self._lost or self._eof:
             raise ConnectionResetError("connection closed before TLS")
+        self._ssl = ctx.wrap_bio(self._bio_in, self._bio_out, server_side=True)
+        hs: asyncio.Future[None] = self._loop.create_future()
+        self._handshake = hs
+        timer = self._loop.call_later(handshake_timeout, _expire, hs)
         if self._paused:
             self._paused = False
             self.transport.resume_reading()
-        new = await self._loop.start_tls(
-            self.transport, self, ctx, server_side=True, ssl_handshake_timeout=handshake_timeout
-        )
-        if new is None:
-            raise ConnectionResetError("TLS handshake did not complete")
-        self.transport = new
+        try:
+            await hs
+        except BaseException:
+            self._broken = True  # never fall back to plaintext after a failed handshake
+            raise
+        finally:
+            timer.cancel()
+            self._handshake = None
+        if self._buf:  # data that came with the client's Finished: already application data
+            self._wake()
+
+    def _do_handshake(self, hs: asyncio.Future[None]) -> None:
+        assert self._ssl is not None  # noqa: S101 - only called in TLS mode
+        try:
+            self._ssl.do_handshake()
+        except ssl.SSLWantReadError:
+            self._tls_flush_out()
+            return
+        except (ssl.SSLError, OSError) as exc:
+            self._tls_flush_out()  # the alert, so the peer learns why
+            if not hs.done():
+                hs.set_exception(exc)
+            return
+        self._tls_flush_out()  # Finished, session ticket
+        if not hs.done():
+            hs.set_result(None)
+
+    def _tls_read(self) -> bytes:
+        """Decrypts what the input BIO holds; sets EOF on close_notify or a TLS error."""
+        assert self._ssl is not None  # noqa: S101 - only called in TLS mode
+        chunks = []
+        while True:
+            try:
+                chunk = self._ssl.read(16384)  # at most one TLS record per read
+            except ssl.SSLWantReadError:
+                break
+            except (ssl.SSLZeroReturnError, ssl.SSLError):
+                self._eof = True
+                break
+            if not chunk:
+                self._eof = True
+                break
+            chunks.append(chunk)
+        self._tls_flush_out()
+        return b"".join(chunks)
+
+    def _tls_flush_out(self) -> None:
+        if self._bio_out.pending and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(self._bio_out.read())
 
     def get_extra_info(self, name: str) -> object:
+        if name == "ssl_object":
+            return self._ssl
         return None if self.transport is None else self.transport.get_extra_info(name)
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await self.flush()
+        if self._ssl is not None and not self._broken and not self._lost:
+            with contextlib.suppress(ssl.SSLError, ValueError):
+                self._ssl.unwrap()  # our close_notify; we do not wait for the peer's
+            self._tls_flush_out()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 

@@ -77,6 +77,8 @@ class Handler:
 
     kind = "smtp"
     mechanisms: dict[str, SaslMechanism] = {}  # noqa: RUF012 - read-only default
+    # Final delivery (RFC 5321 §4.4): a Return-Path field goes before our Received field.
+    final_delivery = False
 
     def tls_context(self) -> ssl.SSLContext:
         raise NotImplementedError
@@ -258,9 +260,8 @@ class Session:
         except (ssl.SSLError, OSError, TimeoutError, asyncio.CancelledError) as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            self._quit = True
+            self._quit = True  # the connection closes (the TLS alert was sent)
             await self.handler.on_tls_failed(self, exc)
-            self.conn.abort()
             return
         self.tls = True
         obj = self.conn.get_extra_info("ssl_object")
@@ -381,6 +382,8 @@ class Session:
                 tls=self.tls_info,
                 recipient=tx.rcpts[0].address if len(tx.rcpts) == 1 else None,
             )
+            if self.handler.final_delivery:
+                received = b"Return-Path: <" + tx.mail.address.encode() + b">\r\n" + received
             await first.write(received)
             while True:
                 chunk = await self.conn.read_chunk(self.limits.data_timeout)
