@@ -109,16 +109,18 @@ def _pick(
 
 
 def _howto(
-    info: dict[str, Any],
-    directory: Path,
+    ca_bundle: Path,
     a: dict[str, Any],
     sender: dict[str, Any],
-    b: dict[str, Any],
     recipient: dict[str, Any],
+    op_a: Any,
+    op_b: Any,
+    config_b: str,
 ) -> str:
-    ca = Path(str(info.get("ca_bundle", directory / "ca-bundle.pem")))
-    ca_q = shlex.quote(str(ca.resolve() if not ca.is_absolute() else ca))
+    ca_q = shlex.quote(str(ca_bundle.resolve()))
     sub_host, sub_port = _hostport(a["submission"])
+    mx_a = op_a.cfg.smtp.hostname
+    mx_b = op_b.cfg.smtp.hostname
     lines = [
         "",
         "How to send one with standard tools (submission: STARTTLS required, then AUTH PLAIN):",
@@ -128,28 +130,31 @@ def _howto(
         f"        --from {sender['address']} --to {recipient['address']}"
         " --header 'Subject: test swaks'",
         "",
-        "  printf 'Subject: test curl\\r\\n\\r\\nBonjour\\r\\n' > /tmp/m.eml",
-        f"  curl --ssl-reqd --cacert {ca_q} --connect-to ::{sub_host}:{sub_port} \\",
-        f"       smtp://{a.get('hostname') or a['name']}:{sub_port} \\",
+        f"  printf 'From: <{sender['address']}>\\r\\nTo: <{recipient['address']}>\\r\\n"
+        "Subject: test curl\\r\\n\\r\\nBonjour\\r\\n' > /tmp/m.eml",
+        "  # --connect-to keeps full certificate checking (name included) on the loopback port",
+        f"  curl --ssl-reqd --cacert {ca_q} \\",
+        f"       --connect-to {mx_a}:{sub_port}:{sub_host}:{sub_port} \\",
+        f"       smtp://{mx_a}:{sub_port} \\",
         f"       --user {shlex.quote(sender['login'] + ':' + sender['password'])} \\",
         f"       --mail-from {sender['address']} --mail-rcpt {recipient['address']}"
         " --upload-file /tmp/m.eml",
         "",
         "How to read it:",
     ]
-    imap = b.get("imap")
-    if isinstance(imap, str) and recipient.get("password"):
-        host, port = _hostport(imap)
+    imap = op_b.addresses.get("imap")
+    if imap and recipient.get("password"):
+        host, port = imap[0]
         lines += [
-            f"  curl --ssl-reqd --cacert {ca_q} --insecure"
-            f" --user {shlex.quote(recipient['login'] + ':' + recipient['password'])} \\",
-            f"       'imap://{host}:{port}/INBOX;UID=1'",
-            "  (or any IMAP client: server "
-            f"{host} port {port}, STARTTLS, login {recipient['login']})",
+            f"  curl --ssl-reqd --cacert {ca_q} --connect-to {mx_b}:{port}:{host}:{port} \\",
+            f"       --user {shlex.quote(recipient['login'] + ':' + recipient['password'])}"
+            f" 'imap://{mx_b}:{port}/INBOX;UID=1'",
+            f"  (or any IMAP client: server {host} port {port}, STARTTLS,"
+            f" login {recipient['login']})",
         ]
-    cfg = b.get("config") or f"{directory}/{b['name']}/node.toml"
     lines.append(
-        f"  caducee mailbox messages {recipient['address']} --config {shlex.quote(str(cfg))}"
+        f"  caducee mailbox messages {recipient['address']} --config {shlex.quote(config_b)}"
+        "   (metadata only)"
     )
     return "\n".join(lines)
 
@@ -221,7 +226,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             " (relayed over mutual TLS, peer DN checked against the liste blanche)",
             flush=True,
         )
-        print(_howto(sandbox.info, directory, a, sender, b, recipient), flush=True)
+        op_a = next(op for op in operators if op.name == a["name"])
+        config_b = str(b.get("config") or directory / b["name"] / "node.toml")
+        print(_howto(ca_bundle, a, sender, recipient, op_a, op_b, config_b), flush=True)
         if args.no_wait:
             raise _Done
         print("\nThe sandbox keeps running; Ctrl-C to stop.", flush=True)

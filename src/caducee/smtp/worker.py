@@ -73,7 +73,8 @@ class WorkerSettings:
     batch: int = 100  # items claimed at once
     max_inflight: int = 400  # items held in memory (claimed, not finished)
     lease_seconds: float = 300.0
-    connections_per_domain: int = 4
+    connections_per_domain: int = 8
+    coalesce_seconds: float = 0.002  # after a wake, before claiming
     idle_seconds: float = 5.0  # an idle session is kept this long for the next message
     timeout: float = 60.0  # connect, TLS handshake, each reply
     poll_seconds: float = 60.0  # safety re-scan (items queued by other nodes, lost wakes)
@@ -157,7 +158,10 @@ class OutboundWorker:
         for dest in self._dests.values():
             dest.arrived.set()
         if self._main is not None:
-            self._main.cancel()
+            # Not cancelled mid-claim: the loop sees ``_stopping`` and ends by itself.
+            done, _ = await asyncio.wait([self._main], timeout=10.0)
+            if not done:
+                self._main.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._main
         if self._tasks:
@@ -183,6 +187,8 @@ class OutboundWorker:
         await self._scan_next_due()
         while not self._stopping:
             self._wake.clear()
+            # Let the enqueues of concurrent submissions land, so one claim takes them all.
+            await asyncio.sleep(self._settings.coalesce_seconds)
             claimed = 0
             try:
                 claimed = await self._claim_and_dispatch()
@@ -369,10 +375,14 @@ class OutboundWorker:
                 elif data is not None:
                     classify(r, data)
         now = self._now()
-        for r, reply in delivered:
-            await self._storage.queue.set_recipient_state(
-                item.item_id, r.address, RecipientState.DELIVERED, str(reply)[:500]
-            )
+        if temporary or failed:
+            # Only a partial outcome needs per-recipient state: the retry must skip those done.
+            # When everything was accepted the item is finished below; a crash before that
+            # re-sends it, and the receiver's dedup key stores it once.
+            for r, reply in delivered:
+                await self._storage.queue.set_recipient_state(
+                    item.item_id, r.address, RecipientState.DELIVERED, str(reply)[:500]
+                )
         for r, reply in failed:
             await self._storage.queue.set_recipient_state(
                 item.item_id, r.address, RecipientState.FAILED, str(reply)[:500]
