@@ -30,12 +30,15 @@ PASSWORD = "bench-password"
 MSG = (
     b"From: house@bench.mssante.fr\r\nTo: someone@bench.mssante.fr\r\nSubject: compte rendu\r\n"
     b"Date: Tue, 3 Mar 2026 08:00:00 +0100\r\nMessage-ID: <%d@bench>\r\n\r\n"
-    + b"Bonjour, voici le compte rendu de la consultation.\r\n" * 40
+    + b"Bonjour, voici le compte rendu de la consultation.\r\n"
+    * 40
 )
 
 
 # -- server process ---------------------------------------------------------------------------
 def _serve(workdir: str, accounts: int, messages: int, port_q: mp.Queue) -> None:  # type: ignore[type-arg]
+    if os.environ.get("BENCH_SWITCH"):
+        sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
     asyncio.run(_serve_async(Path(workdir), accounts, messages, port_q))
 
 
@@ -172,9 +175,8 @@ async def run_mix(port: int, ca: str, clients: int, seconds: float) -> dict[str,
 
 async def run_idle(port: int, ca: str, sessions: int, accounts: int, pid: int) -> dict[str, float]:
     proc = psutil.Process(pid)
-    base = proc.memory_info().rss
-    idlers: list[Client] = []
-    sem = asyncio.Semaphore(100)
+    idlers: list[tuple[int, Client]] = []
+    sem = asyncio.Semaphore(50)
 
     async def one(i: int) -> None:
         async with sem:
@@ -183,16 +185,21 @@ async def run_idle(port: int, ca: str, sessions: int, accounts: int, pid: int) -
             c.n += 1
             c.w.write(b"i%d IDLE\r\n" % c.n)
             await c.r.readline()
-            idlers.append(c)
+            idlers.append((i, c))
 
+    warm = min(200, sessions)  # warm-up: caches, first allocations, worker threads
+    await asyncio.gather(*(one(i) for i in range(warm)))
+    await asyncio.sleep(1)
+    base = proc.memory_info().rss
     t0 = time.perf_counter()
-    await asyncio.gather(*(one(i) for i in range(sessions)))
+    await asyncio.gather(*(one(i) for i in range(warm, warm + sessions)))
     setup = time.perf_counter() - t0
     await asyncio.sleep(2)
     rss = proc.memory_info().rss
     per_conn = (rss - base) / sessions
+    print(f"{len(idlers)} IDLE sessions open", file=sys.stderr)
     # push latency: APPEND to user0 from another session; every IDLE client of user0 hears it
-    watchers = [c for i, c in enumerate(idlers) if i % accounts == 0][:50]
+    watchers = [c for i, c in idlers if i % accounts == 0][:50]
     pusher = await Client.connect(port, ca, f"user0@{DOMAIN}")
     delays: list[float] = []
     for _ in range(10):
@@ -229,14 +236,22 @@ def main() -> int:
     proc, port, ca, pid = start_server(accounts, 10)
     try:
         if args.mode == "mix":
+            server_proc = psutil.Process(pid)
+            me = psutil.Process()
+            s0, c0 = server_proc.cpu_times(), me.cpu_times()
             result = asyncio.run(run_mix(port, ca, args.clients, args.seconds))
+            s1, c1 = server_proc.cpu_times(), me.cpu_times()
+            result["server_cpu_s"] = (s1.user + s1.system) - (s0.user + s0.system)
+            result["client_cpu_s"] = (c1.user + c1.system) - (c0.user + c0.system)
         else:
             result = asyncio.run(run_idle(port, ca, args.sessions, accounts, pid))
     finally:
         proc.kill()
     print(f"command: {' '.join(sys.argv)}")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
-          f"Python {platform.python_version()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
+        f"Python {platform.python_version()}"
+    )
     for key, value in result.items():
         print(f"{key}: {value:.1f}" if isinstance(value, float) else f"{key}: {value}")
     return 0

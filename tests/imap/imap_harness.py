@@ -69,7 +69,10 @@ class ServerThread:
         self.pki = pki
         self.pg_dsn = pg_dsn
         self.settings = settings or ImapSettings(
-            auth_failure_delay=0.0, max_literal=4 * 1024 * 1024, inline_literal=64 * 1024
+            auth_failure_delay=0.0,
+            max_literal=4 * 1024 * 1024,
+            inline_literal=64 * 1024,
+            stream_above=64 * 1024,
         )
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)

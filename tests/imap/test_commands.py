@@ -40,9 +40,9 @@ def test_select_and_examine(client: Transcript, server: ServerThread) -> None:
 def test_fetch_items(client: Transcript, server: ServerThread) -> None:
     fill(server, 1)
     client.cmd("s SELECT INBOX")
-    out = client.cmd("a FETCH 1 (UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    out = client.cmd("a FETCH 1 (UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (Subject)])")
     assert out == (
-        b"* 1 FETCH (UID 1 RFC822.SIZE %d FLAGS () BODY[HEADER.FIELDS (SUBJECT)] {25}\r\n"
+        b"* 1 FETCH (UID 1 RFC822.SIZE %d FLAGS () BODY[HEADER.FIELDS (Subject)] {25}\r\n"
         b"Subject: compte rendu\r\n\r\n)\r\na OK FETCH completed\r\n" % len(MSG1)
     )
     out = client.cmd("b FETCH 1 (BODY[TEXT]<0.7>)")
@@ -199,6 +199,14 @@ def test_append_big_literal_streams_to_blob(client: Transcript, server: ServerTh
         len(body),
         len(body),
         body,
+    )
+    # streamed from blob storage in chunks, with partial ranges and the implicit \Seen
+    out = client.cmd("c FETCH 1 (UID BODY[]<100000.70000>)")
+    assert (
+        out
+        == b"* 1 FETCH (UID 1 BODY[]<100000> {70000}\r\n%s FLAGS (\\Seen))\r\n"
+        % (body[100000:170000])
+        + b"c OK FETCH completed\r\n"
     )
 
 

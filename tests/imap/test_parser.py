@@ -175,9 +175,9 @@ def test_fetch_attributes_sections_partial_and_macros() -> None:
     assert names == ["UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "BODY.PEEK", "BINARY.SIZE"]
     peek = args.atts[4]
     assert peek.section == "1.2.HEADER.FIELDS.NOT"
-    assert peek.fields == ("X-A", "X-B")
+    assert peek.fields == ("X-A", "x-b")
     assert peek.partial == (10, 20)
-    assert peek.label == "BODY[1.2.HEADER.FIELDS.NOT (X-A X-B)]"
+    assert peek.label == "BODY[1.2.HEADER.FIELDS.NOT (X-A x-b)]"
 
 
 def test_fetch_changedsince_modifier() -> None:

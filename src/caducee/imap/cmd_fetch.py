@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 __all__ = ["fetch", "internal_date", "load_message", "search", "selected", "store", "targets"]
 
-_STREAM_ABOVE = 1024 * 1024
 _SEEN_SETTERS = frozenset({"BODY", "BINARY", "RFC822", "RFC822.TEXT"})
 _DATA_ATTS = frozenset(
     {
@@ -197,9 +196,13 @@ async def fetch(s: Session, cmd: Command) -> bytes:
             for m in changed:
                 view.update(m)
                 flags_added.add(m.uid)
+    streamable = need_data and all(a.name not in _DATA_ATTS or _whole(a) for a in atts)
     for seq, uid in pairs:
         msg = view.live(uid)
         if msg is None:
+            continue
+        if streamable and msg.blob.size > s.ctx.settings.stream_above:
+            await _stream_fetch(s, seq, msg, atts, view, uid in flags_added)
             continue
         data, root = b"", None
         if need_data:
@@ -214,6 +217,46 @@ async def fetch(s: Session, cmd: Command) -> bytes:
             await s.flush()
     await s.sync(allow_expunge=cmd.uid)
     return b"OK " + (b"UID " if cmd.uid else b"") + b"FETCH completed"
+
+
+def _whole(att: FetchAtt) -> bool:
+    return att.name == "RFC822" or (att.name in ("BODY", "BODY.PEEK") and att.section == "")
+
+
+async def _stream_fetch(
+    s: Session,
+    seq: int,
+    msg: StoredMessage,
+    atts: list[FetchAtt],
+    view: SelectedView,
+    flags_added: bool,
+) -> None:
+    """A big message's octets go from blob storage to the socket in chunks, never whole in
+    memory (only whole-message items: BODY[], BODY.PEEK[], RFC822, with partial ranges)."""
+    await s.flush()
+    conn = s.conn
+    conn.write(b"* %d FETCH (" % seq)
+    size = msg.blob.size
+    for i, att in enumerate(atts):
+        if i:
+            conn.write(b" ")
+        if not _whole(att):
+            conn.write(_render(s, att, msg, seq, view, b"", None))
+            continue
+        start, end = 0, size
+        label = b"RFC822" if att.name == "RFC822" else att.label.encode()
+        if att.partial is not None:
+            start = min(att.partial[0], size)
+            end = min(att.partial[0] + att.partial[1], size)
+            label += b"<%d>" % att.partial[0]
+        conn.write(label + b" {%d}\r\n" % (end - start))
+        async for chunk in s.ctx.storage.blobs.stream(msg.blob, start, end):
+            conn.write(chunk)
+            await conn.drain()
+    if flags_added and not any(a.name == "FLAGS" for a in atts):
+        conn.write(b" FLAGS " + flag_list(msg.flags, msg.uid in view.recent and not s.rev2))
+    conn.write(b")\r\n")
+    await conn.drain()
 
 
 async def store(s: Session, cmd: Command) -> bytes:

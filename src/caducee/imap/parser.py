@@ -321,7 +321,7 @@ def _section(cur: Cursor, binary: bool) -> tuple[str, tuple[str, ...]]:
             cur.expect(b"(")
             names: list[str] = []
             while True:
-                names.append(cur.astring().decode("utf-8", "replace").upper())
+                names.append(cur.astring().decode("utf-8", "replace"))
                 if cur.take(b")"):
                     break
                 cur.sp()

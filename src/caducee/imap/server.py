@@ -36,6 +36,7 @@ class ImapSettings:
     max_line: int = 65536  # octets per command line (excluding literals)
     max_literal: int = 25 * 1024 * 1024  # = APPENDLIMIT
     inline_literal: int = 256 * 1024  # bigger literals stream to blob storage
+    stream_above: int = 1024 * 1024  # bigger messages stream from blob storage on FETCH
     preauth_timeout: float = 60.0
     idle_timeout: float = 30 * 60.0  # RFC 9051 §5.4: at least 30 minutes
     auth_failure_delay: float = 1.0
