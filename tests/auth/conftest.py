@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 import secrets
@@ -15,8 +16,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
+from caducee.auth.idp import store as store_module
 from caducee.auth.idp.oauth import IdpSettings
 from caducee.auth.idp.server import IdpServer, IdpTls
+from caducee.auth.passwords import hash_password
 from caducee.auth.totp import generate_secret, totp
 
 from .pki import Issued, Pki
@@ -25,6 +28,18 @@ REDIRECT = "https://lps.example/callback"
 PASSWORD = "correct horse battery staple"
 IDNPS = "810002345678"
 AUDIENCE = "mssante-op1"
+
+
+@pytest.fixture(autouse=True)
+def _hash_test_password_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The IdP fixture creates a user per test; hashing its password (scrypt, ~0.2 s on a
+    loaded machine) once per run keeps the suite fast. Verification stays real."""
+    monkeypatch.setattr(store_module, "hash_password", _cached_hash)
+
+
+@functools.cache
+def _cached_hash(password: str) -> str:
+    return hash_password(password)
 
 
 @pytest.fixture

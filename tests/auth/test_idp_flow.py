@@ -60,14 +60,29 @@ async def test_full_code_flow_with_pkce(idp: RunningIdp) -> None:
     assert userinfo.json()["family_name"] == "DUPONT"
 
 
-async def test_code_is_single_use(idp: RunningIdp) -> None:
+async def test_code_is_single_use_and_reuse_revokes_the_grant(idp: RunningIdp) -> None:
     verifier, challenge = pkce()
     async with idp.http() as c:
         code = await login_and_get_code(idp, c, challenge)
-        assert (await exchange(c, code, verifier)).status_code == 200
+        first = await exchange(c, code, verifier)
+        assert first.status_code == 200
+        tok = first.json()
         again = await exchange(c, code, verifier)
+        info = await c.get("/userinfo", headers={"Authorization": f"Bearer {tok['access_token']}"})
+        refresh = await c.post(
+            "/token",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": tok["refresh_token"],
+                "client_id": "lps",
+            },
+        )
     assert again.status_code == 400
     assert again.json()["error"] == "invalid_grant"
+    # RFC 6749 §4.1.2: the tokens issued from the replayed code are revoked
+    assert info.status_code == 401
+    assert refresh.status_code == 400
+    assert "idp.code.reused" in [e[1] for e in idp.server.store.audit_events()]
 
 
 async def test_wrong_code_verifier_is_refused(idp: RunningIdp) -> None:

@@ -247,3 +247,19 @@ async def test_external_maps_certificate_to_app_account(tmp_path: Path, storage:
 def test_b64_helper_roundtrip() -> None:
     # the front-ends base64 the exchange; our mechanisms see raw bytes only
     assert base64.b64decode(base64.b64encode(RFC7628_41)) == RFC7628_41
+
+
+def test_parsers_only_raise_domain_errors_on_random_input() -> None:
+    import random
+
+    rng = random.Random(7628)
+    alphabet = b"n,ya=p\x01authBearer xyz=2C3D\x00\xff\r\n"
+    for _ in range(3000):
+        data = bytes(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        for parse in (parse_oauthbearer, parse_xoauth2):
+            try:
+                creds = parse(data)
+            except (InvalidInput, AuthenticationFailed):
+                continue
+            # anything accepted has a well-formed bearer token and no control characters
+            assert creds.token and "\x01" not in creds.token and " " not in creds.token

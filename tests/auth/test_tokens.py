@@ -178,3 +178,58 @@ async def test_token_without_idnps(idp: RunningIdp) -> None:
     token = _forge(idp.server.keys.current, claims)
     with pytest.raises(AuthenticationFailed, match="IDNPS"):
         await validator(idp).authenticate(token, MemoryAccounts())
+
+
+async def test_id_token_is_not_an_access_token(idp: RunningIdp) -> None:
+    verifier, challenge = pkce()
+    async with idp.http() as c:
+        tok = (await exchange(c, await login_and_get_code(idp, c, challenge), verifier)).json()
+    # the ID token's audience is the client: an operator named like it must still refuse it
+    with pytest.raises(AuthenticationFailed, match="not an access token"):
+        await validator(idp, audience="lps").validate(tok["id_token"])
+    keycloak_id = _forge(idp.server.keys.current, _claims(idp, typ="ID"))
+    with pytest.raises(AuthenticationFailed, match="not an access token"):
+        await validator(idp).validate(keycloak_id)
+    keycloak_access = _forge(idp.server.keys.current, _claims(idp, typ="Bearer"))
+    assert (await validator(idp).validate(keycloak_access)).idnps == IDNPS
+
+
+async def test_hostile_headers(idp: RunningIdp) -> None:
+    import base64
+
+    v = validator(idp)
+    deep = base64.urlsafe_b64encode(b"[" * 5000).rstrip(b"=").decode()
+    for header in (deep, "e30", "bnVsbA", "eyJ0eXAiOjF9"):  # nesting, {}, null, {"typ":1}
+        with pytest.raises(AuthenticationFailed):
+            await v.validate(f"{header}.e30.c2ln")
+
+
+async def test_rs256_tokens_as_pro_sante_connect_signs_them() -> None:
+    """Keycloak (hence PSC) signs RS256 with a "typ": "Bearer" claim; a static JWKS works."""
+    rsa = RSAKey.generate_key(2048, {"kid": "psc-1", "alg": "RS256", "use": "sig"}, private=True)
+    issuer = "https://auth.bas.psc.esante.gouv.fr/auth/realms/esante-wallet"
+    v = TokenValidator(issuer, audience="op1", jwks={"keys": [rsa.as_dict(private=False)]})
+    now = int(time.time())
+    claims = {
+        "iss": issuer,
+        "aud": "op1",
+        "sub": "f:550e8400:899700218896",
+        "exp": now + 120,
+        "typ": "Bearer",
+        "preferred_username": "899700218896",
+    }
+    token = jwt.encode({"alg": "RS256", "kid": "psc-1", "typ": "JWT"}, claims, rsa, ["RS256"])
+    checked = await v.validate(token)
+    assert checked.idnps == "899700218896"  # from preferred_username when no SubjectNameID
+    assert v.fetch_count == 0
+
+
+async def test_rotation_from_another_process_is_picked_up(idp: RunningIdp) -> None:
+    from caducee.auth.idp.keys import SigningKeys
+
+    before = idp.server.keys.current.kid
+    new_kid = SigningKeys(idp.server.data_dir / "signing-keys.json").rotate()  # e.g. the CLI
+    async with idp.http() as c:
+        kids = [k["kid"] for k in (await c.get("/jwks")).json()["keys"]]
+    assert kids[-1] == new_kid and before in kids
+    assert idp.server.keys.current.kid == new_kid

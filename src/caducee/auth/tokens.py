@@ -69,7 +69,7 @@ def _header(token: str) -> dict[str, Any]:
         part = token.split(".", 1)[0]
         raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
         header = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise AuthenticationFailed("token is not a JWT") from exc
     if not isinstance(header, dict):
         raise AuthenticationFailed("token is not a JWT")
@@ -79,7 +79,8 @@ def _header(token: str) -> dict[str, Any]:
 class TokenValidator:
     """Validates bearer access tokens of one issuer for one audience.
 
-    Give either ``jwks_url`` (fetched over HTTPS with ``verify``) or a static ``jwks`` document.
+    Give ``jwks_url`` (fetched over HTTPS with ``verify``), or a static ``jwks`` document, or
+    neither: the JWKS URL is then read from the issuer's discovery document on first use.
     """
 
     def __init__(
@@ -95,8 +96,9 @@ class TokenValidator:
         refresh_interval: float = 10.0,
         timeout: float = 5.0,
     ) -> None:
-        if (jwks_url is None) == (jwks is None):
-            raise ValueError("give exactly one of jwks_url and jwks")
+        if jwks_url is not None and jwks is not None:
+            raise ValueError("give jwks_url or jwks, not both")
+        self._static = jwks is not None
         self.issuer = issuer
         self.audience = audience
         self.jwks_url = jwks_url
@@ -126,17 +128,25 @@ class TokenValidator:
     ) -> TokenValidator:
         """Reads ``<issuer>/.well-known/openid-configuration`` (OpenID Connect Discovery §4)
         and checks that it names the same issuer (§4.3)."""
-        url = issuer.rstrip("/") + "/.well-known/openid-configuration"
-        if isinstance(verify, str):
-            verify = ssl.create_default_context(cafile=verify)
-        async with httpx.AsyncClient(verify=verify, timeout=5.0) as client:
-            resp = await client.get(url)
-        if resp.status_code != 200:
-            raise AuthenticationFailed(f"discovery document: HTTP {resp.status_code}")
-        doc = resp.json()
-        if doc.get("issuer") != issuer:
+        validator = cls(issuer, audience=audience, verify=verify, **kwargs)
+        await validator._discover()
+        return validator
+
+    async def _discover(self) -> None:
+        url = self.issuer.rstrip("/") + "/.well-known/openid-configuration"
+        try:
+            async with httpx.AsyncClient(verify=self._verify, timeout=self._timeout) as client:
+                resp = await client.get(url)
+            resp.raise_for_status()
+            doc = resp.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise AuthenticationFailed(f"issuer discovery failed: {type(exc).__name__}") from exc
+        if not isinstance(doc, dict) or doc.get("issuer") != self.issuer:
             raise AuthenticationFailed("discovery document names another issuer")
-        return cls(issuer, audience=audience, jwks_url=doc["jwks_uri"], verify=verify, **kwargs)
+        jwks_uri = doc.get("jwks_uri")
+        if not isinstance(jwks_uri, str) or not jwks_uri.startswith("https://"):
+            raise AuthenticationFailed("discovery document has no https jwks_uri")
+        self.jwks_url = jwks_uri
 
     def _set_keys(self, jwks: Mapping[str, Any]) -> None:
         keys = [k for k in jwks.get("keys", []) if isinstance(k, dict) and "kid" in k]
@@ -150,7 +160,7 @@ class TokenValidator:
         self._kids = {str(k["kid"]) for k in keys}
 
     async def _refresh(self, force: bool) -> None:
-        if self.jwks_url is None:
+        if self._static:
             return
         async with self._lock:
             now = time.monotonic()
@@ -159,6 +169,9 @@ class TokenValidator:
             if self._keys is not None and not force:
                 return
             try:
+                if self.jwks_url is None:
+                    await self._discover()
+                assert self.jwks_url is not None  # noqa: S101 - set by _discover
                 async with httpx.AsyncClient(verify=self._verify, timeout=self._timeout) as c:
                     resp = await c.get(self.jwks_url)
                 resp.raise_for_status()
@@ -182,6 +195,9 @@ class TokenValidator:
         header = _header(token)
         if header.get("alg") not in self.algorithms:
             raise AuthenticationFailed("token algorithm not accepted")
+        typ = header.get("typ", "JWT")
+        if not isinstance(typ, str) or typ.lower() not in ("at+jwt", "application/at+jwt", "jwt"):
+            raise AuthenticationFailed("not an access token")
         kid = header.get("kid")
         if not isinstance(kid, str):
             raise AuthenticationFailed("token has no key id")
@@ -196,6 +212,10 @@ class TokenValidator:
         except (JoseError, ValueError) as exc:
             raise AuthenticationFailed("token signature invalid") from exc
         claims = decoded.claims
+        # An ID token is not an access token (OpenID Connect Core §3.1.3.6 at_hash; Keycloak,
+        # hence Pro Santé Connect, marks its token kinds with a "typ" claim).
+        if "at_hash" in claims or claims.get("typ", "Bearer") != "Bearer":
+            raise AuthenticationFailed("not an access token")
         registry = JWTClaimsRegistry(
             leeway=self.leeway,
             iss={"essential": True, "value": self.issuer},

@@ -7,6 +7,7 @@
     caducee idp client list --dir D
     caducee idp rotate-key --dir D
     caducee idp audit --dir D
+    caducee idp token --issuer URL --client-id C --redirect-uri U --login L ...  (sandbox)
 
 Secrets never go on the command line: passwords come from a file, an environment variable or
 the terminal; generated secrets (TOTP, client secret) are printed once.
@@ -20,6 +21,7 @@ import getpass
 import ipaddress
 import os
 import secrets
+import signal
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -106,6 +108,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     clist = csub.add_parser("list", help="list clients")
     _add_dir(clist)
     clist.set_defaults(func=_client_list)
+
+    tok = isub.add_parser(
+        "token",
+        help="sandbox: log in without a browser and print an access token (or XOAUTH2 string)",
+        description="Drives the sandbox IdP's login form (password + TOTP) as a public client "
+        "with PKCE and prints the access token on stdout, for curl --oauth2-bearer. Sandbox "
+        "only: the token is a live credential for five minutes.",
+    )
+    tok.add_argument("--issuer", required=True, help="https URL of the IdP")
+    tok.add_argument("--client-id", required=True)
+    tok.add_argument("--redirect-uri", required=True, help="a redirect URI registered for it")
+    tok.add_argument("--login", required=True)
+    tok.add_argument("--password-env", help="environment variable holding the password")
+    tok.add_argument("--password-file", type=Path)
+    tok.add_argument("--totp-secret-env", help="environment variable holding the TOTP secret")
+    tok.add_argument("--ca", type=Path, help="CA bundle (or self-signed cert) of the IdP")
+    tok.add_argument(
+        "--xoauth2", metavar="ADDRESS", help="print the base64 XOAUTH2 response for ADDRESS"
+    )
+    tok.set_defaults(func=_token)
 
     rotate = isub.add_parser("rotate-key", help="add a new token-signing key")
     _add_dir(rotate)
@@ -238,6 +260,32 @@ def _client_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _token(args: argparse.Namespace) -> int:
+    import base64
+    import ssl
+
+    from caducee.auth.client import OidcClient, headless_login, xoauth2_response
+    from caducee.auth.totp import totp
+
+    password = _read_password(args)
+    code = ""
+    if args.totp_secret_env:
+        secret = os.environ.get(args.totp_secret_env)
+        if not secret:
+            raise ConfigError([f"environment variable {args.totp_secret_env} is not set"])
+        code = totp(secret)
+    verify: ssl.SSLContext | bool = (
+        ssl.create_default_context(cafile=str(args.ca)) if args.ca else True
+    )
+    client = OidcClient(args.issuer, args.client_id, args.redirect_uri, verify=verify)
+    tokens = asyncio.run(headless_login(client, args.login, password, code))
+    if args.xoauth2:
+        print(base64.b64encode(xoauth2_response(args.xoauth2, tokens.access_token)).decode())
+    else:
+        print(tokens.access_token)
+    return 0
+
+
 def _rotate(args: argparse.Namespace) -> int:
     from caducee.auth.idp.keys import SigningKeys
 
@@ -321,10 +369,14 @@ def _serve(args: argparse.Namespace) -> int:
     )
 
     async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
         bound = await server.start()
         print(f"IdP issuer {server.issuer} listening on {bound[0]}:{bound[1]}", flush=True)
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
             await server.stop()
 

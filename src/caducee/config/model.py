@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from caducee.core.errors import ConfigError
 
 __all__ = [
+    "AuthConfig",
     "CryptoConfig",
     "ImapConfig",
     "NodeConfig",
@@ -91,6 +92,30 @@ class WebConfig(_Strict):
     listen: str | None = None
 
 
+class AuthConfig(_Strict):
+    """How clients log in to IMAP and SMTP submission (besides PLAIN passwords).
+
+    Bearer tokens (SASL XOAUTH2 / OAUTHBEARER, Ref#2 ECO.1.2.1) from an OpenID Connect issuer:
+    Pro Santé Connect, or the sandbox IdP (``caducee idp``). SASL EXTERNAL: a TLS client
+    certificate subject DN -> the login of an account (APP mailboxes)."""
+
+    oidc_issuer: str | None = None
+    audience: str | None = None  # this operator's name in the tokens' ``aud``
+    jwks_url: str | None = None  # default: from the issuer's discovery document
+    ca_file: Path | None = None  # CA bundle to reach the issuer (default: the system's)
+    leeway_seconds: int = Field(default=30, ge=0, le=300)
+    password_login: bool = True  # SASL PLAIN (and IMAP LOGIN)
+    certificate_logins: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _audience_with_issuer(self) -> AuthConfig:
+        if self.oidc_issuer and not self.audience:
+            raise ValueError("auth.audience is required with auth.oidc_issuer")
+        if self.oidc_issuer and not self.oidc_issuer.startswith("https://"):
+            raise ValueError("auth.oidc_issuer must be an https:// URL")
+        return self
+
+
 class NodeConfig(_Strict):
     name: str
     data_dir: Path
@@ -102,6 +127,7 @@ class NodeConfig(_Strict):
     smtp: SmtpConfig
     imap: ImapConfig = ImapConfig()
     web: WebConfig = WebConfig()
+    auth: AuthConfig = AuthConfig()
 
 
 def _format_loc(loc: tuple[int | str, ...]) -> str:
@@ -140,6 +166,7 @@ def _resolve_paths(cfg: NodeConfig, base: Path) -> NodeConfig:
     storage = cfg.storage.model_copy(
         update={"dsn_password_file": fix(cfg.storage.dsn_password_file)}
     )
+    auth = cfg.auth.model_copy(update={"ca_file": fix(cfg.auth.ca_file)})
     trust = cfg.trust
     if "://" not in trust.liste_blanche:
         trust = trust.model_copy(update={"liste_blanche": str(fix(Path(trust.liste_blanche)))})
@@ -150,6 +177,7 @@ def _resolve_paths(cfg: NodeConfig, base: Path) -> NodeConfig:
             "crypto": crypto,
             "storage": storage,
             "trust": trust,
+            "auth": auth,
         }
     )
 

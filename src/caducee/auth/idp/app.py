@@ -34,8 +34,10 @@ SESSION_COOKIE = "__Host-caducee-idp"
 CSRF_COOKIE = "__Host-caducee-idp-csrf"
 _SECURITY_HEADERS = {
     "Cache-Control": "no-store",
-    "Content-Security-Policy": "default-src 'none'; style-src 'self'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'",
+    # No form-action: Chromium applies it to the redirects that follow a submission, and the
+    # login form ends in a redirect to the client's redirect URI (another origin).
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Strict-Transport-Security": "max-age=31536000",
@@ -179,8 +181,12 @@ def build_app(core: OAuthCore, login: LoginService) -> Starlette:
         result = await run_in_threadpool(
             core.server.create_authorization_response, grant.request, grant_user, grant
         )
-        store.audit(
-            "idp.authorize", "ok", grant_user.user.username, grant.request.payload.client_id or ""
+        await run_in_threadpool(
+            store.audit,
+            "idp.authorize",
+            "ok",
+            grant_user.user.username,
+            grant.request.payload.client_id or "",
         )
         return _authlib_response(result)
 

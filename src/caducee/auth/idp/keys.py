@@ -26,11 +26,25 @@ class SigningKeys:
         self._path = path
         self._lock = threading.Lock()
         self._keys: list[ECKey] = []
-        if path.exists():
-            for data in json.loads(path.read_text(encoding="utf-8")):
-                self._keys.append(ECKey.import_key(data))
+        self._mtime = -1.0
+        self._load()
         if not self._keys:
             self.rotate()
+
+    def _load(self) -> None:
+        """(Re)reads the key file when it changed: ``caducee idp rotate-key`` run beside a
+        serving IdP takes effect without a restart."""
+        try:
+            mtime = self._path.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if mtime == self._mtime:
+            return
+        keys = [ECKey.import_key(d) for d in json.loads(self._path.read_text(encoding="utf-8"))]
+        with self._lock:
+            if keys:
+                self._keys = keys
+            self._mtime = mtime
 
     @staticmethod
     def _new() -> ECKey:
@@ -49,14 +63,17 @@ class SigningKeys:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump(data, fh)
             tmp.replace(self._path)
+            self._mtime = self._path.stat().st_mtime
             return str(self._keys[-1].kid)
 
     @property
     def current(self) -> ECKey:
+        self._load()
         return self._keys[-1]
 
     def public_jwks(self) -> dict[str, Any]:
         """The JWKS document: public parts only."""
+        self._load()
         return {"keys": [k.as_dict(private=False) for k in self._keys]}
 
     def public_keyset(self) -> KeySet:

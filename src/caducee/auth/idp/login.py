@@ -9,6 +9,7 @@ account and the reason, never the password or the code.
 from __future__ import annotations
 
 import collections
+import secrets
 import threading
 import time
 
@@ -59,7 +60,7 @@ class LoginService:
         self.store = store
         self.settings = settings
         self._window = _Window(settings.rate_limit, settings.rate_window)
-        self._dummy_hash = hash_password("not a password")
+        self._dummy_hash: str | None = None  # made on first need: startup stays fast
 
     def password_login(
         self, username: str, password: str, code: str, client_ip: str
@@ -73,6 +74,8 @@ class LoginService:
             raise RateLimited("too many attempts")
         user = self.store.get_user(username=username)
         if user is None or user.disabled:
+            if self._dummy_hash is None:
+                self._dummy_hash = hash_password(secrets.token_urlsafe(16))
             verify_password(password, self._dummy_hash)  # same cost as a real check
             self.store.audit("idp.login.password", "refused", username[:64], "unknown user")
             raise AuthenticationFailed("bad credentials")

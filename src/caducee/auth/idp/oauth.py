@@ -9,6 +9,7 @@ runs it in a thread pool.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections import defaultdict
@@ -39,6 +40,25 @@ from caducee.auth.idp.models import (
 from caducee.auth.idp.store import CodeRecord, IdpStore, RefreshRecord, User
 
 __all__ = ["HttpData", "IdpSettings", "OAuthCore", "user_claims"]
+
+
+class _NoTokenRecords(logging.Filter):
+    """authlib's grants log the whole token response at DEBUG ("Issue token {...}"): drop
+    those records, whatever the logging configuration (tokens are never logged)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(("Issue token", "Grant token"))
+
+
+_NO_TOKENS = _NoTokenRecords()
+for _name in (
+    "authlib.oauth2.rfc6749.grants.authorization_code",
+    "authlib.oauth2.rfc6749.grants.refresh_token",
+    "authlib.oauth2.rfc6749.grants.implicit",
+    "authlib.oauth2.rfc6749.grants.client_credentials",
+    "authlib.oauth2.rfc6749.grants.resource_owner_password_credentials",
+):
+    logging.getLogger(_name).addFilter(_NO_TOKENS)
 
 
 @dataclass(frozen=True)
@@ -209,10 +229,16 @@ class OAuthCore:
                 return None if client is None else ClientModel(client)
 
             def save_token(self, token: dict[str, Any], request: _Request) -> None:
+                user: GrantUser = request.user
+                store.audit(
+                    "idp.token.issued",
+                    "ok",
+                    user.user.username,
+                    f"{request.client.get_client_id()} {request.payload.grant_type}",
+                )
                 refresh = token.get("refresh_token")
                 if not refresh:
                     return
-                user: GrantUser = request.user
                 now = time.time()
                 store.save_refresh(
                     refresh,
@@ -263,6 +289,7 @@ class OAuthCore:
                         auth_time=user.auth_time,
                         amr=user.amr,
                         expires=time.time() + settings.code_lifetime,
+                        family=user.family,
                     ),
                 )
 
@@ -281,7 +308,7 @@ class OAuthCore:
                 if user is None or user.disabled:
                     return None
                 rec = authorization_code.rec
-                return GrantUser(user, rec.auth_time, rec.amr)
+                return GrantUser(user, rec.auth_time, rec.amr, family=rec.family)
 
         class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]  # untyped
             INCLUDE_NEW_REFRESH_TOKEN = True  # rotation (RFC 9700 §4.14.2)

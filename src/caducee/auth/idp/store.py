@@ -17,12 +17,12 @@ import sqlite3
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from caducee.auth.certs import normalise_dn
+from caducee.auth.idp.records import Client, CodeRecord, RefreshRecord, Session, User
 from caducee.auth.passwords import hash_password, verify_password
 from caducee.core.errors import Conflict, InvalidInput, NotFound
 
@@ -64,7 +64,9 @@ CREATE TABLE IF NOT EXISTS codes (
     code_challenge_method TEXT,
     auth_time INTEGER NOT NULL,
     amr TEXT NOT NULL,
-    expires REAL NOT NULL
+    expires REAL NOT NULL,
+    family TEXT NOT NULL,
+    used INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS refresh_tokens (
     token_hash TEXT PRIMARY KEY,
@@ -101,68 +103,6 @@ CREATE TABLE IF NOT EXISTS audit (
 def digest(value: str) -> str:
     """SHA-256 hex digest of a high-entropy secret (code, refresh token, session id)."""
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class User:
-    user_id: str  # the OIDC ``sub``: a stable random UUID, never the IDNPS
-    username: str
-    idnps: str
-    given_name: str = ""
-    family_name: str = ""
-    profession: str = ""  # TRE_G15 profession code, e.g. "10" (médecin), "60" (infirmier)
-    email: str = ""
-    cert_subject: str | None = None
-    has_password: bool = False
-    has_totp: bool = False
-    failures: int = 0
-    locked_until: float = 0.0
-    disabled: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Client:
-    client_id: str
-    secret_hash: str | None  # None: a public client (PKCE only)
-    name: str
-    redirect_uris: tuple[str, ...]
-    audience: tuple[str, ...]
-    scope: str
-
-
-@dataclass(frozen=True, slots=True)
-class CodeRecord:
-    client_id: str
-    user_id: str
-    redirect_uri: str
-    scope: str
-    nonce: str | None
-    code_challenge: str | None
-    code_challenge_method: str | None
-    auth_time: int
-    amr: tuple[str, ...]
-    expires: float
-
-
-@dataclass(frozen=True, slots=True)
-class RefreshRecord:
-    family: str
-    client_id: str
-    user_id: str
-    scope: str
-    auth_time: int
-    amr: tuple[str, ...]
-    issued: float
-    expires: float
-    rotated: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Session:
-    user_id: str
-    auth_time: int
-    amr: tuple[str, ...]
-    expires: float
 
 
 _USER_COLS = (
@@ -399,7 +339,7 @@ class IdpStore:
     # -- authorization codes -------------------------------------------------------------
     def save_code(self, code: str, rec: CodeRecord) -> None:
         self._exec(
-            "INSERT INTO codes VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO codes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,0)",
             (
                 digest(code),
                 rec.client_id,
@@ -412,18 +352,32 @@ class IdpStore:
                 rec.auth_time,
                 json.dumps(list(rec.amr)),
                 rec.expires,
+                rec.family,
             ),
         )
 
     def take_code(self, code: str) -> CodeRecord | None:
-        """Returns and deletes the code (single use, RFC 6749 §4.1.2); None if unknown."""
+        """Marks the code used and returns it (single use, RFC 6749 §4.1.2); None if unknown.
+
+        A code presented a second time revokes the grant made with it (RFC 6749 §4.1.2:
+        "SHOULD revoke ... all tokens previously issued based on that authorization code")."""
         with self._lock:
             row = self._db.execute(
-                "DELETE FROM codes WHERE code_hash=? RETURNING client_id, user_id, redirect_uri, "
-                "scope, nonce, code_challenge, code_challenge_method, auth_time, amr, expires",
+                "UPDATE codes SET used=1 WHERE code_hash=? AND used=0 RETURNING client_id, "
+                "user_id, redirect_uri, scope, nonce, code_challenge, code_challenge_method, "
+                "auth_time, amr, expires, family",
                 (digest(code),),
             ).fetchone()
+            reused = None
+            if row is None:
+                reused = self._db.execute(
+                    "SELECT family, expires FROM codes WHERE code_hash=?", (digest(code),)
+                ).fetchone()
             self._db.commit()
+        if reused is not None:
+            self.revoke_family(str(reused[0]), float(reused[1]) + 86400)
+            self.audit("idp.code.reused", "refused", "-", "grant revoked")
+            return None
         if row is None:
             return None
         return CodeRecord(
@@ -437,6 +391,7 @@ class IdpStore:
             auth_time=int(row[7]),
             amr=tuple(json.loads(row[8])),
             expires=float(row[9]),
+            family=str(row[10]),
         )
 
     # -- refresh tokens ------------------------------------------------------------------
