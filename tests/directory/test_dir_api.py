@@ -92,7 +92,7 @@ def test_bundles_validate_as_fhir(base: str) -> None:
     org = orgs["entry"][0]["resource"]
     Organization.model_validate(org)
     boxes = [t for t in org["telecom"] if t["system"] == "email"]
-    assert len(boxes) >= 15
+    assert len(boxes) >= 10
     meta = boxes[0]["extension"][1]
     assert meta["url"].endswith("as-ext-mailbox-mss-metadata")
     assert meta["extension"][0]["valueCodeableConcept"]["coding"][0]["code"] == "ORG"
@@ -198,3 +198,37 @@ def test_phones_only_for_authenticated_professionals(base: str) -> None:
     )
     systems = {t["system"] for e in bad.json()["entry"] for t in e["resource"].get("telecom", [])}
     assert systems == {"email"}
+
+
+def test_autocomplete(base: str) -> None:
+    r = httpx.get(f"{base}/autocomplete", params={"q": "hel lefev", "limit": 5}, timeout=30)
+    assert r.status_code == 200
+    results = r.json()["results"]
+    assert {
+        "resourceType": "Practitioner",
+        "id": HELENE,
+        "label": "LEFÈVRE-DUPONT Hélène",
+    } in results
+    orgs = httpx.get(f"{base}/autocomplete", params={"q": "chu"}, timeout=30).json()["results"]
+    assert orgs and all(o["resourceType"] == "Organization" for o in orgs)
+    assert httpx.get(f"{base}/autocomplete", params={"q": "x", "limit": "a"}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"qualification-code": 'SM04")|(x'},
+        {"address-postalcode": '7"5)|(*'},
+        {"address-city": '"*'},
+        {"name": "\" OR 1=1 -- ' ; DROP TABLE person"},
+        {"mailbox-mss:contains": "%_%'"},
+        {"identifier": "x|y|z"},
+        {"type": "'); --"},
+        {"name": "é" * 300},
+    ],
+)
+def test_hostile_parameters_are_harmless(base: str, params: dict[str, str]) -> None:
+    for kind in ("Practitioner", "Organization", "PractitionerRole"):
+        r = httpx.get(f"{base}/{kind}", params=params, timeout=30)
+        assert r.status_code == 200, r.text
+        Bundle.model_validate(r.json())

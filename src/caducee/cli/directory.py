@@ -87,6 +87,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--auth", type=Path, help='JSON: {"operators": {DN: [domains]}, "tokens": {token: name}}'
     )
     p.add_argument("--base-url", default="", help="public base URL used in bundle links")
+    p.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
     p.set_defaults(func=_serve)
 
 
@@ -160,6 +161,8 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import os
+
     import uvicorn
 
     from caducee.directory.api import build_app
@@ -169,12 +172,27 @@ def _serve(args: argparse.Namespace) -> int:
 
     if (args.cert is None) != (args.key is None):
         raise InvalidInput("--cert and --key go together")
-    store = open_store(args.db, args.dsn)
-    auth = load_auth_table(args.auth)
-    app = build_app(store, auth=auth, base_url=args.base_url, publisher=PatchHandler(store, auth))
-    config = uvicorn_config(app, args.host, args.port, certfile=args.cert, keyfile=args.key,
-                            client_ca=args.client_ca)  # fmt: skip
+    auth = load_auth_table(args.auth)  # validated before binding
     scheme = "https" if args.cert else "http"
     print(f"directory FHIR API on {scheme}://{args.host}:{args.port}/", file=sys.stderr)
-    uvicorn.Server(config).run()
+    tls = {"certfile": args.cert, "keyfile": args.key, "client_ca": args.client_ca}
+    if args.workers > 1:
+        for key, value in (
+            ("DB", args.db),
+            ("DSN", args.dsn),
+            ("BASE_URL", args.base_url),
+            ("AUTH", str(args.auth) if args.auth else None),
+        ):
+            if value:
+                os.environ[f"CADUCEE_DIRECTORY_{key}"] = value
+        config = uvicorn_config(
+            "caducee.directory.server:create_app", args.host, args.port, workers=args.workers, **tls
+        )
+        from uvicorn.supervisors import Multiprocess
+
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        return 0
+    store = open_store(args.db, args.dsn)
+    app = build_app(store, auth=auth, base_url=args.base_url, publisher=PatchHandler(store, auth))
+    uvicorn.Server(uvicorn_config(app, args.host, args.port, **tls)).run()
     return 0

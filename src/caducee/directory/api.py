@@ -8,7 +8,6 @@ OperationOutcome on every error. Operators publish mailboxes with FHIR PATCH (no
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +23,7 @@ from starlette.routing import Route
 from caducee.core.errors import CaduceeError, Conflict, InvalidInput, NotFound, PermissionDenied
 from caducee.directory import fhir
 from caducee.directory.params import parse_org, parse_person, parse_role
+from caducee.directory.render import Rendered, ResourceCache, dumps
 from caducee.directory.store import DirectoryStore
 
 __all__ = ["FHIR_JSON", "Principal", "build_app"]
@@ -50,12 +50,8 @@ async def anonymous(_request: Request) -> Principal | None:
     return None
 
 
-def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
-
-
 def fhir_response(obj: Any, status: int = 200) -> Response:
-    return Response(_dumps(obj), status_code=status, media_type=FHIR_JSON)
+    return Response(dumps(obj), status_code=status, media_type=FHIR_JSON)
 
 
 def outcome(status: int, code: str, message: str) -> Response:
@@ -82,6 +78,7 @@ class DirectoryApi:
         self.store = store
         self.auth = auth
         self.base_url = base_url.rstrip("/")
+        self.cache = ResourceCache(store)
 
     def base(self, request: Request) -> str:
         return self.base_url or str(request.base_url).rstrip("/")
@@ -102,9 +99,9 @@ class DirectoryApi:
                                            self.base(request))  # fmt: skip
         except CaduceeError as exc:
             return error_response(exc)
-        return fhir_response(body)
+        return Response(body, media_type=FHIR_JSON)
 
-    def _search(self, kind: str, params: MultiDict, authed: bool, base: str) -> dict[str, Any]:
+    def _search(self, kind: str, params: MultiDict, authed: bool, base: str) -> bytes:
         try:
             count = min(int(params.get("_count", DEFAULT_COUNT)), MAX_COUNT)
             offset = max(int(params.get("_offset", 0)), 0)
@@ -113,54 +110,61 @@ class DirectoryApi:
         if count < 0:
             raise InvalidInput("_count must not be negative")
         s = self.store
+        self.cache.refresh()
         if kind == "Practitioner":
             pq = parse_person(params)
             ids = [] if pq is None else s.search_persons(pq, offset, count + 1)
-            matches: list[dict[str, Any]] = [
-                fhir.practitioner(p, authenticated=authed) for p in s.get_persons(ids[:count])
-            ]
         elif kind == "Organization":
             oq = parse_org(params)
             ids = [] if oq is None else s.search_orgs(oq, offset, count + 1)
-            matches = [fhir.organization(o, authenticated=authed) for o in s.get_orgs(ids[:count])]
         elif kind == "PractitionerRole":
             rq = parse_role(params)
             ids = [] if rq is None else s.search_roles(rq, offset, count + 1)
-            matches = [
-                fhir.practitioner_role(a, authenticated=authed) for a in s.get_roles(ids[:count])
-            ]
         else:
             raise NotFound(f"unknown resource type {kind}")
+        matches = [(kind, i, r) for i, r in self.cache.get(kind, ids[:count], authed)]
         included = self._includes(kind, params, matches, authed)
         more = len(ids) > count
         return self._bundle(kind, base, params, matches, included, offset, count, more)
 
-    def _includes(self, kind: str, params: MultiDict, matches: list[dict[str, Any]],
-                  authed: bool) -> list[dict[str, Any]]:  # fmt: skip
+    def _includes(self, kind: str, params: MultiDict, matches: list[tuple[str, str, Rendered]],
+                  authed: bool) -> list[tuple[str, str, Rendered]]:  # fmt: skip
         inc = set(params.getlist("_include"))
         rev = set(params.getlist("_revinclude"))
-        out: list[dict[str, Any]] = []
+        out: list[tuple[str, str, Rendered]] = []
         s = self.store
         if kind == "PractitionerRole":
-            want_p = inc & {"PractitionerRole:practitioner", "*", "PractitionerRole:*"}
-            want_o = inc & {"PractitionerRole:organization", "*", "PractitionerRole:*"}
-            if want_p:
-                refs = _refs(matches, "practitioner")
-                out += [fhir.practitioner(p, authenticated=authed) for p in s.get_persons(refs)]
-            if want_o:
-                refs = _refs(matches, "organization")
-                out += [fhir.organization(o, authenticated=authed) for o in s.get_orgs(refs)]
+            wanted = set()
+            if inc & {"PractitionerRole:practitioner", "*", "PractitionerRole:*"}:
+                wanted.add("Practitioner")
+            if inc & {"PractitionerRole:organization", "*", "PractitionerRole:*"}:
+                wanted.add("Organization")
+            for target in sorted(wanted):
+                refs = dict.fromkeys(
+                    ref.split("/", 1)[1]
+                    for _k, _i, (_b, rs) in matches
+                    for ref in rs
+                    if ref.startswith(target + "/")
+                )
+                out += [(target, i, r) for i, r in self.cache.get(target, list(refs), authed)]
         elif kind == "Practitioner" and rev & {"PractitionerRole:practitioner", "*"}:
-            roles = s.roles_of(practitioners=[m["id"] for m in matches])
-            out += [fhir.practitioner_role(a, authenticated=authed) for a in s.get_roles(roles)]
+            roles = s.roles_of(practitioners=[i for _k, i, _r in matches])
+            out += [
+                ("PractitionerRole", i, r)
+                for i, r in self.cache.get("PractitionerRole", roles, authed)
+            ]
         elif kind == "Organization" and rev & {"PractitionerRole:organization", "*"}:
-            roles = s.roles_of(orgs=[m["id"] for m in matches])
-            out += [fhir.practitioner_role(a, authenticated=authed) for a in s.get_roles(roles)]
+            roles = s.roles_of(orgs=[i for _k, i, _r in matches])
+            out += [
+                ("PractitionerRole", i, r)
+                for i, r in self.cache.get("PractitionerRole", roles, authed)
+            ]
         return out
 
-    def _bundle(self, kind: str, base: str, params: MultiDict, matches: list[dict[str, Any]],
-                included: list[dict[str, Any]], offset: int, count: int,
-                more: bool) -> dict[str, Any]:  # fmt: skip
+    def _bundle(self, kind: str, base: str, params: MultiDict,
+                matches: list[tuple[str, str, Rendered]],
+                included: list[tuple[str, str, Rendered]], offset: int, count: int,
+                more: bool) -> bytes:  # fmt: skip
         plain = [(k, v) for k, v in params.multi_items() if k != "_offset"]
         links = [
             {"relation": "self", "url": f"{base}/{kind}?{urlencode([*plain, ('_offset', offset)])}"}
@@ -171,60 +175,55 @@ class DirectoryApi:
         if offset > 0:
             prev = urlencode([*plain, ("_offset", max(offset - count, 0))])
             links.append({"relation": "previous", "url": f"{base}/{kind}?{prev}"})
-        entries = [
-            {"fullUrl": f"{base}/{r['resourceType']}/{r['id']}", "resource": r,
-             "search": {"mode": "match"}} for r in matches
-        ] + [
-            {"fullUrl": f"{base}/{r['resourceType']}/{r['id']}", "resource": r,
-             "search": {"mode": "include"}} for r in included
-        ]  # fmt: skip
-        bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "link": links}
+        parts = [b'{"resourceType":"Bundle","type":"searchset","link":', dumps(links)]
         if not more:
-            bundle["total"] = offset + len(matches)
+            parts += [b',"total":', str(offset + len(matches)).encode()]
+        entries = [
+            b'{"fullUrl":' + dumps(f"{base}/{k}/{i}") + b',"resource":' + body
+            + b',"search":{"mode":"' + mode + b'"}}'
+            for mode, group in ((b"match", matches), (b"include", included))
+            for k, i, (body, _refs) in group
+        ]  # fmt: skip
         if entries:
-            bundle["entry"] = entries
-        return bundle
+            parts += [b',"entry":[', b",".join(entries), b"]"]
+        parts.append(b"}")
+        return b"".join(parts)
 
     async def read(self, request: Request) -> Response:
         kind = request.path_params["kind"]
         rid = request.path_params["id"]
         try:
             principal = await self.auth(request)
-            res = await run_in_threadpool(self._read, kind, rid, principal is not None)
+            body = await run_in_threadpool(self._read, kind, rid, principal is not None)
         except CaduceeError as exc:
             return error_response(exc)
-        return fhir_response(res)
+        return Response(body, media_type=FHIR_JSON)
 
-    def _read(self, kind: str, rid: str, authed: bool) -> dict[str, Any]:
-        if kind == "Practitioner":
-            found: list[dict[str, Any]] = [
-                fhir.practitioner(p, authenticated=authed) for p in self.store.get_persons([rid])
-            ]
-        elif kind == "Organization":
-            found = [fhir.organization(o, authenticated=authed) for o in self.store.get_orgs([rid])]
-        elif kind == "PractitionerRole":
-            found = [
-                fhir.practitioner_role(a, authenticated=authed) for a in self.store.get_roles([rid])
-            ]
-        else:
+    def _read(self, kind: str, rid: str, authed: bool) -> bytes:
+        if kind not in ("Practitioner", "Organization", "PractitionerRole"):
             raise NotFound(f"unknown resource type {kind}")
+        self.cache.refresh()
+        found = self.cache.get(kind, [rid], authed)
         if not found:
             raise NotFound(f"{kind}/{rid} is not known")
-        return found[0]
+        return found[0][1][0]
+
+    async def autocomplete(self, request: Request) -> Response:
+        """``GET /autocomplete?q=jean dup&limit=10``: names as you type (not a FHIR
+        interaction; each result points to the FHIR resource)."""
+        text = request.query_params.get("q", "").strip()
+        try:
+            limit = min(max(int(request.query_params.get("limit", "10")), 1), 50)
+        except ValueError:
+            return outcome(400, "invalid", "limit must be an integer")
+        found = await run_in_threadpool(self.store.suggest, text, limit) if text else []
+        items = [{"resourceType": k, "id": i, "label": label} for k, i, label in found]
+        return Response(dumps({"results": items}), media_type="application/json")
 
     async def metadata(self, request: Request) -> Response:
         from caducee.directory.capability import capability_statement
 
         return fhir_response(capability_statement(self.base(request)))
-
-
-def _refs(resources: list[dict[str, Any]], key: str) -> list[str]:
-    out: dict[str, None] = {}
-    for r in resources:
-        ref = r.get(key, {}).get("reference", "")
-        if "/" in ref:
-            out[ref.split("/", 1)[1]] = None
-    return list(out)
 
 
 def build_app(
@@ -240,6 +239,7 @@ def build_app(
     kinds = "{kind:str}"
     routes = [
         Route("/metadata", api.metadata, methods=["GET"]),
+        Route("/autocomplete", api.autocomplete, methods=["GET"]),
         Route(f"/{kinds}/_search", api.search, methods=["POST"]),
         Route(f"/{kinds}/{{id:str}}", api.read, methods=["GET"]),
         Route(f"/{kinds}", api.search, methods=["GET"]),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 import zipfile
+from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -139,6 +140,7 @@ def import_extract(
     report: ImportReport | None = None
     groups: dict[str, int] = {}
     counts: dict[str, int] = {}
+    hashes = array("q")  # per valid line, reused by the second pass
     kind = ""
     for kind, number, f in _lines(path, bar1):
         if report is None:
@@ -154,7 +156,9 @@ def import_extract(
         if kind == ExtractKind.MSS:
             f[1] = f[1].lower()
         key = f[2] if kind == ExtractKind.PS else f[1]
-        groups[key] = (groups.get(key, 0) + line_hash(f)) & HASH_MASK
+        lh = line_hash(f)
+        hashes.append(lh)
+        groups[key] = (groups.get(key, 0) + lh) & HASH_MASK
         counts[key] = counts.get(key, 0) + 1
     bar1.close()
     if report is None:  # header only
@@ -183,7 +187,7 @@ def import_extract(
     with store.importing(bulk=bulk) as session:
         if kind == ExtractKind.PS:
             session.delete_persons(sorted(changed | set(removed)))
-            _write_persons(session, path, bar2, targets, counts, stamp, bulk)
+            _write_persons(session, path, bar2, targets, counts, hashes, stamp, bulk)
         else:
             session.delete_mailboxes(sorted(changed | set(removed)), source="extract")
             _write_mailboxes(session, store, path, bar2, targets, groups, stamp)
@@ -202,10 +206,11 @@ def _write_persons(
     bar: Progress,
     targets: set[str],
     counts: dict[str, int],
+    line_hashes: array[int],
     stamp: str,
     bulk: bool,
 ) -> None:
-    pending: dict[str, list[list[str]]] = {}
+    pending: dict[str, list[tuple[list[str], int]]] = {}
     persons: list[tuple[object, ...]] = []
     acts: list[tuple[object, ...]] = []
     orgs: dict[str, tuple[object, ...]] = {}
@@ -222,21 +227,23 @@ def _write_persons(
         if not bulk:
             seen_orgs.clear()
 
+    valid = -1
     for kind, number, f in _lines(path, bar):
         if isinstance(f, BadLine) or _check(kind, number, f) is not None:
             continue
+        valid += 1
         key = f[2]
         if key not in targets:
             continue
-        group = pending.setdefault(key, [])
-        group.append(f)
-        if len(group) < counts[key]:
+        entry = pending.setdefault(key, [])
+        entry.append((f, line_hashes[valid]))
+        if len(entry) < counts[key]:
             continue
         del pending[key]
-        hashes = [line_hash(line) for line in group]
-        persons.append(person_row(group, sum(hashes) & HASH_MASK, stamp))
+        group = [line for line, _ in entry]
+        persons.append(person_row(group, sum(h for _, h in entry) & HASH_MASK, stamp))
         ids: set[str] = set()
-        for line, lh in zip(group, hashes, strict=True):
+        for line, lh in entry:
             acts.append(activity_row(line, activity_id(line, ids, lh)))
             okey = idnst(line[21], line[19], line[23])
             if not okey or okey in seen_orgs:

@@ -45,7 +45,14 @@ def dept_of(postal: str) -> str:
     return postal[:2]
 
 
+_PLACES: dict[tuple[str, str, str], list[str]] = {}
+
+
 def place_tokens(postal: str, dept: str, city: str) -> list[str]:
+    key = (postal, dept, city)
+    cached = _PLACES.get(key)
+    if cached is not None:
+        return cached
     out = []
     if postal:
         out.append("zzcp" + postal.lower())
@@ -55,22 +62,23 @@ def place_tokens(postal: str, dept: str, city: str) -> list[str]:
     c = compact(city)
     if c:
         out.append("zzc" + c)
+    if len(_PLACES) < 200_000:
+        _PLACES[key] = out
     return out
 
 
 def person_doc(lines: Sequence[Sequence[str]]) -> tuple[str, str]:
-    """(search doc, folded display names) of a person from all their PS lines."""
+    """(search doc, folded family name) of a person from all their PS lines."""
     first = lines[0]
     toks = name_tokens(first[7], first[8])
-    names = fold(f"{first[7]} {first[8]}")
+    names = fold(first[7])
     extra: dict[str, None] = {}
     for f in lines:
         if f[9]:
-            extra["zzp" + f[9].lower()] = None
+            extra["zzp" + f[9]] = None
         if f[15]:
             extra["zzs" + f[15].lower()] = None
-        for t in place_tokens(f[35], f[44], f[37]):
-            extra[t] = None
+        extra.update(dict.fromkeys(place_tokens(f[35], f[44], f[37])))
         if f[21]:
             extra["zzf" + f[21]] = None
         if f[22]:

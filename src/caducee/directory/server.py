@@ -23,7 +23,13 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from caducee.core.errors import ConfigError
 from caducee.directory.api import Principal
 
-__all__ = ["ClientCertH11Protocol", "StaticAuthenticator", "load_auth_table", "uvicorn_config"]
+__all__ = [
+    "ClientCertH11Protocol",
+    "StaticAuthenticator",
+    "create_app",
+    "load_auth_table",
+    "uvicorn_config",
+]
 
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
@@ -96,6 +102,7 @@ def uvicorn_config(
     keyfile: Path | None = None,
     client_ca: Path | None = None,
     require_client_cert: bool = False,
+    workers: int = 1,
 ) -> Any:
     """A uvicorn ``Config`` for the directory; TLS when ``certfile`` is given, client
     certificates verified against ``client_ca`` (optional unless ``require_client_cert``)."""
@@ -109,4 +116,23 @@ def uvicorn_config(
                 ssl_ca_certs=str(client_ca),
                 ssl_cert_reqs=ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL,
             )
+    if workers > 1:
+        kwargs.update(workers=workers, factory=True)
     return uvicorn.Config(app, host=host, port=port, http=ClientCertH11Protocol, **kwargs)
+
+
+def create_app() -> Any:
+    """App factory for multi-process serving (``uvicorn --factory``): configuration from
+    ``CADUCEE_DIRECTORY_DB`` / ``CADUCEE_DIRECTORY_DSN``, ``CADUCEE_DIRECTORY_AUTH`` (JSON
+    table) and ``CADUCEE_DIRECTORY_BASE_URL``."""
+    import os
+
+    from caducee.directory.api import build_app
+    from caducee.directory.open import open_store
+    from caducee.directory.publication import PatchHandler
+
+    store = open_store()
+    auth_path = os.environ.get("CADUCEE_DIRECTORY_AUTH")
+    auth = load_auth_table(Path(auth_path) if auth_path else None)
+    base = os.environ.get("CADUCEE_DIRECTORY_BASE_URL", "")
+    return build_app(store, auth=auth, base_url=base, publisher=PatchHandler(store, auth))

@@ -25,10 +25,11 @@ from caducee.directory.model import (
 )
 from caducee.directory.rows import mailbox_store_row
 from caducee.directory.store import ImportSession, MailboxMatch, OrgQuery, PersonQuery, RoleQuery
-from caducee.directory.text import deletes, edit_distance_le1, fold, tokens
+from caducee.directory.text import compact, deletes, edit_distance_le1, fold, tokens
 
 __all__ = ["SqlStoreBase", "Term"]
 
+MAX_WORDS = 8  # a longer query is cut: each word costs index lookups
 Term = tuple[str, bool]  # (token, is_prefix); a list of them is OR-ed
 Row = tuple[Any, ...]
 
@@ -69,6 +70,10 @@ class SqlStoreBase(ABC):
     def _q(self, sql: str) -> str:
         return sql
 
+    def _fts_from(self, table: str) -> tuple[str, str]:
+        """(FROM clause, ORDER BY key) when a full-text condition is present."""
+        return f"{table} t", "t.pk"
+
     def _all(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
         with self._cursor() as cur:
             cur.execute(self._q(sql), tuple(params))
@@ -91,6 +96,11 @@ class SqlStoreBase(ABC):
             out[addr] = (out.get(addr, 0) + int(h)) & mask
         return out
 
+    def generation(self) -> int:
+        """A number that changes with every committed import or publication."""
+        rows = self._all("SELECT v FROM meta WHERE k = 'generation'")
+        return int(rows[0][0]) if rows else 0
+
     def operator_addresses(self) -> set[str]:
         return {r[0] for r in self._all("SELECT address FROM mailbox WHERE source = 'op'")}
 
@@ -111,7 +121,8 @@ class SqlStoreBase(ABC):
         A word that is no prefix of any known name is replaced by its corrections (edit
         distance 1); with ``widen``, every word also accepts its corrections (a retry when
         the words are all real names but none together: ``lefebvre`` for ``lefevre``)."""
-        groups: list[list[Term]] = [[(tok, True)] for tok in tokens(text)]
+        words = [t[:40] for t in tokens(text)][:MAX_WORDS]
+        groups: list[list[Term]] = [[(tok, True)] for tok in words]
         if not fuzzy:
             return groups
         out: list[list[Term]] = []
@@ -161,18 +172,20 @@ class SqlStoreBase(ABC):
                 return []
             groups += named
         if q.professions:
-            groups.append([("zzp" + p.lower(), False) for p in q.professions])
+            groups.append([("zzp" + compact(p), False) for p in q.professions])
         if q.specialties:
-            groups.append([("zzs" + s.lower(), False) for s in q.specialties])
+            groups.append([("zzs" + compact(s), False) for s in q.specialties])
         self._place_groups(groups, q.postal_code, q.city)
         if q.finess:
-            groups.append([("zzf" + q.finess, False)])
+            groups.append([("zzf" + compact(q.finess), False)])
         conds: list[str] = []
         params: list[object] = []
+        source, order = "person t", "t.pk"
         if groups:
             c, p = self._fts_clause("person", groups)
             conds.append(c)
             params += p
+            source, order = self._fts_from("person")
         if q.family:
             conds.append("(' ' || t.names) LIKE ?")
             params.append("% " + fold(q.family) + "%")
@@ -189,33 +202,60 @@ class SqlStoreBase(ABC):
             conds.append("t.updated >= ?")
             params.append(q.updated_since)
         where = " AND ".join(conds) or "1=1"
-        sql = f"SELECT t.idnps FROM person t WHERE {where} ORDER BY t.pk LIMIT ? OFFSET ?"  # noqa: S608
+        sql = f"SELECT t.idnps FROM {source} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?"  # noqa: S608
         return [r[0] for r in self._all(sql, [*params, limit, offset])]
+
+    def suggest(self, text: str, limit: int) -> list[tuple[str, str, str]]:
+        """Autocomplete: ``(resource type, id, label)`` of persons then structures whose names
+        start with the words typed (typos tolerated when nothing matches)."""
+        out: list[tuple[str, str, str]] = []
+        ids = self.search_persons(PersonQuery(text=text), 0, limit)
+        if ids:
+            marks = ", ".join("?" * len(ids))
+            rows = self._all(
+                f"SELECT idnps, family, given FROM person WHERE idnps IN ({marks})",  # noqa: S608
+                ids,
+            )
+            label = {r[0]: f"{r[1]} {r[2] or ''}".strip() for r in rows}
+            out += [("Practitioner", i, label[i]) for i in ids if i in label]
+        if len(out) < limit:
+            keys = self.search_orgs(OrgQuery(text=text), 0, limit - len(out))
+            if keys:
+                marks = ", ".join("?" * len(keys))
+                rows = self._all(
+                    f"SELECT key, name, city FROM org WHERE key IN ({marks})",  # noqa: S608
+                    keys,
+                )
+                label = {r[0]: f"{r[1]} ({r[2]})" if r[2] else str(r[1]) for r in rows}
+                out += [("Organization", k, label[k]) for k in keys if k in label]
+        return out
 
     @staticmethod
     def _place_groups(groups: list[list[Term]], postal: str, city: str) -> None:
-        pc = postal.strip().lower()
+        pc = compact(postal)
         if pc:
             if len(pc) == 2 or (len(pc) == 3 and pc.startswith("97")):
                 groups.append([("zzd" + pc, False)])
             else:
                 groups.append([("zzcp" + pc, len(pc) < 5)])
-        if city.strip():
-            groups.append([("zzc" + fold(city).replace(" ", ""), True)])
+        if compact(city):
+            groups.append([("zzc" + compact(city), True)])
 
     def search_orgs(self, q: OrgQuery, offset: int, limit: int) -> list[str]:
         groups: list[list[Term]] = []
         if q.text:
-            groups += [[(t, True)] for t in tokens(q.text)]
+            groups += [[(t[:40], True)] for t in tokens(q.text)[:MAX_WORDS]]
         self._place_groups(groups, q.postal_code, q.city)
         if q.sectors:
-            groups.append([("zzsa" + s.lower(), False) for s in q.sectors])
+            groups.append([("zzsa" + compact(s), False) for s in q.sectors])
         conds: list[str] = []
         params: list[object] = []
+        source, order = "org t", "t.pk"
         if groups:
             c, p = self._fts_clause("org", groups)
             conds.append(c)
             params += p
+            source, order = self._fts_from("org")
         if q.name_contains:
             conds.append("lower(t.name) LIKE ?")
             params.append("%" + q.name_contains.lower() + "%")
@@ -237,7 +277,7 @@ class SqlStoreBase(ABC):
             conds.append("t.updated >= ?")
             params.append(q.updated_since)
         where = " AND ".join(conds) or "1=1"
-        sql = f"SELECT t.key FROM org t WHERE {where} ORDER BY t.pk LIMIT ? OFFSET ?"  # noqa: S608
+        sql = f"SELECT t.key FROM {source} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?"  # noqa: S608
         return [r[0] for r in self._all(sql, [*params, limit, offset])]
 
     def search_roles(self, q: RoleQuery, offset: int, limit: int) -> list[str]:

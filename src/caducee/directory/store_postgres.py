@@ -19,7 +19,7 @@ from caducee.core.errors import StorageError
 from caducee.directory.model import ACTIVITY_COLUMNS, MAILBOX_COLUMNS, ORG_COLUMNS, PERSON_COLUMNS
 from caducee.directory.sqlbase import SqlStoreBase, Term
 from caducee.directory.store import ImportSession
-from caducee.directory.text import deletes
+from caducee.directory.text import deletes, name_tokens
 
 __all__ = ["PostgresDirectoryStore"]
 
@@ -62,6 +62,7 @@ CREATE TABLE IF NOT EXISTS mailbox (
 CREATE INDEX IF NOT EXISTS mailbox_address ON mailbox(address);
 CREATE INDEX IF NOT EXISTS mailbox_idnps ON mailbox(idnps);
 CREATE INDEX IF NOT EXISTS mailbox_org ON mailbox(org_key);
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS name_term (term TEXT COLLATE "C" PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS name_del (del TEXT COLLATE "C", term TEXT COLLATE "C",
   PRIMARY KEY (del, term));
@@ -153,7 +154,7 @@ class _PgImport:
     def insert_persons(self, rows: Iterable[tuple[object, ...]]) -> None:
         def gen() -> Iterator[tuple[object, ...]]:
             for r in rows:
-                self.terms.update(t for t in str(r[9]).split() if not t.startswith("zz"))
+                self.terms.update(name_tokens(str(r[7]), str(r[8])))
                 yield r
 
         self._copy("person", PERSON_COLUMNS, gen())
@@ -201,6 +202,10 @@ class _PgImport:
         return cur.rowcount
 
     def finish(self) -> None:
+        self.conn.execute(
+            "INSERT INTO meta (k, v) VALUES ('generation', 1)"
+            " ON CONFLICT (k) DO UPDATE SET v = meta.v + 1"
+        )
         if self.terms:
             self.conn.execute('CREATE TEMP TABLE IF NOT EXISTS new_term (term TEXT COLLATE "C")')
             self.conn.execute("TRUNCATE new_term")

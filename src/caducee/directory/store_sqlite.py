@@ -17,7 +17,7 @@ from typing import Any
 from caducee.core.errors import StorageError
 from caducee.directory.sqlbase import SqlStoreBase, Term, insert_sql
 from caducee.directory.store import ImportSession
-from caducee.directory.text import deletes
+from caducee.directory.text import deletes, name_tokens
 
 __all__ = ["SqliteDirectoryStore"]
 
@@ -34,8 +34,6 @@ CREATE TABLE IF NOT EXISTS activity (
   category_code TEXT, category_label TEXT, sf_type_code TEXT, sf_type_label TEXT, sf_code TEXT,
   sf_label TEXT, mode_code TEXT, mode_label TEXT, org_key TEXT, authority TEXT, pharma_code TEXT,
   pharma_label TEXT);
-CREATE INDEX IF NOT EXISTS activity_idnps ON activity(idnps);
-CREATE INDEX IF NOT EXISTS activity_org ON activity(org_key);
 CREATE TABLE IF NOT EXISTS org (
   pk INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, siret TEXT, siren TEXT,
   finess TEXT,
@@ -44,9 +42,6 @@ CREATE TABLE IF NOT EXISTS org (
   cedex TEXT, postal_code TEXT, commune_code TEXT, city TEXT, country_code TEXT, country TEXT,
   phone TEXT, phone2 TEXT, fax TEXT, email TEXT, dept_code TEXT, dept_label TEXT, old_id TEXT,
   sector_code TEXT, sector_label TEXT, doc TEXT, source TEXT, updated TEXT);
-CREATE INDEX IF NOT EXISTS org_finess ON org(finess);
-CREATE INDEX IF NOT EXISTS org_siret ON org(siret);
-CREATE INDEX IF NOT EXISTS org_siren ON org(siren);
 CREATE VIRTUAL TABLE IF NOT EXISTS org_fts USING fts5(
   doc, content='org', content_rowid='pk', detail=none, columnsize=0,
   tokenize='unicode61 remove_diacritics 2', prefix='1 2 3');
@@ -65,10 +60,19 @@ CREATE INDEX IF NOT EXISTS mailbox_idnps ON mailbox(idnps);
 CREATE INDEX IF NOT EXISTS mailbox_org ON mailbox(org_key);
 CREATE VIRTUAL TABLE IF NOT EXISTS mailbox_tri USING fts5(
   address, content='mailbox', content_rowid='pk', detail=none, tokenize='trigram');
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS name_term (term TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS name_del (del TEXT, term TEXT, PRIMARY KEY (del, term)) WITHOUT ROWID;
 """
 
+# Secondary indexes: dropped during a first (bulk) load and built once at its end.
+BULK_INDEXES = {
+    "activity_idnps": "CREATE INDEX IF NOT EXISTS activity_idnps ON activity(idnps)",
+    "activity_org": "CREATE INDEX IF NOT EXISTS activity_org ON activity(org_key)",
+    "org_finess": "CREATE INDEX IF NOT EXISTS org_finess ON org(finess)",
+    "org_siret": "CREATE INDEX IF NOT EXISTS org_siret ON org(siret)",
+    "org_siren": "CREATE INDEX IF NOT EXISTS org_siren ON org(siren)",
+}
 _CHUNK = 500
 
 
@@ -89,6 +93,8 @@ class SqliteDirectoryStore(SqlStoreBase):
         try:
             conn = self._connect()
             conn.executescript(SCHEMA)
+            for sql in BULK_INDEXES.values():
+                conn.execute(sql)
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open directory database {self.path}: {exc}") from exc
 
@@ -124,7 +130,11 @@ class SqliteDirectoryStore(SqlStoreBase):
             alts = [f'"{tok}"' + ("*" if prefix else "") for tok, prefix in group]
             parts.append(alts[0] if len(alts) == 1 else "(" + " OR ".join(alts) + ")")
         expr = " AND ".join(parts)
-        return f"t.pk IN (SELECT rowid FROM {table}_fts WHERE {table}_fts MATCH ?)", [expr]  # noqa: S608
+        return f"{table}_fts MATCH ?", [expr]
+
+    def _fts_from(self, table: str) -> tuple[str, str]:
+        # Driven by the FTS5 table in rowid order, so LIMIT stops the scan early.
+        return f"{table}_fts JOIN {table} t ON t.pk = {table}_fts.rowid", f"{table}_fts.rowid"
 
     def _contains_clause(self, pattern: str) -> tuple[str, list[object]]:
         safe = pattern.replace("%", "").replace("_", "")
@@ -159,6 +169,9 @@ class _SqliteImport:
         self.max_person = self._max("person")
         self.max_org = self._max("org")
         self.max_mailbox = self._max("mailbox")
+        if bulk:
+            for name in BULK_INDEXES:
+                conn.execute(f"DROP INDEX IF EXISTS {name}")
 
     def _max(self, table: str) -> int:
         return int(self.conn.execute(f"SELECT coalesce(max(pk), 0) FROM {table}").fetchone()[0])  # noqa: S608
@@ -183,9 +196,7 @@ class _SqliteImport:
     def insert_persons(self, rows: Iterable[tuple[object, ...]]) -> None:
         def gen() -> Iterator[tuple[object, ...]]:
             for r in rows:
-                for tok in str(r[9]).split():
-                    if not tok.startswith("zz"):
-                        self.terms.add(tok)
+                self.terms.update(name_tokens(str(r[7]), str(r[8])))
                 yield r
 
         self.conn.executemany(insert_sql("person"), gen())
@@ -229,7 +240,13 @@ class _SqliteImport:
 
     def finish(self) -> None:
         c = self.conn
+        c.execute(
+            "INSERT INTO meta (k, v) VALUES ('generation', 1)"
+            " ON CONFLICT (k) DO UPDATE SET v = meta.v + 1"
+        )
         if self.bulk:
+            for sql in BULK_INDEXES.values():
+                c.execute(sql)
             for fts in ("person_fts", "org_fts", "mailbox_tri"):
                 c.execute(f"INSERT INTO {fts}({fts}) VALUES('rebuild')")
         else:

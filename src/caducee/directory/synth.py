@@ -519,6 +519,7 @@ class _Gen:
         self.profs, self.prof_w = _weighted(PROF_MIX)
         self.structs: dict[str, list[_Structure]] = {k: [] for k in SECTOR}
         self.used_local: dict[str, int] = {}
+        self.domains: dict[str, int] = {}
         self.serial = 0
         self.addresses: list[tuple[str, str, str, str]] = []
 
@@ -551,8 +552,8 @@ class _Gen:
         self, kind: str, near: tuple[str, str, str, int] | None = None, name: str = ""
     ) -> _Structure:
         pool = self.structs[kind]
-        share = {"hop": 0.995, "lab": 0.9, "pha": 0.7, "ehpad": 0.85, "had": 0.97, "cds": 0.9,
-                 "soc": 0.9, "cab": 0.3, "grp": 0.6}[kind]  # fmt: skip
+        share = {"hop": 0.997, "lab": 0.95, "pha": 0.7, "ehpad": 0.9, "had": 0.98, "cds": 0.95,
+                 "soc": 0.95, "cab": 0.3, "grp": 0.6}[kind]  # fmt: skip
         if pool and not name and self.r.random() < share:
             return self.r.choice(pool)
         s = _Structure(kind)
@@ -604,7 +605,10 @@ class _Gen:
         s.key_type, s.key_id = (
             ("1", finess) if finess else ("3", siret) if siret else ("4", tech[1:])
         )
-        s.domain = fold(f"{kind} {city}").replace(" ", "-")[:40] + ".mssante.fr"
+        base = fold(s.name).replace(" ", "-")[:40]
+        k = self.domains.get(base, 0)
+        self.domains[base] = k + 1
+        s.domain = (base if k == 0 else f"{base}-{k + 1}") + ".mssante.fr"
         pool.append(s)
         return s
 
@@ -715,7 +719,7 @@ def _person(
         sf_list = [e.specialty] if e.specialty else []
     elif prof == "10":
         sf_list = [r.choice(["SM54", "SM54", "SM54", "SM53", *list(SPECIALITES)[:36]])]
-        if r.random() < 0.05:
+        if r.random() < 0.15:
             sf_list.append(r.choice(list(SPECIALITES)[:36]))
     elif prof == "40" and r.random() < 0.1:
         sf_list = [r.choice(["SCD01", "SCD02", "SCD03"])]
@@ -724,7 +728,9 @@ def _person(
     cat = "C" if r.random() < 0.97 else r.choice(["M", "E"])
     head = [id_type, id_pp, idnps, civ_ex, {"DR": "Docteur"}.get(civ_ex, ""), civ, civ_label,
             family, given, prof, PROF_LABEL.get(prof, ""), cat, CATEGORIES[cat]]  # fmt: skip
-    n_act = 1 if r.random() < 0.8 else 2 if r.random() < 0.75 else 3
+    # about 1.8 lines per person, as in the national file (2.2 M lines, 1.2 M persons)
+    roll = r.random()
+    n_act = 1 if roll < 0.55 else 2 if roll < 0.8 else 3 if roll < 0.92 else 4
     work = WORK.get(prof, DEFAULT_WORK)
     kinds, weights = _weighted([((k, m), w) for k, m, w in work])
     home = None
@@ -810,14 +816,14 @@ def _org_mailboxes(g: _Gen) -> Iterator[str]:
     for kind, pool in g.structs.items():
         for s in pool:
             if kind == "hop":
-                n = r.randrange(15, 60)
+                n = r.randrange(10, 45)
                 services = r.sample(SERVICES, min(n, len(SERVICES)))
                 services += [
                     f"{x}-{k}"
                     for k, x in enumerate(r.choices(SERVICES, k=max(0, n - len(SERVICES))))
                 ]
             elif kind in ("ehpad", "had", "lab", "cds", "grp", "soc"):
-                if r.random() > 0.7:
+                if r.random() > 0.5:
                     continue
                 services = ["secretariat", "accueil"][: r.randrange(1, 3)]
             elif kind == "pha" and r.random() < 0.2:

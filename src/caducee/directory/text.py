@@ -29,7 +29,7 @@ def fold(text: str) -> str:
         elif not unicodedata.combining(ch):
             out.append(" ")
     result = " ".join("".join(out).casefold().split())
-    if len(_CACHE) < 200_000:
+    if len(_CACHE) < 1_000_000:
         _CACHE[text] = result
     return result
 
@@ -49,17 +49,32 @@ def name_tokens(*parts: str) -> list[str]:
     ``"de La Fontaine"`` gives ``de la fontaine lafontaine delafontaine``; ``"Jean-Marie"`` gives
     ``jean marie jeanmarie``, so ``jeanmarie``, ``jean mar`` and ``lafont`` all find them.
     """
-    out: list[str] = []
+    if len(parts) == 1:
+        return _part_tokens(parts[0])
+    out: dict[str, None] = {}
     for part in parts:
-        words = tokens(part)
-        out.extend(words)
-        if len(words) > 1:
-            for i in range(len(words) - 1):
-                joined = "".join(words[i:])
-                if len(joined) > 2:
-                    out.append(joined)
-    seen: dict[str, None] = dict.fromkeys(out)
-    return list(seen)
+        out.update(dict.fromkeys(_part_tokens(part)))
+    return list(out)
+
+
+_PARTS: dict[str, list[str]] = {}
+
+
+def _part_tokens(part: str) -> list[str]:
+    cached = _PARTS.get(part)
+    if cached is not None:
+        return cached
+    words = tokens(part)
+    out = list(words)
+    if len(words) > 1:
+        for i in range(len(words) - 1):
+            joined = "".join(words[i:])
+            if len(joined) > 2:
+                out.append(joined)
+    result = list(dict.fromkeys(out))
+    if len(_PARTS) < 500_000:
+        _PARTS[part] = result
+    return result
 
 
 def deletes(term: str) -> set[str]:

@@ -1,0 +1,249 @@
+"""Directory benchmark: generation, import, search latency and FHIR API throughput.
+
+    PYTHONPATH=src python bench/directory.py --persons 1200000 --work /tmp/dirbench
+
+Prints every figure with the exact command and the machine. Not a test: run it by hand, on a
+quiet machine, and copy the figures into docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from caducee.directory.open import open_store
+from caducee.directory.store import DirectoryStore, OrgQuery, PersonQuery
+from caducee.directory.synth import generate
+
+
+def _pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p))]
+
+
+def _machine() -> str:
+    cpus = os.cpu_count()
+    return f"{platform.machine()}, {cpus} CPUs, Python {platform.python_version()}"
+
+
+def _child_import(
+    files: list[Path], db: Path | None, dsn: str | None
+) -> tuple[float, float, float, str]:
+    """(wall s, CPU s, peak RSS MB, report) of ``caducee directory import`` in a child."""
+    cmd = [sys.executable, "-m", "caducee", "directory", "import", *map(str, files)]
+    cmd += ["--dsn", dsn] if dsn else ["--db", str(db)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    elapsed = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return elapsed, cpu, max(after.ru_maxrss, before.ru_maxrss) / 1024, proc.stdout.strip()
+
+
+def _queries(store: DirectoryStore, rng: random.Random) -> dict[str, list[Callable[[], Any]]]:
+    sample = store.get_persons(store.search_persons(PersonQuery(), 0, 2000))
+    orgs = store.get_orgs(store.search_orgs(OrgQuery(text="ch"), 0, 500))
+    auto: list[Callable[[], Any]] = []
+    combined: list[Callable[[], Any]] = []
+    mailbox: list[Callable[[], Any]] = []
+    structure: list[Callable[[], Any]] = []
+    for p in rng.sample(sample, min(300, len(sample))):
+        fam = p.family.lower()
+        for n in (1, 2, 3, 5):
+            auto.append(lambda t=fam[:n]: store.search_persons(PersonQuery(text=t), 0, 10))
+        given = (p.given or "x").lower()
+        auto.append(
+            lambda t=f"{given[:3]} {fam[:3]}": store.search_persons(PersonQuery(text=t), 0, 10)
+        )
+        a = p.activities[0] if p.activities else None
+        if a is not None:
+            org = store.get_orgs([a.org_key])
+            dept = org[0].dept_code if org else ""
+            combined.append(
+                lambda f=fam, pc=a.profession_code, d=dept: store.search_persons(
+                    PersonQuery(text=f, professions=(pc,), postal_code=d), 0, 50
+                )
+            )
+            if a.sf_code:
+                combined.append(
+                    lambda s=a.sf_code, d=dept: store.search_persons(
+                        PersonQuery(specialties=(s,), postal_code=d), 0, 50
+                    )
+                )
+        if p.mailboxes:
+            local = p.mailboxes[0].address.split("@")[0]
+            mailbox.append(
+                lambda t=local[2:9]: store.search_persons(
+                    PersonQuery(mailbox=t, mailbox_match="contains"), 0, 50
+                )
+            )
+    for o in orgs[:200]:
+        name = " ".join(o.name.split()[:2]).lower()
+        structure.append(lambda t=name: store.search_orgs(OrgQuery(text=t), 0, 50))
+        if o.finess:
+            structure.append(
+                lambda f=o.finess: store.search_orgs(OrgQuery(identifiers=(f,)), 0, 50)
+            )
+    return {
+        "autocomplete": auto,
+        "combined": combined,
+        "mailbox contains": mailbox,
+        "structure": structure,
+    }
+
+
+def _latency(store: DirectoryStore, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    out = []
+    for name, calls in _queries(store, rng).items():
+        if not calls:
+            continue
+        for call in calls[:50]:  # warm the caches
+            call()
+        times = []
+        for call in calls:
+            t = time.perf_counter()
+            call()
+            times.append((time.perf_counter() - t) * 1000)
+        out.append(
+            f"  {name:18s} n={len(times):5d}  p50={statistics.median(times):6.2f} ms"
+            f"  p95={_pct(times, 0.95):6.2f} ms  p99={_pct(times, 0.99):6.2f} ms"
+        )
+    return out
+
+
+async def _load(
+    base: str, urls: list[str], seconds: float, clients: int
+) -> tuple[int, list[float]]:
+    done = 0
+    lat: list[float] = []
+    stop = time.monotonic() + seconds
+
+    async def worker(k: int) -> None:
+        nonlocal done
+        async with httpx.AsyncClient(base_url=base, timeout=30) as c:
+            i = k
+            while time.monotonic() < stop:
+                t = time.perf_counter()
+                r = await c.get(urls[i % len(urls)])
+                r.raise_for_status()
+                lat.append((time.perf_counter() - t) * 1000)
+                done += 1
+                i += clients
+
+    await asyncio.gather(*(worker(k) for k in range(clients)))
+    return done, lat
+
+
+def _throughput(
+    db: Path | None,
+    dsn: str | None,
+    store: DirectoryStore,
+    port: int,
+    seconds: float,
+    clients: int,
+    workers: int,
+) -> list[str]:
+    cmd = [sys.executable, "-m", "caducee", "directory", "serve", "--port", str(port)]
+    cmd += ["--dsn", dsn] if dsn else ["--db", str(db)]
+    cmd += ["--workers", str(workers)]
+    server = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"{base}/metadata", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        people = store.get_persons(store.search_persons(PersonQuery(), 0, 500))
+        urls = []
+        for p in people:
+            urls.append(f"/Practitioner?name={p.family[:4]}&_count=50")
+            if p.activities:
+                urls.append(
+                    f"/Practitioner?family={p.family}&qualification-code={p.activities[0].profession_code}"
+                )
+        done, lat = asyncio.run(_load(base, urls, seconds, clients))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return [
+        f"  FHIR API: {done / seconds:7.0f} req/s with {clients} clients ({workers} server"
+        f" process(es)), p50={statistics.median(lat):.1f} ms p99={_pct(lat, 0.99):.1f} ms,"
+        " 50 results max per answer; clients on the same machine"
+    ]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--persons", type=int, default=1_200_000)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/caducee-dirbench"))
+    ap.add_argument("--dsn", help="benchmark PostgreSQL instead of SQLite")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--seconds", type=float, default=15)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--port", type=int, default=18080)
+    ap.add_argument("--skip-generate", action="store_true")
+    ap.add_argument("--skip-import", action="store_true")
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    print("command:", " ".join([sys.executable, *sys.argv]))
+    print("machine:", _machine(), f"load average {os.getloadavg()[0]:.1f} at start")
+    files = args.work / "files"
+    if not args.skip_generate:
+        t = time.monotonic()
+        res = generate(files, args.persons, seed=args.seed)
+        print(
+            f"generate: {res.persons} persons, {res.activity_lines} activity lines,"
+            f" {res.mailboxes} mailboxes in {time.monotonic() - t:.1f} s"
+        )
+    ps = sorted(files.glob("PS_*"))[-1]
+    mss = sorted(files.glob("Extraction_*"))[-1]
+    db = None if args.dsn else args.work / "directory.db"
+    if not args.skip_import:
+        if db is not None:
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(db) + suffix).unlink(missing_ok=True)
+        elapsed, cpu, peak, report = _child_import([ps, mss], db, args.dsn)
+        engine = "PostgreSQL" if args.dsn else "SQLite"
+        print(
+            f"import (empty {engine}): {elapsed:.1f} s wall, {cpu:.1f} s CPU (importer"
+            f" process only), peak RSS {peak:.0f} MB"
+        )
+        print("  " + report.replace("\n", "\n  "))
+        elapsed, cpu, peak, report = _child_import([ps, mss], db, args.dsn)
+        print(
+            f"re-import, no change (daily diff): {elapsed:.1f} s wall, {cpu:.1f} s CPU,"
+            f" peak RSS {peak:.0f} MB"
+        )
+    store = open_store(db, args.dsn)
+    print("search latency (store API, one thread):")
+    print("\n".join(_latency(store, args.seed)))
+    print(
+        "\n".join(
+            _throughput(db, args.dsn, store, args.port, args.seconds, args.clients, args.workers)
+        )
+    )
+    store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Rendered FHIR resources as JSON bytes, cached per process.
+
+Building 50 resources from rows on each request costs far more than the search itself; the
+cache keeps each resource's JSON (public and authenticated views separately) until the data
+changes. Every import and every publication bumps the store's generation; the cache empties
+itself when it sees a new one, so a worker never serves a resource older than the last write
+it could have seen when the request started.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+from caducee.directory import fhir
+from caducee.directory.store import DirectoryStore
+
+__all__ = ["Rendered", "ResourceCache", "dumps"]
+
+Rendered = tuple[bytes, tuple[str, ...]]  # JSON, references ("Practitioner/x", ...)
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class ResourceCache:
+    """LRU of rendered resources keyed by (type, id, authenticated)."""
+
+    def __init__(self, store: DirectoryStore, size: int = 50_000) -> None:
+        self.store = store
+        self.size = size
+        self._lock = threading.Lock()
+        self._items: OrderedDict[tuple[str, str, bool], Rendered] = OrderedDict()
+        self._generation = -1
+
+    def refresh(self) -> None:
+        """Forget everything if the data changed since the last look."""
+        gen = self.store.generation()
+        if gen != self._generation:
+            with self._lock:
+                self._items.clear()
+                self._generation = gen
+
+    def get(self, kind: str, ids: Sequence[str], authed: bool) -> list[tuple[str, Rendered]]:
+        found: dict[str, Rendered] = {}
+        missing: list[str] = []
+        with self._lock:
+            for i in ids:
+                hit = self._items.get((kind, i, authed))
+                if hit is None:
+                    missing.append(i)
+                else:
+                    self._items.move_to_end((kind, i, authed))
+                    found[i] = hit
+        if missing:
+            fresh = self._render(kind, missing, authed)
+            with self._lock:
+                for i, item in fresh.items():
+                    self._items[(kind, i, authed)] = item
+                while len(self._items) > self.size:
+                    self._items.popitem(last=False)
+            found.update(fresh)
+        return [(i, found[i]) for i in ids if i in found]
+
+    def _render(self, kind: str, ids: list[str], authed: bool) -> dict[str, Rendered]:
+        s = self.store
+        out: dict[str, Rendered] = {}
+        if kind == "Practitioner":
+            for p in s.get_persons(ids):
+                out[p.idnps] = (dumps(fhir.practitioner(p, authenticated=authed)), ())
+        elif kind == "Organization":
+            for o in s.get_orgs(ids):
+                out[o.key] = (dumps(fhir.organization(o, authenticated=authed)), ())
+        elif kind == "PractitionerRole":
+            for a in s.get_roles(ids):
+                refs = (f"Practitioner/{a.idnps}",) + (
+                    (f"Organization/{a.org_key}",) if a.org_key else ()
+                )
+                out[a.id] = (dumps(fhir.practitioner_role(a, authenticated=authed)), refs)
+        return out
