@@ -5,7 +5,7 @@ real Dovecot mailbox first; the clock then runs from the agent's start until eve
 been integrated (MDM^T02 acknowledged by the MLLP listener) and filed in its IMAP folder.
 Optionally each message also requests an MDN, sent through a STARTTLS submission server.
 
-    PYTHONPATH=src python bench/documents.py [--count 300] [--mdn]
+    PYTHONPATH=src python bench/documents.py [--count 300] [--mdn] [--concurrency N]
 
 Needs Dovecot (dovecot-imapd) and ../shared (the ANS examples). Target: >= 50 documents/s.
 """
@@ -52,6 +52,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--count", type=int, default=300)
     ap.add_argument("--mdn", action="store_true", help="request and send an MDN per message")
+    ap.add_argument("--concurrency", type=int, default=1, help="[practice] concurrency")
     args = ap.parse_args()
     base = (_shared() / CDA).read_bytes()
     with tempfile.TemporaryDirectory(prefix="caducee-bench-") as tmp:
@@ -87,6 +88,7 @@ ca_file = "{pki.ca_file}"
 address = "{PRACTICE}"
 patients = "patients.csv"
 state = "state.sqlite"
+concurrency = {args.concurrency}
 [[adapter]]
 type = "mllp"
 host = "127.0.0.1"
@@ -94,6 +96,7 @@ port = {mllp.port}
 """
             )
             t0 = time.perf_counter()
+            imap = dovecot.client(PRACTICE)
             for i in range(args.count):
                 cda = variant(base, doc_id=f"1.2.8.{i}", set_id=f"1.2.8.{i}.s")
                 msg = build_message(
@@ -102,7 +105,8 @@ port = {mllp.port}
                     cdas=[cda],
                     request_mdn=args.mdn,
                 )
-                dovecot.append(PRACTICE, msg.as_bytes())
+                imap.append("INBOX", None, None, msg.as_bytes())
+            imap.logout()
             fill = time.perf_counter() - t0
 
             # The agent runs in its own process, as in production; its CPU time is measured
@@ -125,8 +129,8 @@ port = {mllp.port}
             mllp.stop()
             dovecot.stop()
     rate = args.count / elapsed
-    mdn = " --mdn" if args.mdn else ""
-    print(f"command: PYTHONPATH=src python bench/documents.py --count {args.count}{mdn}")
+    opts = (" --mdn" if args.mdn else "") + f" --concurrency {args.concurrency}"
+    print(f"command: PYTHONPATH=src python bench/documents.py --count {args.count}{opts}")
     machine = f"{platform.machine()} {os.cpu_count()} CPUs, Python {platform.python_version()}"
     print(f"machine: {platform.node()} {machine}")
     print(f"mailbox filled with {args.count} messages in {fill:.1f}s (not timed)")

@@ -80,6 +80,17 @@ class Dovecot:
 
 
 def start_dovecot(tmp: Path, pki: Pki, users: dict[str, str]) -> Dovecot:
+    """Start Dovecot; retried on a fresh port (another process may grab the free port first)."""
+    last: Exception | None = None
+    for _ in range(3):
+        try:
+            return _start_once(tmp, pki, users)
+        except RuntimeError as exc:
+            last = exc
+    raise RuntimeError(f"dovecot did not start: {last}")
+
+
+def _start_once(tmp: Path, pki: Pki, users: dict[str, str]) -> Dovecot:
     if not Path(DOVECOT).exists():
         pytest.skip("dovecot is not installed (apt-get install dovecot-imapd)")
     # Dovecot's unprivileged processes must traverse the path: outside pytest's 0700 tmp.
@@ -159,11 +170,12 @@ service stats {{
     )
     errlog.close()
     dc = Dovecot(root, port, pki.ca_file, dict(users), proc)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             err = (root / "stderr.log").read_text()
             log = (root / "dovecot.log").read_text() if (root / "dovecot.log").exists() else ""
+            shutil.rmtree(root, ignore_errors=True)
             raise RuntimeError(f"dovecot exited: {err} {log}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1) as s:
             if s.recv(100).startswith(b"* OK"):

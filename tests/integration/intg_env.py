@@ -37,7 +37,14 @@ class AgentEnv:
     env: dict[str, str]
 
     def write_config(
-        self, *, fhir: str | None = None, folder: bool = True, oru: bool = False, idle: float = 30
+        self,
+        *,
+        fhir: str | None = None,
+        folder: bool = True,
+        oru: bool = False,
+        idle: float = 30,
+        concurrency: int = 1,
+        practice_extra: str = "",
     ) -> Path:
         adapters = '[[adapter]]\ntype = "mllp"\nhost = "127.0.0.1"\n'
         adapters += f"port = {self.mllp.port}\ntimeout = 20\n"
@@ -66,6 +73,8 @@ ca_file = "{self.dovecot.ca_file}"
 address = "{PRACTICE}"
 patients = "patients.csv"
 state = "state.sqlite"
+concurrency = {concurrency}
+{practice_extra}
 
 {adapters}
 {oru_section}

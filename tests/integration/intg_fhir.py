@@ -21,6 +21,7 @@ class FhirServer:
     def __init__(self) -> None:
         self.resources: dict[str, dict[str, Any]] = {}
         self.puts: list[str] = []
+        self.unavailable = False  # answer 503 to everything
         self.lock = threading.Lock()
         outer = self
 
@@ -37,6 +38,10 @@ class FhirServer:
                 self.wfile.write(data)
 
             def do_PUT(self) -> None:
+                if outer.unavailable:
+                    self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                    self._reply(503, {"resourceType": "OperationOutcome"})
+                    return
                 parts = self.path.strip("/").split("/")
                 length = int(self.headers.get("Content-Length", "0"))
                 body = json.loads(self.rfile.read(length))

@@ -57,6 +57,7 @@ def _send(args: argparse.Namespace) -> int:
         sender_name=args.sender_name,
         reply_to=args.reply_to,
         max_bytes=args.max_size,
+        delete=args.delete,
     )
     result = submit(msg, settings, dsn=not args.no_dsn)
     accepted = [r for r in args.to if r not in result.refused]
@@ -97,6 +98,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--fin", action="store_true", help="to a patient: end the exchange (X-MSS-MES: FIN)"
+    )
+    p.add_argument(
+        "--delete",
+        action="store_true",
+        help="ask the recipient to delete these documents (XDM entries marked Deprecated)",
     )
     p.add_argument("--no-mdn", action="store_true", help="do not request an MDN")
     p.add_argument("--no-dsn", action="store_true", help="do not request a DSN")

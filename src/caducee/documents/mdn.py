@@ -12,18 +12,24 @@ subject then starts with ``[KO Intégration système !][902]``.
 
 from __future__ import annotations
 
+import binascii
 import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email import message_from_bytes
+from email.header import Header, decode_header, make_header
 from email.message import EmailMessage, Message
-from email.policy import SMTP
+from email.policy import SMTP, default
 from email.utils import format_datetime, make_msgid, parseaddr
+
+from caducee.documents.mime import leaves
 
 __all__ = [
     "ERRORS",
     "MdnInfo",
     "build_mdn",
+    "build_mdn_bytes",
     "mdn_requested",
     "parse_mdn",
 ]
@@ -38,6 +44,15 @@ ERRORS: dict[int, str] = {
     905: "L'INS transmis n'est pas complet",
     906: "Erreur 'Autre'",
 }
+
+
+def _decode(value: object) -> str:
+    if value is None:
+        return ""
+    try:
+        return str(make_header(decode_header(str(value))))
+    except (ValueError, LookupError):
+        return str(value)
 
 
 def mdn_requested(msg: Message) -> str | None:
@@ -74,6 +89,104 @@ def _disposition(error: int | None) -> str:
     return f"{base}/Error: {error}^{label}^messageErrorCondition"
 
 
+def _one_line(value: str) -> str:
+    """Unfold and collapse whitespace: nothing from the original can start a new line."""
+    return " ".join(value.split())
+
+
+def _encode_header(value: str) -> str:
+    """RFC 2047 encoding for a header value when it is not plain ASCII."""
+    if value.isascii():
+        return value
+    return Header(value, "utf-8", maxlinelen=76).encode()
+
+
+def _human(error: int | None) -> str:
+    if error is None:
+        return "Le message ci-dessous a été intégré automatiquement.\n"
+    label = ERRORS.get(error, ERRORS[906])
+    return (
+        "Le message ci-dessous n'a pas pu être intégré automatiquement dans le logiciel "
+        f"pour la raison suivante : {label}\n"
+        f"Le système a retourné l'erreur {error}^{label}^messageErrorCondition\n"
+    )
+
+
+def build_mdn_bytes(
+    original: bytes,
+    *,
+    final_recipient: str,
+    error: int | None = None,
+    mdn_from: str | None = None,
+    reporting_ua: str = "caducee-integrate",
+) -> tuple[str, bytes]:
+    """Build the MDN answering the message ``original`` (bytes); return (recipient, MDN bytes).
+
+    The original message is included verbatim (``message/rfc822``) and its attachments are
+    re-attached with their original encoding, so nothing is decoded and re-encoded.
+    """
+    headers, parts = leaves(original)
+    to = mdn_requested(headers) or parseaddr(str(headers.get("From", "")))[1]
+    subject = _one_line(_decode(headers.get("Subject")))
+    if error is not None:
+        subject = f"[KO Intégration système !][{error}] {subject}"
+    orig_id = _one_line(str(headers.get("Message-ID", "")))
+    original_rcpt = _one_line(str(headers.get("Original-Recipient", "")))
+    boundary = f"mdn-{make_msgid().strip('<>').replace('@', '.')}"
+    fields = [f"Reporting-UA: {reporting_ua}"]
+    fields.append(f"Original-Recipient: {original_rcpt or 'rfc822;' + final_recipient}")
+    fields.append(f"Final-Recipient: rfc822;{final_recipient}")
+    if orig_id:
+        fields.append(f"Original-Message-ID: {orig_id}")
+    fields.append(f"Disposition: {_disposition(error)}")
+    top = [
+        f"From: {mdn_from or final_recipient}",
+        f"To: {to}",
+        f"Subject: {_encode_header(subject)}",
+        f"Date: {format_datetime(datetime.now(UTC))}",
+        f"Message-ID: {make_msgid(domain=final_recipient.rsplit('@', 1)[-1])}",
+    ]
+    if orig_id:
+        top += [f"In-Reply-To: {orig_id}", f"References: {orig_id}"]
+    top += [
+        "Auto-Submitted: auto-replied",
+        "MIME-Version: 1.0",
+        "Content-Type: multipart/report; report-type=disposition-notification;",
+        f' boundary="{boundary}"',
+    ]
+    crlf = b"\r\n"
+    body_orig = original if original.endswith(b"\n") else original + crlf
+    out = [crlf.join(h.encode("utf-8") for h in top), b"", b""]
+    out += [
+        f"--{boundary}".encode(),
+        b'Content-Type: text/plain; charset="utf-8"',
+        b"Content-Transfer-Encoding: quoted-printable",
+        b"",
+        binascii.b2a_qp(_human(error).encode("utf-8")).replace(b"\n", crlf),
+        f"--{boundary}".encode(),
+        b"Content-Type: message/disposition-notification",
+        b"Content-Transfer-Encoding: 7bit",
+        b"",
+        crlf.join(f.encode("ascii", "replace") for f in fields) + crlf,
+        f"--{boundary}".encode(),
+        b"Content-Type: message/rfc822",
+        b"Content-Transfer-Encoding: " + (b"7bit" if original.isascii() else b"8bit"),
+        b"",
+        body_orig,
+    ]
+    for part in parts:
+        if part.filename is None:
+            continue
+        out.append(f"--{boundary}".encode())
+        for name in ("Content-Type", "Content-Transfer-Encoding", "Content-Disposition"):
+            value = part.headers.get(name)
+            if value is not None:
+                out.append(f"{name}: {value}".encode())
+        out += [b"", part.raw_body]
+    out += [f"--{boundary}--".encode(), b""]
+    return to, crlf.join(out)
+
+
 def build_mdn(
     original: Message,
     *,
@@ -82,63 +195,23 @@ def build_mdn(
     mdn_from: str | None = None,
     reporting_ua: str = "caducee-integrate",
 ) -> EmailMessage:
-    """Build the MDN answering ``original`` on behalf of ``final_recipient``."""
-    to = mdn_requested(original) or parseaddr(str(original.get("From", "")))[1]
-    subject = str(original.get("Subject", ""))
-    if error is not None:
-        subject = f"[KO Intégration système !][{error}] {subject}"
-    mdn = EmailMessage(policy=SMTP)
-    mdn["From"] = mdn_from or final_recipient
-    mdn["To"] = to
-    mdn["Subject"] = subject
-    mdn["Date"] = format_datetime(datetime.now(UTC))
-    mdn["Message-ID"] = make_msgid(domain=final_recipient.rsplit("@", 1)[-1])
-    orig_id = str(original.get("Message-ID", "")).strip()
-    if orig_id:
-        mdn["In-Reply-To"] = orig_id
-        mdn["References"] = orig_id
-    mdn["Auto-Submitted"] = "auto-replied"
-    if error is None:
-        human = "Le message ci-dessous a été intégré automatiquement.\n"
-    else:
-        label = ERRORS.get(error, ERRORS[906])
-        human = (
-            "Le message ci-dessous n'a pas pu être intégré automatiquement dans le logiciel "
-            f"pour la raison suivante : {label}\n"
-            f"Le système a retourné l'erreur {error}^{label}^messageErrorCondition\n"
-        )
-    mdn.set_content(human, subtype="plain", charset="utf-8", cte="quoted-printable")
-    original_rcpt = str(original.get("Original-Recipient", "")).strip()
-    fields = [f"Reporting-UA: {reporting_ua}"]
-    if original_rcpt:
-        fields.append(f"Original-Recipient: {original_rcpt}")
-    else:
-        fields.append(f"Original-Recipient: rfc822;{final_recipient}")
-    fields.append(f"Final-Recipient: rfc822;{final_recipient}")
-    if orig_id:
-        fields.append(f"Original-Message-ID: {orig_id}")
-    fields.append(f"Disposition: {_disposition(error)}")
-    report = EmailMessage(policy=SMTP)
-    report["Content-Type"] = "message/disposition-notification"
-    report["Content-Transfer-Encoding"] = "8bit"
-    report.set_payload("\r\n".join(fields) + "\r\n", charset=None)
-    mdn.make_mixed()
-    mdn.attach(report)
-    original_part = EmailMessage(policy=SMTP)
-    original_part.set_content(original)
-    mdn.attach(original_part)
-    for part in original.walk():
-        name = part.get_filename()
-        if name and not part.is_multipart():
-            payload = part.get_payload(decode=True)
-            if isinstance(payload, bytes):
-                att = EmailMessage(policy=SMTP)
-                maintype, _, subtype = part.get_content_type().partition("/")
-                att.set_content(payload, maintype=maintype, subtype=subtype, filename=name)
-                mdn.attach(att)
-    mdn.replace_header("Content-Type", "multipart/report; report-type=disposition-notification")
-    mdn.set_boundary(f"mdn-{make_msgid().strip('<>').replace('@', '.')}")
-    return mdn
+    """Build the MDN answering ``original``, as a parsed message (see :func:`build_mdn_bytes`)."""
+    raw = (
+        original.as_bytes(policy=SMTP)
+        if isinstance(original, EmailMessage)
+        else original.as_bytes()
+    )
+    _, data = build_mdn_bytes(
+        raw,
+        final_recipient=final_recipient,
+        error=error,
+        mdn_from=mdn_from,
+        reporting_ua=reporting_ua,
+    )
+    parsed = message_from_bytes(data, policy=default)
+    if not isinstance(parsed, EmailMessage):  # pragma: no cover - policy default gives one
+        raise TypeError("unexpected message class")
+    return parsed
 
 
 @dataclass(frozen=True)

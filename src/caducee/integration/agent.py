@@ -18,30 +18,31 @@ import hashlib
 import logging
 import os
 import ssl
+from dataclasses import dataclass
 from email.header import decode_header, make_header
 from email.message import Message
 from email.policy import compat32
-from email.policy import default as default_policy
 from email.utils import parseaddr
 
-from caducee.core.errors import InvalidInput
-from caducee.documents.cda import read_cda
+from caducee.core.errors import CaduceeError, InvalidInput
+from caducee.documents.cda import CdaDocument, read_cda
 from caducee.documents.hl7v2 import MLLP_END, build_ack, mllp_frame, parse_oru
 from caducee.documents.inspect import xdm_attachments
-from caducee.documents.mdn import ERRORS, build_mdn, mdn_requested
+from caducee.documents.mdn import ERRORS, build_mdn_bytes, mdn_requested
+from caducee.documents.mime import leaves, split_headers
 from caducee.documents.xdm import read_xdm
 from caducee.integration.adapters import Adapter, AdapterUnavailable
 from caducee.integration.adapters.fhir import FhirAdapter
 from caducee.integration.adapters.folder import FolderAdapter
 from caducee.integration.adapters.mllp import MllpAdapter
 from caducee.integration.config import AgentConfig
-from caducee.integration.imapclient import ImapClient, ImapError, ImapSettings
+from caducee.integration.imapclient import ImapClient, ImapSettings
 from caducee.integration.patients import load_patient_index
 from caducee.integration.pipeline import Pipeline, Provenance
 from caducee.integration.state import AgentState
-from caducee.integration.submit import SubmissionSettings, parse_server, submit_async
+from caducee.integration.submit import SubmissionSession, SubmissionSettings, parse_server
 
-__all__ = ["Agent", "build_adapters", "message_key"]
+__all__ = ["Agent", "Prepared", "build_adapters", "message_key"]
 
 log = logging.getLogger("caducee.integration")
 _DEPRECATED = "deprecated"
@@ -55,6 +56,25 @@ def _decoded(value: object) -> str:
         return str(make_header(decode_header(str(value))))
     except (ValueError, LookupError):
         return str(value)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A fetched message, parsed: its headers, key, documents, or an early error (906)."""
+
+    raw: bytes
+    msg: Message
+    key: str
+    error: int | None = None
+    prov: Provenance | None = None
+    docs: tuple[tuple[CdaDocument, bool], ...] = ()
+
+
+def _is_xdm(ctype: str, name: str | None) -> bool:
+    lowered = (name or "").lower()
+    return lowered.endswith("ihe_xdm.zip") or (
+        ctype in ("application/zip", "application/x-zip-compressed") and lowered.endswith(".zip")
+    )
 
 
 def message_key(raw: bytes, msg: Message) -> str:
@@ -82,6 +102,7 @@ def build_adapters(cfg: AgentConfig) -> list[Adapter]:
                     receiving_app=str(o.get("receiving_app", "LPS")),
                     receiving_facility=str(o.get("receiving_facility", "LPS")),
                     name=name,
+                    connections=int(o.get("connections", cfg.concurrency)),
                 )
             )
         elif ad.type == "fhir":
@@ -90,7 +111,7 @@ def build_adapters(cfg: AgentConfig) -> list[Adapter]:
                 FhirAdapter(
                     str(o["base_url"]),
                     token=token,
-                    verify=str(o["ca_file"]) if o.get("ca_file") else True,
+                    ca_file=str(o["ca_file"]) if o.get("ca_file") else None,
                     patient_system=str(o.get("patient_system", "urn:caducee:patient-local-id")),
                     name=name,
                 )
@@ -125,26 +146,34 @@ class Agent:
             self.smtp = SubmissionSettings(
                 host, port, cfg.smtp_user, cfg.smtp_password, ca_file=cfg.smtp_ca_file
             )
+        self._patients_mtime = cfg.patients.stat().st_mtime_ns
+        self._session: SubmissionSession | None = None
+        self._mdn_lock = asyncio.Lock()
+        self.concurrency = cfg.concurrency
         self.processed = 0
         self.batch = 20  # messages fetched (and filed) per IMAP round trip
 
     # ----------------------------------------------------------------- one message
-    async def _integrate_message(self, raw: bytes, msg: Message, key: str) -> int | None:
+    def prepare(self, raw: bytes) -> Prepared:
+        """Parse one message and its XDM archive(s): pure CPU work, run in a worker thread
+        (the next messages of a batch are prepared while the current one waits for its ACK)."""
+        msg, _ = split_headers(raw)
+        key = message_key(raw, msg)
         try:
-            xdms = xdm_attachments(msg)
+            _, parts = leaves(raw)
+            xdms = [p.decoded() for p in parts if _is_xdm(p.content_type, p.filename)]
+            if not xdms:  # unusual MIME structure: let the email package have a go
+                xdms = xdm_attachments(email.message_from_bytes(raw, policy=compat32))
             if not xdms:
-                return 906
+                return Prepared(raw, msg, key, error=906)
             body: str | None = None
             pdf = None
-            for part in msg.walk():
-                ctype = part.get_content_type()
-                if ctype == "text/plain" and body is None and part.get_filename() is None:
-                    payload = part.get_payload(decode=True)
-                    if isinstance(payload, bytes):
-                        body = payload.decode(part.get_content_charset() or "utf-8", "replace")
-                elif ctype == "application/pdf" and pdf is None:
-                    payload = part.get_payload(decode=True)
-                    pdf = payload if isinstance(payload, bytes) else None
+            for part in parts:
+                if part.content_type == "text/plain" and body is None and part.filename is None:
+                    charset = part.headers.get_content_charset() or "utf-8"
+                    body = part.decoded().decode(charset, "replace")
+                elif part.content_type == "application/pdf" and pdf is None:
+                    pdf = part.decoded()
             prov = Provenance(
                 key=key,
                 sender=parseaddr(str(msg.get("From", "")))[1] or None,
@@ -154,24 +183,32 @@ class Agent:
                 body=body,
                 pdf=pdf,
             )
-            first_error: int | None = None
-            found = 0
+            docs: list[tuple[CdaDocument, bool]] = []
             for data in xdms:
-                pkg = await asyncio.to_thread(read_xdm, data)
+                pkg = read_xdm(data)
                 if any("hash" in p or "size" in p for p in pkg.problems):
-                    return 906
-                for entry in pkg.documents:
-                    if entry.cda is None:
-                        continue
-                    found += 1
-                    delete = _DEPRECATED in entry.status.lower()
-                    err = await self.pipeline.integrate(entry.cda, prov, delete=delete)
-                    if err is not None and first_error is None:
-                        first_error = err
-            return first_error if found else 906
-        except InvalidInput as exc:
-            log.info("message %s refused: %s", key[:16], exc)
-            return 906
+                    return Prepared(raw, msg, key, error=906)
+                docs.extend(
+                    (e.cda, _DEPRECATED in e.status.lower())
+                    for e in pkg.entries
+                    if e.cda is not None
+                )
+            if not docs:
+                return Prepared(raw, msg, key, error=906)
+            return Prepared(raw, msg, key, prov=prov, docs=tuple(docs))
+        except (InvalidInput, UnicodeError, LookupError) as exc:
+            log.info("message %s refused: %s", key[:16], type(exc).__name__)
+            return Prepared(raw, msg, key, error=906)
+
+    async def _integrate(self, prep: Prepared) -> int | None:
+        if prep.error is not None or prep.prov is None:
+            return prep.error or 906
+        first_error: int | None = None
+        for cda, delete in prep.docs:
+            err = await self.pipeline.integrate(cda, prep.prov, delete=delete)
+            if err is not None and first_error is None:
+                first_error = err
+        return first_error
 
     async def _answer(self, raw: bytes, msg: Message, error: int | None) -> None:
         if mdn_requested(msg) is None:
@@ -179,40 +216,72 @@ class Agent:
         if self.smtp is None:
             log.warning("MDN requested but no [submission] configured; not answering")
             return
-        full = email.message_from_bytes(raw, policy=default_policy)  # decoded headers for the MDN
-        mdn = build_mdn(full, final_recipient=self.cfg.address, error=error)
-        await submit_async(mdn, self.smtp, envelope_from=self.cfg.address, dsn=False)
+        to, mdn = build_mdn_bytes(raw, final_recipient=self.cfg.address, error=error)
+        async with self._mdn_lock:  # the submission session is used by one sender at a time
+            if self._session is None:
+                self._session = SubmissionSession(self.smtp)
+            await asyncio.to_thread(self._session.send, mdn, self.cfg.address, [to], dsn=False)
 
-    async def process_message(self, raw: bytes) -> tuple[str, int | None]:
-        """Integrate and answer one message (up to the ``answered`` stage).
+    async def process_message(self, prep: Prepared) -> tuple[str, int | None]:
+        """Integrate and answer one prepared message (up to the ``answered`` stage).
 
         Returns the message key and its outcome; the caller files it, then records ``filed``.
         """
-        # compat32 parsing: several times faster than the modern policy on large messages.
-        msg = email.message_from_bytes(raw, policy=compat32)
-        key = message_key(raw, msg)
+        key, msg = prep.key, prep.msg
         row = self.state.message(key)
         if row is not None and row.stage == "filed":
             return key, row.error  # the same message again (resent): only file it
         if row is None:
-            error = await self._integrate_message(raw, msg, key)
+            error = await self._integrate(prep)
             self.state.set_message(key, "integrated", error)
             stage = "integrated"
         else:
             error, stage = row.error, row.stage
         if stage == "integrated" and mdn_requested(msg) is not None:
-            await self._answer(raw, msg, error)
+            await self._answer(prep.raw, msg, error)
             self.state.set_message(key, "answered", error)
         return key, error
 
     async def _process_batch(self, client: ImapClient, uids: list[int]) -> None:
         fetched = await client.uid_fetch_many(uids)
+        present = [u for u in uids if u in fetched]
+        # Prepare every message of the batch in worker threads (CPU), then integrate up to
+        # ``concurrency`` messages at a time; a message waits for the earlier messages of the
+        # batch that touch the same document set (or are the same message), so replacements
+        # and deletions keep their order.
+        prepared = [
+            asyncio.ensure_future(asyncio.to_thread(self.prepare, fetched[u])) for u in present
+        ]
         outcomes: dict[int, tuple[str, int | None]] = {}
-        for uid in uids:
-            raw = fetched.get(uid)
-            if raw is None:
-                continue
-            outcomes[uid] = await self.process_message(raw)
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(uid: int, prep: Prepared, deps: list[asyncio.Future[None]]) -> None:
+            results = await asyncio.gather(*deps, return_exceptions=True)
+            if any(isinstance(r, BaseException) for r in results):
+                return  # an earlier message of the same set failed: retry both later
+            async with gate:
+                outcomes[uid] = await self.process_message(prep)
+
+        running: list[tuple[set[str], asyncio.Future[None]]] = []
+        errors: list[BaseException] = []
+        try:
+            for uid, task in zip(present, prepared, strict=True):
+                prep = await task
+                keys = {prep.key} | {
+                    str(c.set_id) if c.set_id else c.unique_id for c, _ in prep.docs
+                }
+                deps = [t for k, t in running if k & keys]
+                running.append((keys, asyncio.ensure_future(one(uid, prep, deps))))
+            results = await asyncio.gather(*(t for _, t in running), return_exceptions=True)
+            errors = [r for r in results if isinstance(r, BaseException)]
+        finally:
+            for task in prepared:
+                task.cancel()
+            for _, fut in running:
+                fut.cancel()
+            if self._session is not None:  # one submission connection per batch of MDNs
+                session, self._session = self._session, None
+                await asyncio.to_thread(session.close)
         for folder in {self._folder(err) for _, err in outcomes.values()}:
             batch = [u for u, (_, err) in outcomes.items() if self._folder(err) == folder]
             await client.uid_move(batch, folder)
@@ -223,6 +292,8 @@ class Agent:
                 log.info(
                     "message %s filed: %s", key[:16], "processed" if err is None else f"error {err}"
                 )
+        if errors:
+            raise errors[0]
 
     def _folder(self, error: int | None) -> str:
         return self.cfg.integrated_folder if error is None else self.cfg.rejected_folder
@@ -237,8 +308,19 @@ class Agent:
         finally:
             await client.close()
 
+    def _reload_patients_if_changed(self) -> None:
+        """The practice may add a patient after a 902: pick up the new index without restart."""
+        try:
+            mtime = self.cfg.patients.stat().st_mtime_ns
+        except OSError:
+            return
+        if mtime != self._patients_mtime:
+            self.pipeline.index = load_patient_index(self.cfg.patients)
+            self._patients_mtime = mtime
+
     async def _drain(self, client: ImapClient) -> int:
         before = self.processed
+        self._reload_patients_if_changed()
         await client.ensure_mailbox(self.cfg.integrated_folder)
         await client.ensure_mailbox(self.cfg.rejected_folder)
         await client.select(self.cfg.inbox)
@@ -263,7 +345,7 @@ class Agent:
                     while not stop.is_set():
                         await self._drain(client)
                         await client.idle(self.cfg.idle_seconds, stop)
-                except (AdapterUnavailable, ImapError, OSError, TimeoutError) as exc:
+                except (CaduceeError, OSError, TimeoutError) as exc:
                     log.warning("agent: %s; retrying in %.0fs", exc, backoff)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), backoff)

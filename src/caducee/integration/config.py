@@ -47,6 +47,7 @@ class AgentConfig:
     cda_schema: Path | None = None
     require_conformant: bool = False
     oru_listen: str | None = None
+    concurrency: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -124,6 +125,9 @@ def load_config(path: str | Path) -> AgentConfig:
     schema = _path(base, pr["cda_schema"]) if pr.get("cda_schema") else None
     if schema is not None and not schema.is_file():
         problems.append(f"practice.cda_schema: file not found: {schema}")
+    concurrency = pr.get("concurrency", 1)
+    if not isinstance(concurrency, int) or not 1 <= concurrency <= 32:
+        problems.append("practice.concurrency: an integer from 1 to 32")
     if problems:
         raise ConfigError(problems)
     return AgentConfig(
@@ -148,4 +152,5 @@ def load_config(path: str | Path) -> AgentConfig:
         cda_schema=schema,
         require_conformant=bool(pr.get("require_conformant", False)),
         oru_listen=str(raw["oru"]["listen"]) if raw.get("oru", {}).get("listen") else None,
+        concurrency=int(concurrency),
     )

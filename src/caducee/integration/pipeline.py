@@ -95,6 +95,9 @@ class Pipeline:
                 return 900
             if existing.author_org and self._org(doc) and existing.author_org != self._org(doc):
                 return 901
+            if existing.version is not None:
+                before = self.state.previous_version(set_id, existing.version)
+                parent = before.doc_id if before else None
         else:
             if existing is not None and existing.status in ("delivered", "deleted"):
                 return None  # idempotent replay
@@ -116,10 +119,13 @@ class Pipeline:
                     action, parent = "replace", latest.doc_id
                 else:
                     action = "new"
-        if self.require_conformant:
+        if self.require_conformant or self.cda_schema:
             verdict = await asyncio.to_thread(validate_cda, doc, schema=self.cda_schema)
             if not verdict.conformant:
-                return 906
+                # Reasons can quote document content: log their number only.
+                log.warning("document %s not conformant (%d reasons)", doc_id, len(verdict.reasons))
+                if self.require_conformant:
+                    return 906
         match = self.index.match(doc.patient)
         if match.error is not None or match.patient is None:
             return match.error or 902

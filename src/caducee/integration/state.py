@@ -107,6 +107,17 @@ class AgentState:
             ).fetchone()
         return DocumentRow(*row) if row else None
 
+    def previous_version(self, set_id: str, version: int) -> DocumentRow | None:
+        """The delivered document of ``set_id`` just below ``version`` (the one it replaced)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT doc_id, set_id, version, patient_id, author_org, status, action "
+                "FROM documents WHERE set_id = ? AND version < ? AND status = 'delivered' "
+                "ORDER BY version DESC LIMIT 1",
+                (set_id, version),
+            ).fetchone()
+        return DocumentRow(*row) if row else None
+
     def put_document(self, row: DocumentRow, message_key: str) -> None:
         with self._lock:
             self._db.execute(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ssl
 from datetime import datetime
 from typing import Any
 
@@ -108,7 +109,7 @@ def document_reference(d: Delivery, binary_id: str, *, patient_system: str) -> d
         res["securityLabel"] = [
             {"coding": [{"system": _CONF_SYSTEM, "code": doc.confidentiality.code}]}
         ]
-    if d.action == "replace" and d.parent_document_id:
+    if d.action in ("replace", "delete") and d.parent_document_id:
         res["relatesTo"] = [
             {
                 "code": "replaces",
@@ -124,7 +125,7 @@ class FhirAdapter:
         base_url: str,
         *,
         token: str | None = None,
-        verify: str | bool = True,
+        ca_file: str | None = None,
         timeout: float = 30.0,
         patient_system: str = "urn:caducee:patient-local-id",
         name: str = "fhir",
@@ -135,6 +136,7 @@ class FhirAdapter:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self.patient_system = patient_system
+        verify = ssl.create_default_context(cafile=ca_file)
         self._client = httpx.AsyncClient(headers=headers, verify=verify, timeout=timeout)
 
     async def _put(self, path: str, resource: dict[str, Any]) -> None:

@@ -31,32 +31,40 @@ class MllpAdapter:
         receiving_app: str = "LPS",
         receiving_facility: str = "LPS",
         name: str = "mllp",
+        connections: int = 1,
     ) -> None:
         self.name = name
         self.host, self.port, self.timeout, self.tls = host, port, timeout, tls
         self.apps = (sending_app, sending_facility, receiving_app, receiving_facility)
-        self._conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-        self._lock = asyncio.Lock()
+        # Each connection carries one message at a time and waits for its ACK (original mode).
+        self._conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter] | None] = [None] * max(
+            1, connections
+        )
+        self._free: asyncio.Queue[int] = asyncio.Queue()
+        for slot in range(len(self._conns)):
+            self._free.put_nowait(slot)
 
-    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self._conn is None:
+    async def _connect(self, slot: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        conn = self._conns[slot]
+        if conn is None:
             try:
-                self._conn = await asyncio.wait_for(
+                conn = await asyncio.wait_for(
                     asyncio.open_connection(self.host, self.port, ssl=self.tls), self.timeout
                 )
             except (OSError, TimeoutError) as exc:
                 raise AdapterUnavailable(
                     f"MLLP {self.host}:{self.port} unreachable: {exc}"
                 ) from exc
-        return self._conn
+            self._conns[slot] = conn
+        return conn
 
-    async def _drop(self) -> None:
-        if self._conn is not None:
-            writer = self._conn[1]
-            self._conn = None
-            writer.close()
+    async def _drop(self, slot: int) -> None:
+        conn = self._conns[slot]
+        if conn is not None:
+            self._conns[slot] = None
+            conn[1].close()
             with contextlib.suppress(OSError, ssl.SSLError):
-                await writer.wait_closed()
+                await conn[1].wait_closed()
 
     async def deliver(self, delivery: Delivery) -> None:
         req = MdmRequest(
@@ -74,30 +82,19 @@ class MllpAdapter:
             receiving_facility=self.apps[3],
         )
         frame = mllp_frame(build_mdm(delivery.doc, req))
-        async with self._lock:
-            for attempt in (1, 2):
-                reader, writer = await self._connect()
-                try:
-                    writer.write(frame)
-                    await writer.drain()
-                    raw = await asyncio.wait_for(reader.readuntil(MLLP_END), self.timeout)
-                    break
-                except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
-                    await self._drop()
-                    if attempt == 2:
-                        raise AdapterUnavailable(f"MLLP connection failed: {exc}") from exc
-                except TimeoutError as exc:
-                    await self._drop()
-                    raise AdapterUnavailable("MLLP peer did not acknowledge in time") from exc
+        slot = await self._free.get()
         try:
-            ack = parse_ack(raw[:_MAX_ACK])
-        except InvalidInput as exc:
-            raise AdapterUnavailable(
-                f"MLLP peer answered something else than an ACK: {exc}"
-            ) from exc
-        if ack.control_id != delivery.control_id:
-            await self._drop()
-            raise AdapterUnavailable("MLLP ACK does not acknowledge the message sent")
+            raw = await self._exchange(slot, frame)
+            try:
+                ack = parse_ack(raw[:_MAX_ACK])
+            except InvalidInput as exc:
+                await self._drop(slot)
+                raise AdapterUnavailable(f"MLLP peer did not answer an ACK: {exc}") from exc
+            if ack.control_id != delivery.control_id:
+                await self._drop(slot)
+                raise AdapterUnavailable("MLLP ACK does not acknowledge the message sent")
+        finally:
+            self._free.put_nowait(slot)
         if ack.accepted:
             return
         code = int(ack.app_error) if ack.app_error and ack.app_error.isdigit() else 906
@@ -105,5 +102,22 @@ class MllpAdapter:
             code = 906
         raise AdapterRejected(code, f"practice software refused the document ({ack.code} {code})")
 
+    async def _exchange(self, slot: int, frame: bytes) -> bytes:
+        for attempt in (1, 2):
+            reader, writer = await self._connect(slot)
+            try:
+                writer.write(frame)
+                await writer.drain()
+                return await asyncio.wait_for(reader.readuntil(MLLP_END), self.timeout)
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+                await self._drop(slot)
+                if attempt == 2:
+                    raise AdapterUnavailable(f"MLLP connection failed: {exc}") from exc
+            except TimeoutError as exc:
+                await self._drop(slot)
+                raise AdapterUnavailable("MLLP peer did not acknowledge in time") from exc
+        raise AdapterUnavailable("MLLP connection failed")  # pragma: no cover
+
     async def close(self) -> None:
-        await self._drop()
+        for slot in range(len(self._conns)):
+            await self._drop(slot)

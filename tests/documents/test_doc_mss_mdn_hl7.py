@@ -159,3 +159,32 @@ def test_ans_ack_samples_parse(shared_dir: Path) -> None:
     ).read_bytes()
     ack = parse_ack(build_ack(mdm, code="AE", error=902, label="Identifiant de patient inconnu"))
     assert ack.code == "AE" and ack.app_error == "902" and ack.control_id == "015"
+
+
+def test_delete_request_marks_entries_deprecated(cda: bytes) -> None:
+    from caducee.documents.inspect import xdm_attachments
+    from caducee.documents.xdm import STATUS_DEPRECATED, read_xdm
+
+    msg = build_message(sender="a@x.fr", recipients=["b@y.fr"], cdas=[cda], delete=True)
+    (xdm,) = xdm_attachments(msg)
+    assert [e.status for e in read_xdm(xdm).entries] == [STATUS_DEPRECATED]
+    normal = build_message(sender="a@x.fr", recipients=["b@y.fr"], cdas=[cda])
+    (xdm,) = xdm_attachments(normal)
+    assert read_xdm(xdm).entries[0].status.endswith("Approved")
+
+
+def test_mdn_fields_cannot_be_injected(cda: bytes) -> None:
+    original = build_message(sender="a@x.fr", recipients=["b@y.fr"], cdas=[cda]).as_bytes()
+    hostile = original.replace(
+        b"Message-ID:",
+        b"Original-Recipient: rfc822;x@y.fr\r\n Disposition: forged\r\nMessage-ID:",
+        1,
+    )
+    from caducee.documents.mdn import build_mdn_bytes
+
+    _, mdn = build_mdn_bytes(hostile, final_recipient="b@y.fr", error=902)
+    info = parse_mdn(email.message_from_bytes(mdn, policy=default))
+    assert info is not None and info.error_code == 902
+    report = mdn.split(b"message/disposition-notification", 1)[1].split(b"--mdn-", 1)[0]
+    assert b"\r\nDisposition: automatic-action" in report
+    assert b"\r\n Disposition: forged" not in report
