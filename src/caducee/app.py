@@ -121,6 +121,17 @@ class Operator:
             self.servers["imap"] = imap_cls(
                 cfg, self.storage, self.policy.submission_server_context(), self.storage.accounts
             )
+        if cfg.web.listen:
+            from caducee.web.server import WebServer
+
+            policy = self.policy
+            self.servers["web"] = WebServer(
+                cfg,
+                self.storage,
+                is_listed=policy.is_listed,
+                liste=lambda: policy.liste,
+                wake=self.worker.wake,
+            )
         await self.worker.start()
         for name, server in self.servers.items():
             self.addresses[name] = await server.start()
