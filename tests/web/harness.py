@@ -19,7 +19,6 @@ from typing import Any
 from urllib.parse import urljoin
 
 import httpx
-from e2e.harness import free_port, make_trust_space
 
 from caducee.app import Operator
 from caducee.auth.idp.oauth import IdpSettings
@@ -32,6 +31,7 @@ from caducee.config.model import NodeConfig
 from caducee.core.model import MailboxType
 from caducee.directory.sandbox import ExtraPerson, build_sandbox_directory
 from caducee.smtp.worker import WorkerSettings
+from e2e.harness import free_port, make_trust_space
 
 PASSWORD = "Mot-de-passe-de-test-1"
 
@@ -165,7 +165,9 @@ async def world(root: Path, *, admins: dict[str, list[str]] | None = None) -> As
                 "audience": f"mssante-{name}",
                 "ca_file": str(idp_cert),
             }
-            op = Operator(NodeConfig.model_validate(raw), worker_settings=WorkerSettings(idle_seconds=1.0))
+            op = Operator(
+                NodeConfig.model_validate(raw), worker_settings=WorkerSettings(idle_seconds=1.0)
+            )
             await op.start()
             ops[name] = op
             assert op.storage is not None
@@ -173,11 +175,17 @@ async def world(root: Path, *, admins: dict[str, list[str]] | None = None) -> As
             for u in users.values():
                 if u.operator != name:
                     continue
-                await acc.create_account(u.address, None, display_name=f"{u.given} {u.family}", idnps=u.idnps)
-                await acc.create_mailbox(u.address, MailboxType.PER, u.idnps, display_name=f"{u.given} {u.family}")
+                await acc.create_account(
+                    u.address, None, display_name=f"{u.given} {u.family}", idnps=u.idnps
+                )
+                await acc.create_mailbox(
+                    u.address, MailboxType.PER, u.idnps, display_name=f"{u.given} {u.family}"
+                )
                 await acc.grant(u.address, u.address, FULL_RIGHTS)
             if name == "chu":
-                await acc.create_mailbox(ORG_BOX, MailboxType.ORG, "1750000000", display_name="Secrétariat")
+                await acc.create_mailbox(
+                    ORG_BOX, MailboxType.ORG, "1750000000", display_name="Secrétariat"
+                )
                 await acc.grant(users["infirmiere"].address, ORG_BOX, FULL_RIGHTS)
         for name, op in ops.items():
             for other, oop in ops.items():

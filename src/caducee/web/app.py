@@ -3,7 +3,7 @@
 Security headers on every response: a strict Content-Security-Policy (scripts and styles only
 from our own origin, no inline code, images only from ourselves, no framing, forms only to
 ourselves), ``Strict-Transport-Security``, ``X-Content-Type-Options: nosniff``,
-``Referrer-Policy: no-referrer``, ``X-Frame-Options: DENY``. Every state-changing request is a
+``Referrer-Policy: same-origin`` (no referrer leaves the site; same-origin POSTs keep their ``Origin``), ``X-Frame-Options: DENY``. Every state-changing request is a
 POST carrying the session's CSRF token, and its ``Origin`` (when sent) must be ours.
 """
 
@@ -35,7 +35,7 @@ CSP = (
 _HEADERS = [
     (b"strict-transport-security", b"max-age=31536000"),
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"permissions-policy", b"geolocation=(), microphone=(), camera=()"),

@@ -231,10 +231,19 @@ async def _form_csrf(ctx: WebContext, request: Request, session: WebSession) -> 
     form = await request.form(
         max_files=20, max_fields=50, max_part_size=ctx.cfg.smtp.max_message_bytes
     )
-    if not session.check_csrf(str(form.get("csrf") or "")):
-        await ctx.audit(session, "web.csrf.refused", request.url.path, outcome="refused")
-        raise Forbidden("Jeton anti-falsification (CSRF) invalide : rechargez la page.")
-    return dict(form.multi_items()) | {"_files": form.getlist("pieces")}
+    try:
+        if not session.check_csrf(str(form.get("csrf") or "")):
+            await ctx.audit(session, "web.csrf.refused", request.url.path, outcome="refused")
+            raise Forbidden("Jeton anti-falsification (CSRF) invalide : rechargez la page.")
+        files: list[OutAttachment] = []
+        for f in form.getlist("pieces"):
+            if isinstance(f, UploadFile) and f.filename:
+                ctype = f.content_type or "application/octet-stream"
+                files.append(OutAttachment(f.filename[:200], ctype, await f.read()))
+        fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+    finally:
+        await form.close()
+    return {**fields, "_files": files}
 
 
 async def flags(ctx: WebContext, request: Request) -> Response:
@@ -383,17 +392,11 @@ async def compose_send(ctx: WebContext, request: Request) -> Response:
         mb = await ctx.mailbox(session, values["bal"], "p")
     except Forbidden:
         mb = await ctx.mailbox(session, values["bal"], "i")
-    files: list[OutAttachment] = []
-    total = 0
     uploads = form.get("_files")
-    for f in uploads if isinstance(uploads, list) else []:
-        if not isinstance(f, UploadFile) or not f.filename:
-            continue
-        data = await f.read()
-        total += len(data)
-        files.append(
-            OutAttachment(f.filename[:200], f.content_type or "application/octet-stream", data)
-        )
+    files = (
+        [f for f in uploads if isinstance(f, OutAttachment)] if isinstance(uploads, list) else []
+    )
+    total = sum(len(f.data) for f in files)
     ins = "".join(values["ins"].split())
     try:
         if total > ctx.max_upload:
