@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import os
-import shutil
 import struct
 import zlib
 from collections.abc import AsyncIterator
@@ -33,7 +31,7 @@ CHROMIUM = "/usr/bin/chromium"
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.slow,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="chromium is not installed"),
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed"),
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 PHONE: dict[str, Any] = {
@@ -246,14 +244,8 @@ async def test_login_failure_and_csrf_in_browser(w: World, browser: Browser) -> 
     # a forged cross-site form post is refused even with the session cookie
     await login(page, w, "chu", "infirmiere")
     status = await page.evaluate(
-        """async () => (await fetch('/message/drapeaux', {method: 'POST',
-             body: new URLSearchParams({csrf: 'forged', action: 'lu', bal: 'x', uid: '1'})})).status"""
+        """async () => (await fetch('/message/drapeaux', {method: 'POST', body:
+             new URLSearchParams({csrf: 'forged', action: 'lu', bal: 'x', uid: '1'})})).status"""
     )
     assert status == 403
     await ctx.close()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _chromium_present() -> None:
-    if shutil.which("chromium") is None and not os.path.exists(CHROMIUM):
-        pytest.skip("chromium is not installed")

@@ -123,7 +123,7 @@ async def world(root: Path, *, admins: dict[str, list[str]] | None = None) -> As
     web_ports = {name: free_port() for name in DOMAINS}
     urls = {name: f"https://127.0.0.1:{p}" for name, p in web_ports.items()}
     specs, clients = [], []
-    for key, (given, family, prof, _sm, op, addr) in USERS.items():
+    for key, (given, family, prof, _sm, _op, addr) in USERS.items():
         specs.append(UserSpec(key, _idnps(key), PASSWORD, True, given, family, prof, addr))
     for name in DOMAINS:
         clients.append(

@@ -3,7 +3,8 @@
 Security headers on every response: a strict Content-Security-Policy (scripts and styles only
 from our own origin, no inline code, images only from ourselves, no framing, forms only to
 ourselves), ``Strict-Transport-Security``, ``X-Content-Type-Options: nosniff``,
-``Referrer-Policy: same-origin`` (no referrer leaves the site; same-origin POSTs keep their ``Origin``), ``X-Frame-Options: DENY``. Every state-changing request is a
+``Referrer-Policy: same-origin`` (no referrer leaves the site, and same-origin POSTs keep
+their ``Origin``), ``X-Frame-Options: DENY``. Every state-changing request is a
 POST carrying the session's CSRF token, and its ``Origin`` (when sent) must be ours.
 """
 
