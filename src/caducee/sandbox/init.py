@@ -259,6 +259,9 @@ async def create_sandbox(
     info, populate = await asyncio.to_thread(_build, directory, operators, port_base, host)
     for node_toml, accounts in populate:
         await _populate_storage(node_toml, accounts)
+    from caducee.web.sandbox import add_web  # the IdP, the directory and the webmails
+
+    await asyncio.to_thread(add_web, Path(info["directory"]), info, host, port_base)
     # sandbox.json last: its presence means "complete"
     data = (json.dumps(info, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
     await asyncio.to_thread(_write_private, Path(info["directory"]) / "sandbox.json", data)
@@ -339,6 +342,7 @@ def _build(
                         "password": a["password"],
                         "address": a["address"],
                         "type": str(a["type"]),
+                        "idnps": a["holder"] if a["type"] == MailboxType.PER else None,
                     }
                     for a in accounts
                 ],

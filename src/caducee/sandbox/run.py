@@ -21,6 +21,7 @@ from caducee.core.errors import ConfigError
 __all__ = ["Sandbox", "SandboxOperator", "load_sandbox", "run_sandbox", "start_sandbox"]
 
 log = logging.getLogger(__name__)
+_IDPS: dict[str, Any] = {}  # the sandbox identity providers started here, by directory
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,11 @@ async def start_sandbox(directory: Path) -> tuple[Sandbox, list[Operator]]:
     sandbox = load_sandbox(directory)
     configs = sandbox_configs(sandbox)
     operators: list[Operator] = []
+    from caducee.web.sandbox import start_idp
+
+    idp = await start_idp(directory, sandbox.info)
+    if idp is not None:
+        _IDPS[str(directory)] = idp
     try:
         for cfg in configs:
             op = Operator(cfg)
@@ -98,6 +104,8 @@ async def stop_all(operators: list[Operator]) -> None:
             await op.stop()
         except Exception:
             log.exception("stopping %s failed", op.name)
+    for key in list(_IDPS):
+        await _IDPS.pop(key).stop()
 
 
 def describe(operators: list[Operator]) -> str:
@@ -119,6 +127,9 @@ def run_sandbox(directory: Path) -> None:
         operators.extend(started)
         print(f"sandbox {directory}: {len(operators)} operator(s) running", flush=True)
         print(describe(operators), flush=True)
+        from caducee.web.sandbox import describe_web
+
+        print(describe_web(load_sandbox(directory).info), flush=True)
         print("Ctrl-C to stop.", flush=True)
 
     async def stop() -> None:
