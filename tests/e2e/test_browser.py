@@ -38,9 +38,10 @@ PHONE: dict[str, Any] = {
     "viewport": {"width": 375, "height": 812},
     "is_mobile": True,
     "has_touch": True,
-    "device_scale_factor": 2,
+    "device_scale_factor": 1,
+    "locale": "fr-FR",
 }
-DESKTOP: dict[str, Any] = {"viewport": {"width": 1280, "height": 860}}
+DESKTOP: dict[str, Any] = {"viewport": {"width": 1280, "height": 860}, "locale": "fr-FR"}
 
 
 def big_png(width: int = 3200, height: int = 2400) -> bytes:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage, Message, MIMEPart
 from email.policy import default as default_policy
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from typing import Any
 
 import nh3
@@ -102,8 +102,8 @@ def summarise(uid: int, flags: frozenset[str], size: int, head: bytes) -> Messag
     return MessageSummary(
         uid=uid,
         subject=_decode(msg.get("Subject")) or "(sans objet)",
-        sender=_decode(msg.get("From")),
-        recipients=_decode(msg.get("To")),
+        sender=_short(_decode(msg.get("From"))),
+        recipients=", ".join(_short(a) for a in _decode(msg.get("To")).split(",") if a.strip()),
         date=_date(msg),
         seen="\\Seen" in flags,
         flagged="\\Flagged" in flags,
@@ -111,6 +111,12 @@ def summarise(uid: int, flags: frozenset[str], size: int, head: bytes) -> Messag
         has_attachment="multipart/mixed" in ctype or "multipart/report" in ctype,
         size=size,
     )
+
+
+def _short(value: str) -> str:
+    """``Name <address>`` -> ``Name``; a bare address stays."""
+    name, addr = parseaddr(value)
+    return name or addr or value
 
 
 @dataclass(frozen=True)

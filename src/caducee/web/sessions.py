@@ -28,8 +28,8 @@ class WebSession:
     display_name: str
     csrf: str = field(repr=False)
     tokens: TokenSet | None = field(default=None, repr=False)
-    created: float = field(default_factory=time.monotonic)
-    last_seen: float = field(default_factory=time.monotonic)
+    created: float = field(default_factory=lambda: time.monotonic())
+    last_seen: float = field(default_factory=lambda: time.monotonic())
     current: str = ""  # the mailbox (address) shown
 
     def check_csrf(self, value: str | None) -> bool:
@@ -41,7 +41,7 @@ class PendingLogin:
     """An authorization request on its way through the identity provider."""
 
     request: AuthorizationRequest
-    created: float = field(default_factory=time.monotonic)
+    created: float = field(default_factory=lambda: time.monotonic())
 
 
 class SessionStore:
