@@ -21,7 +21,7 @@ _HIDDEN = re.compile(r'<input type="hidden" name="(csrf|query)" value="([^"]*)"'
 
 
 async def test_sandbox_webmail_login(tmp_path: Path) -> None:
-    base = random.randrange(30000, 60000, 100)  # noqa: S311 - a port range, not a secret
+    base = random.randrange(30000, 60000, 100)  # a port range, not a secret
     info = await create_sandbox(tmp_path / "sb", operators=2, port_base=base)
     assert info["operators"][0]["web"] == f"https://127.0.0.1:{base + 4}"
     text = describe_web(info)

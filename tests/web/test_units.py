@@ -167,8 +167,8 @@ async def test_send_local_with_receipts_and_refusals(storage: Storage, tmp_path:
     cfg = _cfg(tmp_path)
     trust = TrustLookup(lambda d: d == "b.test")
     sender = await _box(storage, A)
-    draft = Draft(sender, "Inès", (B,), (), "Photo", "Bonjour",
-                  (OutAttachment("p.jpg", "image/jpeg", b"\xff\xd8jpeg"),),
+    photo = OutAttachment("p.jpg", "image/jpeg", b"\xff\xd8jpeg")
+    draft = Draft(sender, "Inès", (B,), (), "Photo", "Bonjour", (photo,),
                   delivery_receipt=True, read_receipt=True, patient_ins="279035121518989")  # fmt: skip
     res = await send(cfg, storage, trust, A, draft)
     assert res.local == (B,) and res.remote == ()
