@@ -168,8 +168,9 @@ async def test_send_local_with_receipts_and_refusals(storage: Storage, tmp_path:
     trust = TrustLookup(lambda d: d == "b.test")
     sender = await _box(storage, A)
     photo = OutAttachment("p.jpg", "image/jpeg", b"\xff\xd8jpeg")
+    ins = "279035121518989"
     draft = Draft(sender, "Inès", (B,), (), "Photo", "Bonjour", (photo,),
-                  delivery_receipt=True, read_receipt=True, patient_ins="279035121518989")  # fmt: skip
+                  delivery_receipt=True, read_receipt=True, patient_ins=ins)  # fmt: skip
     res = await send(cfg, storage, trust, A, draft)
     assert res.local == (B,) and res.remote == ()
     for bad, why in (("x@c.test", "espace de confiance"), ("nobody@a.test", "Boîte inconnue"),
