@@ -203,3 +203,24 @@ async def test_imap_and_submission_apply_the_same_rule(w: World) -> None:
     finally:
         await imap.stop()
         await sub.stop()
+
+
+async def test_refused_refresh_ends_the_session(w: World) -> None:
+    """ECO.1.2.6: when the identity provider no longer refreshes the tokens (grant revoked),
+    the webmail session ends."""
+    web = w.ops["chu"].servers["web"]
+    async with w.client("chu") as c:
+        assert (await web_login(w, c, "infirmiere")).status_code == 303
+        assert (await c.get("/courrier")).status_code == 200
+        (session,) = web.ctx.sessions._sessions.values()  # type: ignore[attr-defined]
+        tokens = session.tokens
+        async with httpx.AsyncClient(verify=w.ssl_context(), timeout=20) as idp:
+            resp = await idp.post(
+                f"{w.idp.issuer}/revoke",
+                data={"token": tokens.refresh_token, "client_id": "chu-webmail"},
+            )
+            assert resp.status_code == 200
+        tokens.expires_at = 0  # the access token is due for a refresh
+        resp = await c.get("/courrier")
+        assert resp.status_code == 303 and resp.headers["location"] == "/connexion?m=expire"
+        assert (await c.get("/courrier")).status_code == 303
