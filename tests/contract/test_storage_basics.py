@@ -192,3 +192,12 @@ async def test_migrations_are_idempotent(storage: Storage) -> None:
     await storage.migrate()
     await storage.migrate()
     assert await storage.accounts.list_accounts() == []
+
+
+async def test_purge_old_dedup_keys(storage: Storage, mailbox: Mailbox) -> None:
+    ref = await storage.blobs.put(b"x")
+    await storage.messages.deliver(ref, [mailbox.mailbox_id], dedup_key="old")
+    assert await storage.messages.purge_dedup(datetime.now(UTC) - timedelta(days=1)) == 0
+    assert await storage.messages.purge_dedup(datetime.now(UTC) + timedelta(seconds=1)) == 1
+    # Forgotten: the same key delivers again.
+    assert len(await storage.messages.deliver(ref, [mailbox.mailbox_id], dedup_key="old")) == 1

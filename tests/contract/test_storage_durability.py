@@ -131,3 +131,21 @@ async def test_sigkilled_writer_loses_nothing_acknowledged(
             assert body.startswith(b"Subject: crash ") and len(body) == size
     finally:
         await st.close()
+
+
+async def test_listener_reconnects_and_asks_for_resync(
+    storage: Storage, mailbox: Mailbox, engine: str, request: pytest.FixtureRequest
+) -> None:
+    if engine != "postgres":
+        pytest.skip("LISTEN/NOTIFY is the PostgreSQL engine's cross-node fan-out")
+    import psycopg
+
+    sub = storage.notifier.subscribe(mailbox.mailbox_id)
+    with psycopg.connect(request.getfixturevalue("pg_dsn"), autocommit=True) as conn:
+        killed = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+        ).fetchone()
+    assert killed is not None and killed[0] >= 1
+    assert await asyncio.wait_for(anext(sub), 10) == 0
+    await sub.aclose()

@@ -14,7 +14,7 @@ import pytest
 
 from caducee.config.model import NodeConfig
 from caducee.core.errors import ConfigError, StorageError
-from caducee.storage import open_sqlite, open_storage
+from caducee.storage import open_postgres, open_sqlite, open_storage
 from caducee.storage.blobcrypto import SEGMENT, BlobCipher
 from caducee.storage.keyring import add_key, create_keyring, load_keyring
 from caducee.storage.notify import LocalNotifier
@@ -148,3 +148,11 @@ async def test_closed_storage_refuses_work(tmp_path: Path) -> None:
     await st.close()  # idempotent
     with pytest.raises(StorageError):
         await st.accounts.list_accounts()
+
+
+async def test_unreachable_postgres_is_one_clear_error(tmp_path: Path) -> None:
+    create_keyring(tmp_path / "keys")
+    with pytest.raises(StorageError, match="cannot connect to PostgreSQL"):
+        await open_postgres(
+            "postgresql://nobody@127.0.0.1:1/none", tmp_path / "keys", connect_timeout=1.0
+        )

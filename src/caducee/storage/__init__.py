@@ -48,8 +48,10 @@ async def open_postgres(
     password: str | None = None,
     migrate: bool = True,
     hasher: PasswordHasher | None = None,
+    connect_timeout: float = 15.0,
 ) -> Storage:
-    """Connects to PostgreSQL (psycopg 3 async pool); runs migrations (safe with several nodes)."""
+    """Connects to PostgreSQL (psycopg 3 async pool); runs migrations (safe with several nodes).
+    Raises ``StorageError`` when no connection is made within ``connect_timeout`` seconds."""
     from caducee.storage.postgres.engine import PostgresStorage
 
     storage = PostgresStorage(
@@ -57,7 +59,7 @@ async def open_postgres(
         hasher=hasher,
     )  # fmt: skip
     try:
-        await storage.open()
+        await storage.open(connect_timeout)
         if migrate:
             await storage.migrate()
     except BaseException:

@@ -260,6 +260,11 @@ class MessageStore(Protocol):
         """The message a ``deliver(dedup_key=...)`` put in this BAL, if still there."""
         ...
 
+    async def purge_dedup(self, older_than: datetime) -> int:
+        """Forgets dedup keys recorded before ``older_than`` (keep them longer than the queue
+        lifetime of any sender, e.g. 30 days); how many."""
+        ...
+
 
 class ChangeSubscription(Protocol):
     """An async iterator of changed folder ids of one BAL (0: the folder list changed),

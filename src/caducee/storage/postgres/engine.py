@@ -67,9 +67,9 @@ class PostgresStorage:
         self.audit: AuditStore = SqlAuditStore(self.runner, node)
         self._opened = False
 
-    async def open(self) -> None:
+    async def open(self, connect_timeout: float = 15.0) -> None:
         try:
-            await self.pool.open(wait=True, timeout=15.0)
+            await self.pool.open(wait=True, timeout=connect_timeout)
         except (PoolTimeout, psycopg.Error) as exc:
             raise StorageError(f"cannot connect to PostgreSQL: {type(exc).__name__}") from exc
         self._opened = True

@@ -73,6 +73,11 @@ class PgNotifier(LocalNotifier):
                 )
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    if self._ready.is_set():
+                        # Changes may have been missed while disconnected: tell every local
+                        # subscriber to resynchronise (folder id 0).
+                        for mailbox_id in list(self._subs):
+                            self.fan_out(mailbox_id, 0)
                     self._ready.set()
                     delay = 0.1
                     async for note in conn.notifies():

@@ -15,7 +15,8 @@ from caducee.core.model import Account, Address, Mailbox, MailboxType
 from caducee.storage.interfaces import DEFAULT_FOLDERS
 from caducee.storage.passwords import PasswordHasher
 from caducee.storage.sql.base import Op, Q, Row, Runner, now_us
-from caducee.storage.sql.messages import create_folder_op, gc_blobs
+from caducee.storage.sql.folders import create_folder_op
+from caducee.storage.sql.messages import gc_blobs
 
 __all__ = ["ALL_RIGHTS", "SqlAccountStore"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol, TypeVar
 
 __all__ = [
@@ -58,14 +58,18 @@ class Runner(Protocol):
     async def read(self, factory: OpFactory[T]) -> T: ...
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def to_us(when: datetime) -> int:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return int(when.timestamp() * 1_000_000)
+    return (when - _EPOCH) // timedelta(microseconds=1)
 
 
 def from_us(us: int) -> datetime:
-    return datetime.fromtimestamp(us / 1_000_000, UTC)
+    """Exact (no float rounding) and cheaper than ``fromtimestamp``."""
+    return _EPOCH + timedelta(microseconds=us)
 
 
 def now_us() -> int:

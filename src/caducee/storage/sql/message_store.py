@@ -7,6 +7,7 @@ from datetime import datetime
 
 from caducee.core.model import BlobRef, Folder, StoredMessage
 from caducee.storage.interfaces import ChangeNotifier, FlagMode
+from caducee.storage.sql import folders
 from caducee.storage.sql import messages as ops
 from caducee.storage.sql.base import Op, Runner
 
@@ -25,17 +26,17 @@ class SqlMessageStore:
         self._freed = on_blobs_freed
 
     async def list_folders(self, mailbox_id: int) -> list[Folder]:
-        return await self._run.read(lambda: ops.list_folders_op(mailbox_id))
+        return await self._run.read(lambda: folders.list_folders_op(mailbox_id))
 
     async def get_folder(self, mailbox_id: int, name: str) -> Folder | None:
         norm = ops.norm_folder(name)
         return await self._run.read(
-            lambda: ops.get_folder_op("f.mailbox_id = ? AND f.name = ?", (mailbox_id, norm))
+            lambda: folders.get_folder_op("f.mailbox_id = ? AND f.name = ?", (mailbox_id, norm))
         )
 
     async def get_folder_by_id(self, folder_id: int) -> Folder | None:
         """The folder with fresh UIDNEXT, HIGHESTMODSEQ and counts (SELECT, STATUS)."""
-        return await self._run.read(lambda: ops.get_folder_op("f.folder_id = ?", (folder_id,)))
+        return await self._run.read(lambda: folders.get_folder_op("f.folder_id = ?", (folder_id,)))
 
     async def create_folder(
         self, mailbox_id: int, name: str, *, special_use: str | None = None
@@ -43,7 +44,7 @@ class SqlMessageStore:
         norm = ops.norm_folder(name)
 
         def op() -> Op[int]:
-            return ops.create_folder_op(mailbox_id, norm, special_use)
+            return folders.create_folder_op(mailbox_id, norm, special_use)
 
         folder_id = await self._run.write(op)
         folder = await self.get_folder_by_id(folder_id)
@@ -52,18 +53,18 @@ class SqlMessageStore:
 
     async def rename_folder(self, mailbox_id: int, old: str, new: str) -> None:
         o, n = ops.norm_folder(old), ops.norm_folder(new)
-        await self._run.write(lambda: ops.rename_folder_op(mailbox_id, o, n))
+        await self._run.write(lambda: folders.rename_folder_op(mailbox_id, o, n))
         await self._notify.publish(mailbox_id, 0)
 
     async def delete_folder(self, mailbox_id: int, name: str) -> None:
         norm = ops.norm_folder(name)
-        freed = await self._run.write(lambda: ops.delete_folder_op(mailbox_id, norm))
+        freed = await self._run.write(lambda: folders.delete_folder_op(mailbox_id, norm))
         await self._freed(freed)
         await self._notify.publish(mailbox_id, 0)
 
     async def set_subscribed(self, mailbox_id: int, name: str, subscribed: bool) -> None:
         norm = ops.norm_folder(name)
-        await self._run.write(lambda: ops.subscribe_op(mailbox_id, norm, subscribed))
+        await self._run.write(lambda: folders.subscribe_op(mailbox_id, norm, subscribed))
 
     async def deliver(
         self,
@@ -160,3 +161,7 @@ class SqlMessageStore:
     async def find_by_dedup(self, mailbox_id: int, dedup_key: str) -> StoredMessage | None:
         """The message a ``deliver(dedup_key=...)`` put in this BAL, if still there."""
         return await self._run.read(lambda: ops.find_dedup_op(mailbox_id, dedup_key))
+
+    async def purge_dedup(self, older_than: datetime) -> int:
+        before = ops.idate_us(older_than)
+        return await self._run.write(lambda: ops.purge_dedup_op(before))

@@ -11,8 +11,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from caducee.core.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
-from caducee.core.model import BlobRef, Folder, StoredMessage
+from caducee.core.errors import InvalidInput, NotFound, QuotaExceeded
+from caducee.core.model import BlobRef, StoredMessage
 from caducee.storage.sql.base import (
     Dialect,
     Op,
@@ -28,23 +28,17 @@ from caducee.storage.sql.base import (
 __all__ = [
     "SYSTEM_FLAGS",
     "copy_op",
-    "create_folder_op",
     "deliver_op",
     "gc_blobs",
+    "lock_mailboxes",
     "norm_flags",
     "norm_folder",
+    "record_removed",
 ]
 
 SYSTEM_FLAGS = {f.lower(): f for f in ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")}
 _ATOM_SPECIALS = frozenset('(){%*"]\\')
 _MSG_COLS = "folder_id, uid, modseq, flags, internal_date, size, blob_id, key_id"
-_FOLDER_COLS = (
-    "f.folder_id, f.mailbox_id, f.name, f.uidvalidity, f.uidnext, f.highest_modseq,"
-    " f.special_use, f.subscribed,"
-    " (SELECT COUNT(*) FROM messages m WHERE m.folder_id = f.folder_id),"
-    " (SELECT COUNT(*) FROM messages m WHERE m.folder_id = f.folder_id AND m.seen = 0),"
-    " (SELECT MIN(uid) FROM messages m WHERE m.folder_id = f.folder_id AND m.seen = 0)"
-)
 
 
 def norm_folder(name: str) -> str:
@@ -83,44 +77,25 @@ def _flag_cols(flags: frozenset[str]) -> tuple[str, int, int]:
     return " ".join(sorted(flags)), int("\\Seen" in flags), int("\\Deleted" in flags)
 
 
+_FLAG_SETS: dict[str, frozenset[str]] = {}
+
+
+def _flag_set(text: str) -> frozenset[str]:
+    """Parsed flag columns, shared: a folder has few distinct flag combinations."""
+    got = _FLAG_SETS.get(text)
+    if got is None:
+        got = frozenset(text.split())
+        if len(_FLAG_SETS) < 4096:
+            _FLAG_SETS[text] = got
+    return got
+
+
 def _msg(row: Row) -> StoredMessage:
-    flags = frozenset(row[3].split()) if row[3] else frozenset()
-    blob = BlobRef(row[6], row[7], int(row[5]))
+    folder_id, uid, modseq, flags, idate, size, blob_id, key_id = row
     return StoredMessage(
-        int(row[0]), int(row[1]), int(row[2]), flags, from_us(int(row[4])), int(row[5]), blob
-    )
-
-
-def _folder(row: Row) -> Folder:
-    return Folder(
-        folder_id=int(row[0]),
-        mailbox_id=int(row[1]),
-        name=row[2],
-        uidvalidity=int(row[3]),
-        uidnext=int(row[4]),
-        highest_modseq=int(row[5]),
-        special_use=row[6],
-        subscribed=bool(row[7]),
-        message_count=int(row[8]),
-        unseen_count=int(row[9]),
-        first_unseen=None if row[10] is None else int(row[10]),
-    )
-
-
-def create_folder_op(mailbox_id: int, name: str, special_use: str | None) -> Op[int]:
-    """Inserts a folder; its UIDVALIDITY is its never-reused id (stable across restarts,
-    different for a re-created name: RFC 9051 §2.3.1.1)."""
-    rows = yield Q("SELECT 1 FROM folders WHERE mailbox_id = ? AND name = ?", (mailbox_id, name))
-    if rows:
-        raise Conflict(f"folder {name!r} already exists")
-    rows = yield Q(
-        "INSERT INTO folders (mailbox_id, name, uidvalidity, special_use)"
-        " VALUES (?, ?, 0, ?) RETURNING folder_id",
-        (mailbox_id, name, special_use),
-    )
-    folder_id = int(rows[0][0])
-    yield Q("UPDATE folders SET uidvalidity = folder_id WHERE folder_id = ?", (folder_id,))
-    return folder_id
+        folder_id, uid, modseq, _flag_set(flags), from_us(idate), size,
+        BlobRef(blob_id, key_id, size),
+    )  # fmt: skip
 
 
 def gc_blobs(blob_ids: Sequence[str]) -> Op[list[str]]:
@@ -137,7 +112,7 @@ def gc_blobs(blob_ids: Sequence[str]) -> Op[list[str]]:
     return freed
 
 
-def _lock_mailboxes(mailbox_ids: Iterable[int]) -> Op[None]:
+def lock_mailboxes(mailbox_ids: Iterable[int]) -> Op[None]:
     for mid in sorted(set(mailbox_ids)):
         rows = yield Q(
             "UPDATE mailboxes SET used_bytes = used_bytes WHERE mailbox_id = ? RETURNING 1",
@@ -237,7 +212,7 @@ def deliver_op(
             if not n_dedup:
                 continue
             if not n_charged:
-                yield from _lock_mailboxes([mid])  # NotFound if the mailbox does not exist
+                yield from lock_mailboxes([mid])  # NotFound if the mailbox does not exist
                 raise QuotaExceeded("mailbox quota exceeded")
             if folder_id is None:
                 raise NotFound(f"no folder {folder!r} in mailbox id {mid}")
@@ -259,7 +234,7 @@ def deliver_op(
             (size, mid, size),
         )
         if not rows:
-            yield from _lock_mailboxes([mid])  # NotFound if the mailbox does not exist
+            yield from lock_mailboxes([mid])  # NotFound if the mailbox does not exist
             raise QuotaExceeded("mailbox quota exceeded")
         rows = yield Q(
             "UPDATE folders SET uidnext = uidnext + 1, highest_modseq = highest_modseq + 1"
@@ -289,7 +264,7 @@ def append_op(
     if not rows:
         raise NotFound(f"no folder id {folder_id}")
     mid = int(rows[0][0])
-    yield from _lock_mailboxes([mid])
+    yield from lock_mailboxes([mid])
     yield from _charge(mid, size)
     msg = yield from _insert(folder_id, mid, blob, size, flags, idate)
     return mid, msg
@@ -357,7 +332,7 @@ def store_flags_op(
     return mailbox_id, changed, failed
 
 
-def _remove(folder_id: int, rows: list[Row], modseq: int) -> Op[None]:
+def record_removed(folder_id: int, rows: list[Row], modseq: int) -> Op[None]:
     yield Q(
         "INSERT INTO expunged (folder_id, uid, modseq) VALUES (?, ?, ?)"
         " ON CONFLICT (folder_id, uid) DO UPDATE SET modseq = excluded.modseq",
@@ -372,7 +347,7 @@ def expunge_op(folder_id: int, uids: Sequence[int] | None) -> Op[tuple[int, list
     if not rows:
         raise NotFound(f"no folder id {folder_id}")
     mailbox_id = int(rows[0][0])
-    yield from _lock_mailboxes([mailbox_id])
+    yield from lock_mailboxes([mailbox_id])
     _, _, highest = yield from _folder_row(folder_id)
     deleted: list[Row] = []
     if uids is None:
@@ -390,7 +365,7 @@ def expunge_op(folder_id: int, uids: Sequence[int] | None) -> Op[tuple[int, list
             deleted.extend(got)
     if not deleted:
         return mailbox_id, [], []
-    yield from _remove(folder_id, deleted, highest + 1)
+    yield from record_removed(folder_id, deleted, highest + 1)
     yield Q(
         "UPDATE mailboxes SET used_bytes = used_bytes - ? WHERE mailbox_id = ?",
         (sum(int(r[1]) for r in deleted), mailbox_id),
@@ -411,7 +386,7 @@ def copy_op(
     if folder_id not in owners or dest_id not in owners:
         raise NotFound("no such folder")
     src_mb, dst_mb = owners[folder_id], owners[dest_id]
-    yield from _lock_mailboxes({src_mb, dst_mb})
+    yield from lock_mailboxes({src_mb, dst_mb})
     for fid in sorted({folder_id, dest_id}):
         yield from _folder_row(fid)
     msgs = yield from get_messages_op(folder_id, uids)
@@ -451,7 +426,7 @@ def copy_op(
             )
             removed.extend(got)
         _, _, highest = yield from _folder_row(folder_id)
-        yield from _remove(folder_id, removed, highest + 1)
+        yield from record_removed(folder_id, removed, highest + 1)
         if src_mb != dst_mb:
             yield Q(
                 "UPDATE mailboxes SET used_bytes = used_bytes - ? WHERE mailbox_id = ?",
@@ -478,90 +453,6 @@ def vanished_since_op(folder_id: int, modseq: int) -> Op[list[int]]:
     return [int(r[0]) for r in rows]
 
 
-def list_folders_op(mailbox_id: int) -> Op[list[Folder]]:
-    rows = yield Q(
-        f"SELECT {_FOLDER_COLS} FROM folders f WHERE f.mailbox_id = ?"
-        " ORDER BY f.name <> 'INBOX', f.name",
-        (mailbox_id,),
-        only=True,
-    )
-    return [_folder(r) for r in rows]
-
-
-def get_folder_op(where: str, args: tuple[Any, ...]) -> Op[Folder | None]:
-    rows = yield Q(f"SELECT {_FOLDER_COLS} FROM folders f WHERE {where}", args, only=True)
-    return _folder(rows[0]) if rows else None
-
-
-def rename_folder_op(mailbox_id: int, old: str, new: str) -> Op[None]:
-    yield from _lock_mailboxes([mailbox_id])
-    if new == "INBOX":
-        raise Conflict("cannot rename to INBOX")
-    rows = yield Q(
-        "SELECT folder_id, name, uidnext, highest_modseq, special_use FROM folders"
-        " WHERE mailbox_id = ? ORDER BY name",
-        (mailbox_id,),
-    )
-    by_name = {r[1]: r for r in rows}
-    if old not in by_name:
-        raise NotFound(f"no folder {old!r}")
-    if new in by_name:
-        raise Conflict(f"folder {new!r} already exists")
-    if old == "INBOX":
-        # RFC 9051 §6.3.6: messages move to a new folder; INBOX stays, empty.
-        inbox = by_name[old]
-        new_id = yield from create_folder_op(mailbox_id, new, None)
-        yield Q(
-            "UPDATE folders SET uidnext = ?, highest_modseq = ? WHERE folder_id = ?",
-            (int(inbox[2]), int(inbox[3]), new_id),
-        )
-        moved = yield Q(
-            "UPDATE messages SET folder_id = ? WHERE folder_id = ? RETURNING uid",
-            (new_id, int(inbox[0])),
-        )
-        if moved:
-            yield from _remove(int(inbox[0]), moved, int(inbox[3]) + 1)
-        return
-    prefix = old + "/"
-    renames = [(new + name[len(old) :], r) for name, r in by_name.items()
-               if name == old or name.startswith(prefix)]  # fmt: skip
-    for target, _ in renames:
-        if target in by_name:
-            raise Conflict(f"folder {target!r} already exists")
-    for target, r in renames:
-        yield Q("UPDATE folders SET name = ? WHERE folder_id = ?", (target, int(r[0])))
-
-
-def delete_folder_op(mailbox_id: int, name: str) -> Op[list[str]]:
-    if name == "INBOX":
-        raise Conflict("INBOX cannot be deleted")
-    yield from _lock_mailboxes([mailbox_id])
-    rows = yield Q(
-        "SELECT folder_id FROM folders WHERE mailbox_id = ? AND name = ?", (mailbox_id, name)
-    )
-    if not rows:
-        raise NotFound(f"no folder {name!r}")
-    fid = int(rows[0][0])
-    gone = yield Q("DELETE FROM messages WHERE folder_id = ? RETURNING size, blob_id", (fid,))
-    yield Q("DELETE FROM expunged WHERE folder_id = ?", (fid,))
-    yield Q("DELETE FROM folders WHERE folder_id = ?", (fid,))
-    yield Q(
-        "UPDATE mailboxes SET used_bytes = used_bytes - ? WHERE mailbox_id = ?",
-        (sum(int(r[0]) for r in gone), mailbox_id),
-    )
-    return (yield from gc_blobs([r[1] for r in gone]))
-
-
-def subscribe_op(mailbox_id: int, name: str, subscribed: bool) -> Op[None]:
-    rows = yield Q(
-        "UPDATE folders SET subscribed = ? WHERE mailbox_id = ? AND name = ? RETURNING folder_id",
-        (1 if subscribed else 0, mailbox_id, name),
-        only=True,
-    )
-    if not rows:
-        raise NotFound(f"no folder {name!r}")
-
-
 def find_dedup_op(mailbox_id: int, dedup_key: str) -> Op[StoredMessage | None]:
     rows = yield Q(
         f"SELECT {_MSG_COLS} FROM messages WHERE mailbox_id = ? AND dedup_key = ?"
@@ -570,6 +461,11 @@ def find_dedup_op(mailbox_id: int, dedup_key: str) -> Op[StoredMessage | None]:
         only=True,
     )
     return _msg(rows[0]) if rows else None
+
+
+def purge_dedup_op(before: int) -> Op[int]:
+    rows = yield Q("DELETE FROM dedup WHERE created < ? RETURNING mailbox_id", (before,), only=True)
+    return len(rows)
 
 
 def idate_us(when: datetime | None) -> int:
