@@ -271,3 +271,25 @@ async def test_require_conformant_refuses_non_french_cda(
     assert codes == [0, 906]
     (got,) = env.mllp.wait_integrated(1)
     assert got.document_id == "1.2.250.1.213.1.1.1.45.2024.2.1"
+
+
+async def test_watch_mode_wakes_up_on_idle(agent_env: AgentEnv, shared_dir: Path) -> None:
+    """In watch mode the agent waits with IMAP IDLE and integrates a message as it arrives."""
+    import asyncio
+
+    env = agent_env
+    env.write_config(folder=False, idle=60)  # only IDLE, not the timeout, can wake it up
+    agent = Agent(load_config(env.config))
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    try:
+        await asyncio.wait_for(agent.idling.wait(), 20)  # connected, inbox empty, in IDLE
+        assert env.mllp.frames == []
+        await asyncio.to_thread(env.append, (shared_dir / "corpora" / IMG).read_bytes())
+        (got,) = await asyncio.to_thread(env.mllp.wait_integrated, 1, 20.0)
+        assert got.trigger == "T02"
+        await asyncio.to_thread(env.smtp.wait_for, 1)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+    assert env.dovecot.count(PRACTICE, "Caducee/Integrated") == 1

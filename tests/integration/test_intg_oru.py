@@ -97,3 +97,26 @@ async def test_oru_integrated_and_acknowledged(
         server.close()
         await server.wait_closed()
         await agent.close()
+
+
+def test_oru_acks_validate_with_hl7apy(shared_dir: Path) -> None:
+    """The ACKs the agent returns to a lab are valid HL7 v2.5 for a strict parser."""
+    from hl7apy.consts import VALIDATION_LEVEL
+    from hl7apy.parser import parse_message
+
+    from caducee.documents.hl7v2 import build_ack
+
+    oru = (
+        shared_dir
+        / "corpora"
+        / V21
+        / "Transmission_initiale_ORU"
+        / "message_ORU_CR_Bio_INIT_N1_N3.hl7"
+    ).read_bytes()
+    ok = parse_message(build_ack(oru), validation_level=VALIDATION_LEVEL.STRICT)
+    assert ok.msa.msa_1.to_er7() == "AA" and ok.msa.msa_2.to_er7() == "015"
+    ko = parse_message(
+        build_ack(oru, code="AE", error=902, label="Identifiant patient inconnu"),
+        validation_level=VALIDATION_LEVEL.STRICT,
+    )
+    assert ko.err.err_5.to_er7() == "902^Identifiant patient inconnu^applicationErrorCondition"

@@ -26,7 +26,7 @@ from caducee.core.model import AuditEvent, MailboxType
 from caducee.smtp.relay import DeliveredMessage, RelayServer
 from caducee.smtp.session import Limits
 from caducee.smtp.submission import SubmissionServer
-from caducee.storage import open_sqlite
+from caducee.storage import open_postgres, open_sqlite
 from caducee.storage.interfaces import Storage
 from caducee.storage.keyring import create_keyring
 from caducee.storage.passwords import PasswordHasher
@@ -149,13 +149,16 @@ def body_of(stored: bytes) -> bytes:
     return stored[stored.index(b"\r\n", date_line) + 2 :]
 
 
-async def make_node(pki: Pki, tmp_path: Path, **limits: Any) -> Node:
+async def make_node(pki: Pki, tmp_path: Path, *, pg_dsn: str | None = None, **limits: Any) -> Node:
+    """A started node on SQLite, or on PostgreSQL with ``pg_dsn``."""
     keyring = tmp_path / "keyring"
     create_keyring(keyring)
     # Cheap scrypt parameters: these tests are about SMTP, not password hashing cost.
-    storage = await open_sqlite(
-        tmp_path / "data", keyring, node="b", hasher=PasswordHasher(log2_n=10)
-    )
+    hasher = PasswordHasher(log2_n=10)
+    if pg_dsn is not None:
+        storage = await open_postgres(pg_dsn, keyring, node="b", pool_size=4, hasher=hasher)
+    else:
+        storage = await open_sqlite(tmp_path / "data", keyring, node="b", hasher=hasher)
     accounts = storage.accounts
     for login, pw in PASSWORDS.items():
         await accounts.create_account(login, pw, display_name=login)

@@ -185,6 +185,9 @@ def test_header_collector_keeps_only_headers() -> None:
     big = HeaderCollector(limit=10)
     big.feed(b"X-Long: " + b"y" * 100)
     assert big.overflow and big.block == b""
+    in_one = HeaderCollector(limit=10)
+    in_one.feed(b"X-Long: " + b"y" * 100 + b"\r\n\r\nbody\r\n")
+    assert in_one.overflow and not in_one.complete
 
 
 def test_header_addresses_unfolds_and_lists_each_field() -> None:

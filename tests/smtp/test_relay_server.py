@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from smtp_harness import Node, Pki, RawClient, body_of, dot_stuff, make_node
 
+from caducee.core.model import MailboxType
+
 MSG = b"From: x@a.test\r\nTo: bob@b.test\r\nSubject: hi\r\n\r\nhello\r\n.dot line\r\n"
 
 
@@ -346,3 +348,91 @@ async def test_plaintext_after_starttls_is_a_handshake_failure(node: Node) -> No
     assert b"250" not in data  # never answered in plaintext after STARTTLS
     ev = await node.wait_audit(lambda e: e.kind == "smtp.relay.tls_failed")
     assert ev.outcome == "refused"
+
+
+async def test_connections_over_the_limit_get_421(pki: Pki, tmp_path: Path) -> None:
+    node = await make_node(pki, tmp_path, max_sessions=1)
+    try:
+
+        def talk() -> bytes:
+            first = RawClient(node.relay_addr)
+            assert first.codes(1) == [220]
+            second = RawClient(node.relay_addr)
+            busy = second.replies(1)[0]
+            second.close()
+            first.send(b"NOOP\r\n")
+            assert first.codes(1) == [250]  # the first session is unaffected
+            first.close()
+            return busy
+
+        assert (await asyncio.to_thread(talk)).startswith(b"421 4.3.2")
+    finally:
+        await node.relay.stop()
+        await node.submission.stop()
+        await node.storage.close()
+
+
+async def test_http_request_is_answered_once_and_closed(node: Node) -> None:
+    def talk() -> bytes:
+        c = RawClient(node.relay_addr)
+        c.replies(1)
+        c.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nMAIL FROM:<x@a.test>\r\n")
+        data = b""
+        while chunk := c.sock.recv(4096):
+            data += chunk
+        c.close()
+        return data
+
+    assert await asyncio.to_thread(talk) == b"221 Not an SMTP client, bye\r\n"
+
+
+async def test_over_long_line_in_data_is_refused_and_session_stays_in_sync(node: Node) -> None:
+    def talk() -> list[bytes]:
+        c = RawClient(node.relay_addr)
+        c.starttls(node.client_context(node.pki.peer))
+        c.send(b"MAIL FROM:<x@a.test>\r\nRCPT TO:<bob@b.test>\r\nDATA\r\n")
+        assert c.codes(3) == [250, 250, 354]
+        c.send(b"Subject: long\r\nX-Long: " + b"h" * 70_000 + b"\r\n\r\nbody\r\n.\r\nNOOP\r\n")
+        out = c.replies(2)
+        c.close()
+        return out
+
+    refused, noop = await asyncio.to_thread(talk)
+    assert refused.startswith(b"550 5.6.0") and b"exceeds 65536" in refused
+    assert noop.startswith(b"250 ")
+    assert await node.folder_messages("bob@b.test") == []
+
+
+async def test_recipient_over_quota_is_452_and_nothing_stored(node: Node) -> None:
+    await node.storage.accounts.create_mailbox(
+        "tiny@b.test", MailboxType.PER, "810000000003", quota_bytes=100
+    )
+
+    def talk() -> tuple[int, bytes]:
+        with node.relay_client() as c:
+            c.mail("x@a.test")
+            c.rcpt("tiny@b.test")
+            c.rcpt("bob@b.test")
+            return c.data(b"Subject: q\r\n\r\n" + b"z" * 1000 + b"\r\n")
+
+    code, text = await asyncio.to_thread(talk)
+    assert (code, text[:5]) == (452, b"4.2.2")
+    assert await node.folder_messages("bob@b.test") == []  # atomic: all or nothing
+    assert await node.folder_messages("tiny@b.test") == []
+
+
+async def test_recipient_probing_hits_the_error_limit(node: Node) -> None:
+    def talk() -> list[int]:
+        c = RawClient(node.relay_addr)
+        c.starttls(node.client_context(node.pki.peer))
+        c.send(b"MAIL FROM:<x@a.test>\r\n")
+        codes = c.codes(1)
+        for i in range(12):
+            c.send(f"RCPT TO:<user{i}@b.test>\r\n".encode())
+        codes += c.codes(11)
+        closed = c.sock.recv(4096) == b""
+        c.close()
+        return [*codes, closed]
+
+    # Ten refusals (max_errors), then 421 and the connection closes.
+    assert await asyncio.to_thread(talk) == [250, *[550] * 10, 421, True]

@@ -36,7 +36,11 @@ async def test_auth_only_after_tls_and_mail_only_after_auth(node: Node) -> None:
     "credentials",
     [b"\0alice\0wrong", b"\0nobody\0x", b"carol\0alice\0alice-Secret-1", b"garbage"],
 )
-async def test_bad_credentials_are_535_and_audited(node: Node, credentials: bytes) -> None:
+async def test_bad_credentials_are_535_and_audited(
+    node: Node, credentials: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+
     def talk() -> tuple[int, bytes]:
         with node.submission_client(login=None) as c:
             return c.docmd("AUTH PLAIN", base64.b64encode(credentials).decode())
@@ -45,8 +49,9 @@ async def test_bad_credentials_are_535_and_audited(node: Node, credentials: byte
     assert (code, text[:5]) == (535, b"5.7.8")
     ev = await node.wait_audit(lambda e: e.kind == "smtp.submission.auth")
     assert ev.outcome == "refused"
-    # AUTH arguments (the password) never reach the audit trail.
+    # AUTH arguments (the password) never reach the audit trail nor the logs.
     assert all(b"Secret" not in repr(e).encode() for e in await node.audit())
+    assert "Secret" not in caplog.text and base64.b64encode(credentials).decode() not in caplog.text
 
 
 async def test_auth_with_challenge_and_cancel(node: Node) -> None:
@@ -191,3 +196,36 @@ async def test_utf8_addresses_and_headers_with_smtputf8(node: Node) -> None:
     assert await asyncio.to_thread(send) == {}
     (stored,) = await node.folder_messages("zoé@b.test")
     assert body_of(stored) == msg and b"with UTF8SMTPSA" in stored
+
+
+async def test_header_block_over_the_limit_is_refused(node: Node) -> None:
+    folded = b"X-Big: start\r\n" + b"\tcontinued header line of reasonable length\r\n" * 7000
+
+    def send() -> None:
+        with node.submission_client() as c:
+            c.sendmail(
+                "alice@b.test", ["bob@b.test"], b"From: alice@b.test\r\n" + folded + b"\r\nx\r\n"
+            )
+
+    with pytest.raises(smtplib.SMTPDataError) as err:
+        await asyncio.to_thread(send)
+    assert (err.value.smtp_code, err.value.smtp_error[:5]) == (552, b"5.3.4")
+    assert not await node.folder_messages("bob@b.test")
+
+
+async def test_sender_over_quota_still_sends_without_sent_copy(node: Node) -> None:
+    await node.storage.accounts.create_mailbox(
+        "full@b.test", MailboxType.ORG, "12345678901234", quota_bytes=100
+    )
+    await node.storage.accounts.grant("alice", "full@b.test", "lrswip")
+    msg = b"From: full@b.test\r\nSubject: s\r\n\r\n" + b"y" * 500 + b"\r\n"
+
+    def send() -> dict[str, tuple[int, bytes]]:
+        with node.submission_client() as c:
+            return c.sendmail("full@b.test", ["bob@b.test"], msg)
+
+    assert await asyncio.to_thread(send) == {}
+    assert [body_of(m) for m in await node.folder_messages("bob@b.test")] == [msg]
+    assert await node.folder_messages("full@b.test", "Sent") == []
+    ev = await node.wait_audit(lambda e: e.kind == "smtp.submission.sent_copy")
+    assert ev.outcome == "error"

@@ -156,3 +156,36 @@ async def test_unreachable_postgres_is_one_clear_error(tmp_path: Path) -> None:
         await open_postgres(
             "postgresql://nobody@127.0.0.1:1/none", tmp_path / "keys", connect_timeout=1.0
         )
+
+
+async def test_sqlite_writer_survives_cancelled_callers(tmp_path: Path) -> None:
+    """A caller cancelled while its write waits in the queue (a client that hung up before the
+    reply) must not kill the single writer thread: its job is skipped, later writes commit."""
+    import threading
+
+    from caducee.storage.sqlite.runner import SqliteRunner
+
+    runner = SqliteRunner(tmp_path / "db.sqlite")
+    release = threading.Event()
+    try:
+        await runner.exclusive(lambda c: c.execute("CREATE TABLE t (v INTEGER)"))
+        blocker = asyncio.ensure_future(runner.exclusive(lambda c: release.wait(10)))
+        await asyncio.sleep(0.05)  # the writer is now blocked inside the exclusive job
+
+        def insert(v: int) -> object:
+            return runner.exclusive(lambda c: c.execute("INSERT INTO t VALUES (?)", (v,)))
+
+        waiting = [asyncio.ensure_future(insert(i)) for i in range(10)]
+        await asyncio.sleep(0.05)
+        for task in waiting[::2]:
+            task.cancel()
+        release.set()
+        await blocker
+        await asyncio.gather(*waiting, return_exceptions=True)
+        async with asyncio.timeout(10):
+            await runner.exclusive(lambda c: c.execute("INSERT INTO t VALUES (100)"))
+        rows = await runner.exclusive(lambda c: c.execute("SELECT v FROM t").fetchall())
+        assert sorted(v for (v,) in rows) == [1, 3, 5, 7, 9, 100]
+    finally:
+        release.set()
+        await runner.close()

@@ -448,3 +448,21 @@ def test_outbound_dn_mismatch_and_unlisted_domain(space: Space) -> None:
     assert not verdict.accepted and "different DN" in verdict.reason
     verdict = policy.check_outbound(space.peer.der, "inconnu.test")
     assert not verdict.accepted and "not in the liste blanche" in verdict.reason
+
+
+def test_revoked_intermediate_is_caught_by_the_python_check(tmp_path: Path) -> None:
+    ca = TrustSpaceCA.create(tmp_path / "ca")
+    us = ca.issue_server("mx.a.test")
+    peer = ca.issue_server("mx.b.test")
+    crl_dir = tmp_path / "crl"
+    ca.write_crl(crl_dir / "aci.crl")
+    ca.root.revoked[ca.intermediate.cert.serial_number] = NOW - dt.timedelta(minutes=1)
+    ca.write_root_crl(crl_dir / "acr.crl")
+    policy = TrustPolicy(
+        TlsConfig(
+            cert_file=us.chain_path, key_file=us.key_path, ca_bundle=ca.ca_bundle, crl_dir=crl_dir
+        ),
+        ListeBlanche(NOW, [entry("b.test", peer.subject_dn)]),
+    )
+    verdict = policy.check_inbound(peer.der, "b.test")
+    assert not verdict.accepted and verdict.reason == "client issuing CA certificate revoked"

@@ -41,6 +41,15 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0 if report.usable else 1
 
 
+def _refresh(args: argparse.Namespace) -> int:
+    from caducee.config.model import load_config
+    from caducee.trust.fetch import refresh_once
+
+    outcome = refresh_once(load_config(args.config))
+    print(outcome.summary())
+    return 0 if outcome.ok else 1
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("trust", help="liste blanche and trust-space tools")
     tsub = parser.add_subparsers(dest="trust_command", metavar="SUBCOMMAND", required=True)
@@ -58,3 +67,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--ca-bundle", type=Path, help="CA bundle to verify an https:// source")
     p.set_defaults(func=_inspect)
+
+    r = tsub.add_parser(
+        "refresh",
+        help="fetch, verify and install the liste blanche and CRLs now",
+        description=(
+            "Fetches the liste blanche named by trust.liste_blanche in the node configuration, "
+            "verifies its checksum and CMS signature when configured, and installs it as the "
+            "last good copy (trust.cache_file, default DATA_DIR/trust/liste-blanche.xml); "
+            "fetches trust.crl_urls into tls.crl_dir. On any failure the last good copy stays "
+            "and the exit status is 1. A running node applies it at its next refresh."
+        ),
+    )
+    r.add_argument("--config", type=Path, required=True, help="node configuration (TOML)")
+    r.set_defaults(func=_refresh)

@@ -71,6 +71,13 @@ class TrustConfig(_Strict):
     max_age_seconds: int = Field(default=7 * 86400, ge=60)
     # Sandbox only: domain -> "host:port" instead of MX lookups.
     routes: dict[str, str] = Field(default_factory=dict)
+    # CA bundle verifying the authority's HTTPS server and the list's CMS signer (None: system
+    # CAs for HTTPS; a signature_url then requires it).
+    ca_bundle: Path | None = None
+    # Last good copy of a fetched list (default: <data_dir>/trust/liste-blanche.xml).
+    cache_file: Path | None = None
+    # CRLs fetched on each refresh into tls.crl_dir (https:// or http:// URLs, like IGC-Santé).
+    crl_urls: list[str] = Field(default_factory=list)
 
 
 class SmtpConfig(_Strict):
@@ -188,7 +195,9 @@ def _resolve_paths(cfg: NodeConfig, base: Path) -> NodeConfig:
             "directory_db": fix(cfg.web.directory_db),
         }
     )
-    trust = cfg.trust
+    trust = cfg.trust.model_copy(
+        update={"ca_bundle": fix(cfg.trust.ca_bundle), "cache_file": fix(cfg.trust.cache_file)}
+    )
     if "://" not in trust.liste_blanche:
         trust = trust.model_copy(update={"liste_blanche": str(fix(Path(trust.liste_blanche)))})
     return cfg.model_copy(

@@ -25,18 +25,18 @@ from email.policy import compat32
 from email.utils import parseaddr
 
 from caducee.core.errors import CaduceeError, InvalidInput
-from caducee.documents.cda import CdaDocument, read_cda
-from caducee.documents.hl7v2 import MLLP_END, build_ack, mllp_frame, parse_oru
+from caducee.documents.cda import CdaDocument
 from caducee.documents.inspect import xdm_attachments
-from caducee.documents.mdn import ERRORS, build_mdn_bytes, mdn_requested
+from caducee.documents.mdn import build_mdn_bytes, mdn_requested
 from caducee.documents.mime import leaves, split_headers
 from caducee.documents.xdm import read_xdm
-from caducee.integration.adapters import Adapter, AdapterUnavailable
+from caducee.integration.adapters import Adapter
 from caducee.integration.adapters.fhir import FhirAdapter
 from caducee.integration.adapters.folder import FolderAdapter
 from caducee.integration.adapters.mllp import MllpAdapter
 from caducee.integration.config import AgentConfig
 from caducee.integration.imapclient import ImapClient, ImapSettings
+from caducee.integration.oru import OruListener
 from caducee.integration.patients import load_patient_index
 from caducee.integration.pipeline import Pipeline, Provenance
 from caducee.integration.state import AgentState
@@ -149,6 +149,7 @@ class Agent:
         self._patients_mtime = cfg.patients.stat().st_mtime_ns
         self._session: SubmissionSession | None = None
         self._mdn_lock = asyncio.Lock()
+        self.idling = asyncio.Event()  # set while waiting in IMAP IDLE (watch mode)
         self.concurrency = cfg.concurrency
         self.processed = 0
         self.batch = 20  # messages fetched (and filed) per IMAP round trip
@@ -344,7 +345,9 @@ class Agent:
                     backoff = 1.0
                     while not stop.is_set():
                         await self._drain(client)
+                        self.idling.set()
                         await client.idle(self.cfg.idle_seconds, stop)
+                        self.idling.clear()
                 except (CaduceeError, OSError, TimeoutError) as exc:
                     log.warning("agent: %s; retrying in %.0fs", exc, backoff)
                     with contextlib.suppress(TimeoutError):
@@ -365,46 +368,11 @@ class Agent:
 
     # ----------------------------------------------------------------- ORU^R01 over MLLP
     async def start_oru(self) -> asyncio.Server:
+        """Start the MLLP listener for lab results ([oru] listen); ``oru_port`` is its port."""
         host, port = parse_server(self.cfg.oru_listen or "")
-        server = await asyncio.start_server(self._oru_conn, host, port, limit=64 * 1024 * 1024)
+        listener = OruListener(self.pipeline)
+        server = await asyncio.start_server(
+            listener.handle_connection, host, port, limit=64 * 1024 * 1024
+        )
         self.oru_port = server.sockets[0].getsockname()[1]
         return server
-
-    async def handle_oru(self, raw: bytes) -> str:
-        """Integrate the CDA(s) of one ORU^R01; return the ACK to send back."""
-        try:
-            docs = parse_oru(raw)
-        except InvalidInput:
-            return build_ack(raw, code="AR", error=906, label=ERRORS[906])
-        if not docs:
-            return build_ack(raw, code="AE", error=906, label="no CDA document in the message")
-        key = "oru:" + hashlib.sha256(raw).hexdigest()
-        first: int | None = None
-        try:
-            for d in docs:
-                cda = await asyncio.to_thread(read_cda, d.cda)
-                err = await self.pipeline.integrate(
-                    cda, Provenance(key=key, source="oru"), delete=d.order_control == "CA"
-                )
-                first = first if first is not None else err
-        except AdapterUnavailable:
-            return build_ack(raw, code="AR", error=906, label="practice software unavailable")
-        except InvalidInput:
-            return build_ack(raw, code="AE", error=906, label=ERRORS[906])
-        if first is None:
-            return build_ack(raw)
-        return build_ack(raw, code="AE", error=first, label=ERRORS.get(first, ERRORS[906]))
-
-    async def _oru_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                try:
-                    frame = await reader.readuntil(MLLP_END)
-                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-                    return
-                start = frame.find(b"\x0b")
-                ack = await self.handle_oru(frame[start + 1 : -2])
-                writer.write(mllp_frame(ack))
-                await writer.drain()
-        finally:
-            writer.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import weakref
 from dataclasses import dataclass
 
 from caducee.core.errors import CaduceeError
@@ -64,6 +65,8 @@ class Pipeline:
         self.adapters = adapters
         self.cda_schema = cda_schema
         self.require_conformant = require_conformant
+        # One decision + hand-off at a time per document set (IMAP batches and ORU share us).
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     def _org(self, doc: CdaDocument) -> str | None:
         a = doc.author
@@ -80,6 +83,15 @@ class Pipeline:
 
         Raises :class:`AdapterUnavailable` when the practice software is unreachable (retry).
         """
+        set_key = str(doc.set_id) if doc.set_id else doc.unique_id
+        lock = self._locks.get(set_key)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[set_key] = lock
+        async with lock:
+            return await self._integrate(doc, prov, delete=delete)
+
+    async def _integrate(self, doc: CdaDocument, prov: Provenance, *, delete: bool) -> int | None:
         doc_id = doc.unique_id
         if not doc_id:
             return 906

@@ -274,13 +274,13 @@ def _build(
     """Every file but the storage and sandbox.json (blocking; run in a thread)."""
     if port_base < 1024 or port_base + 10 * operators > 65535:
         raise InvalidInput("--port-base must leave room for 10 ports per operator (1024-65535)")
+    plans = plan_operators(operators)  # validates the count before touching the disk
     directory = directory.resolve()
     if (directory / "sandbox.json").exists():
         raise Conflict(f"{directory} already holds a sandbox (sandbox.json exists)")
     directory.mkdir(parents=True, exist_ok=True)
     if any(directory.iterdir()):
         raise Conflict(f"{directory} is not empty; choose a new directory")
-    plans = plan_operators(operators)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
     ca = TrustSpaceCA.create(directory / "ca")

@@ -443,10 +443,10 @@ class HeaderCollector:
             self.complete = True
             return
         end = self._buf.find(b"\r\n\r\n", start)
-        if end >= 0:
+        if end >= 0 and end + 2 <= self.limit:
             del self._buf[end + 2 :]
             self.complete = True
-        elif len(self._buf) > self.limit:
+        elif end >= 0 or len(self._buf) > self.limit:
             self.overflow = True
             del self._buf[:]
 

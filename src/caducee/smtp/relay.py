@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from caducee.config.model import NodeConfig
-from caducee.core.errors import QuotaExceeded, StorageError
+from caducee.core.errors import ConfigError, QuotaExceeded, StorageError
 from caducee.core.model import AuditEvent, BlobRef
 from caducee.smtp.protocol import HeaderCollector, MailFrom, RcptTo, Reply
 from caducee.smtp.server import Connection, Listener
@@ -231,7 +231,8 @@ class RelayHandler(OperatorHandler):
         self, s: Session, tx: Transaction, blob: BlobWriter, headers: HeaderCollector | None
     ) -> Reply:
         try:
-            ref = await blob.commit()
+            # Durable with the deliver/enqueue below, before the 250 (one commit, not two).
+            ref = await blob.commit(durable=False)
         except StorageError:
             await blob.abort()
             log.exception("blob commit failed")
@@ -292,7 +293,7 @@ class RelayServer:
     ) -> None:
         addr = listen or cfg.smtp.relay_listen
         if addr is None:
-            raise ValueError("relay server has no listen address (smtp.relay_listen)")
+            raise ConfigError(["smtp.relay_listen: the relay server needs a listen address"])
         self.limits = limits or limits_from_config(cfg)
         self.handler = RelayHandler(cfg, storage, policy, on_delivered)
         self.hostname = cfg.smtp.hostname

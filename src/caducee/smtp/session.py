@@ -13,6 +13,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import functools
 import logging
 import secrets
 import ssl
@@ -44,6 +45,7 @@ __all__ = ["Handler", "Limits", "Session", "Transaction"]
 log = logging.getLogger("caducee.smtp")
 
 _PRE_TLS = frozenset({"EHLO", "HELO", "NOOP", "RSET", "QUIT", "STARTTLS"})
+_HTTP = frozenset({"GET", "POST", "PUT", "HEAD", "CONNECT", "OPTIONS", "DELETE"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,9 +146,7 @@ class Session:
     # -- output ------------------------------------------------------------------------------
 
     def reply(self, r: Reply) -> None:
-        if not self.esmtp and r.enhanced:
-            r = Reply(r.code, "", r.text)
-        self.conn.write(r.to_bytes())
+        self.conn.write(_render(r, self.esmtp))
 
     # -- main loop -----------------------------------------------------------------------
 
@@ -195,6 +195,10 @@ class Session:
             self.reply(err.reply)
             self._count_error()
             return
+        if verb in _HTTP:
+            self._quit = True  # an HTTP client or a cross-protocol attack: hang up
+            self.reply(Reply(221, "2.7.0", "Not an SMTP client, bye"))
+            return
         if not self.tls and verb not in _PRE_TLS:
             await self.handler.on_refused_before_tls(self, verb)
             self.reply(Reply(530, "5.7.0", "Must issue a STARTTLS command first"))
@@ -202,10 +206,6 @@ class Session:
             return
         method = getattr(self, f"cmd_{verb.lower()}", None)
         if method is None:
-            if verb in ("GET", "POST", "CONNECT", "PUT", "HEAD"):
-                self._quit = True  # an HTTP client or a cross-protocol attack: hang up
-                self.reply(Reply(221, "2.7.0", "Not an SMTP client, bye"))
-                return
             self.reply(Reply(500, "5.5.2", "Command unrecognized"))
             self._count_error()
             return
@@ -330,6 +330,8 @@ class Session:
         refusal = await self.handler.on_mail(self, mail)
         if refusal is not None:
             self.reply(refusal)
+            if refusal.code >= 500:
+                self._count_error()
             return
         self.tx = Transaction(mail=mail, queue_id=secrets.token_hex(8))
         self.reply(Reply(250, "2.1.0", "Sender ok"))
@@ -346,6 +348,8 @@ class Session:
         if 200 <= result.code < 300:
             tx.rcpts.append(rcpt)
         self.reply(result)
+        if result.code >= 500:  # like Postfix's hard error limit: no endless probing
+            self._count_error()
 
     async def cmd_data(self, arg: str) -> None:
         tx = self.tx
@@ -435,6 +439,14 @@ class Session:
 
     async def cmd_help(self, arg: str) -> None:
         self.reply(Reply(214, "2.0.0", "See RFC 5321"))
+
+
+@functools.lru_cache(maxsize=512)
+def _render(r: Reply, esmtp: bool) -> bytes:
+    """Reply bytes; enhanced status codes only after EHLO (RFC 2034 §3)."""
+    if not esmtp and r.enhanced:
+        r = Reply(r.code, "", r.text)
+    return r.to_bytes()
 
 
 def _b64(text: str) -> bytes:

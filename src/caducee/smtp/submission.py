@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from caducee.config.model import NodeConfig
-from caducee.core.errors import StorageError
+from caducee.core.errors import ConfigError, QuotaExceeded, StorageError
 from caducee.core.model import Account, BlobRef, Mailbox, QueueRecipient
 from caducee.smtp.protocol import HeaderCollector, MailFrom, RcptTo, Reply, header_addresses
 from caducee.smtp.relay import OnDelivered, OperatorHandler, TrustView, limits_from_config
@@ -131,7 +131,8 @@ class SubmissionHandler(OperatorHandler):
             await self.on_data_refused(s, tx, refusal)
             return refusal
         try:
-            ref = await blob.commit()
+            # Durable with the deliver/enqueue below, before the 250 (one commit, not two).
+            ref = await blob.commit(durable=False)
         except StorageError:
             await blob.abort()
             log.exception("blob commit failed")
@@ -164,13 +165,18 @@ class SubmissionHandler(OperatorHandler):
     async def _store_rest(self, s: Session, tx: Transaction, ref: BlobRef) -> None:
         sender_id = s.state.get("sender_mailbox_id")
         if isinstance(sender_id, int):
-            await self.storage.messages.deliver(
-                ref,
-                [sender_id],
-                folder="Sent",
-                flags=[_SEEN],
-                dedup_key=f"smtp-sent:{self.cfg.name}:{tx.queue_id}",
-            )
+            try:
+                await self.storage.messages.deliver(
+                    ref,
+                    [sender_id],
+                    folder="Sent",
+                    flags=[_SEEN],
+                    dedup_key=f"smtp-sent:{self.cfg.name}:{tx.queue_id}",
+                )
+            except QuotaExceeded:
+                # The sender's own BAL is full: the message still goes, without its copy.
+                log.warning("no Sent copy for %s: sender mailbox over quota", tx.queue_id)
+                await self.audit(s, "sent_copy", "error", tx.queue_id, reason="quota exceeded")
         by_domain: dict[str, list[QueueRecipient]] = {}
         for r in tx.remote:
             by_domain.setdefault(r.address.rpartition("@")[2], []).append(
@@ -211,7 +217,9 @@ class SubmissionServer:
     ) -> None:
         addr = listen or cfg.smtp.submission_listen
         if addr is None:
-            raise ValueError("submission server has no listen address (smtp.submission_listen)")
+            raise ConfigError(
+                ["smtp.submission_listen: the submission server needs a listen address"]
+            )
         self.limits = limits or limits_from_config(cfg)
         mechs = list(mechanisms) if mechanisms is not None else [PlainMechanism(storage.accounts)]
         self.handler = SubmissionHandler(cfg, storage, policy, mechs, on_queued, on_delivered)

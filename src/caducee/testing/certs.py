@@ -14,6 +14,7 @@ a TLS endpoint presents) and the private key (mode 0600).
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -375,9 +376,13 @@ class TrustSpaceCA:
         )
         sans = dns_names if dns_names is not None else ([cn] if "." in cn else [])
         if sans:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(d) for d in sans]), critical=False
-            )
+            general: list[x509.GeneralName] = []
+            for d in sans:
+                try:
+                    general.append(x509.IPAddress(ipaddress.ip_address(d)))
+                except ValueError:
+                    general.append(x509.DNSName(d))
+            builder = builder.add_extension(x509.SubjectAlternativeName(general), critical=False)
         cert = self.intermediate.sign(builder)
         stem = name or self._file_stem(cn)
         certs_dir = self.directory / "issued"

@@ -45,10 +45,10 @@ class IndexedCrl:
     crl: x509.CertificateRevocationList
     source: Path | None
     serials: frozenset[int] = field(default_factory=frozenset)
+    next_update: dt.datetime | None = field(init=False)
 
-    @property
-    def next_update(self) -> dt.datetime | None:
-        return self.crl.next_update_utc
+    def __post_init__(self) -> None:
+        self.next_update = self.crl.next_update_utc
 
     @property
     def last_update(self) -> dt.datetime:
@@ -102,9 +102,14 @@ class CrlSet:
             c.crl.public_bytes(serialization.Encoding.PEM) for c in self._by_issuer.values()
         )
 
-    def revocation_problem(self, cert: x509.Certificate, now: dt.datetime) -> str | None:
-        """None if ``cert`` is not revoked per a current CRL of its issuer; else the reason."""
-        entry = self.for_issuer(cert.issuer)
+    def revocation_problem(
+        self, cert: x509.Certificate, now: dt.datetime, issuer_der: bytes | None = None
+    ) -> str | None:
+        """None if ``cert`` is not revoked per a current CRL of its issuer; else the reason.
+
+        ``issuer_der``: the DER of ``cert.issuer`` when the caller has it (saves a conversion).
+        """
+        entry = self._by_issuer.get(issuer_der or cert.issuer.public_bytes())
         if entry is None:
             return f"no CRL for issuer {cert.issuer.rfc4514_string()}"
         if entry.next_update is not None and entry.next_update < now:

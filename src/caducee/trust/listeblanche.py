@@ -151,6 +151,7 @@ class ListeBlanche:
     _index: dict[str, dict[str, DistinguishedName | None]] = field(
         init=False, repr=False, compare=False
     )
+    _by_dn: dict[DistinguishedName, set[str]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         index: dict[str, dict[str, DistinguishedName | None]] = {}
@@ -162,6 +163,12 @@ class ListeBlanche:
                 except DnSyntaxError:
                     per_domain[entry.dn] = None  # never matches
         self._index = index
+        by_dn: dict[DistinguishedName, set[str]] = {}
+        for domain, per in index.items():
+            for dn in per.values():
+                if dn is not None:
+                    by_dn.setdefault(dn, set()).add(domain)
+        self._by_dn = by_dn
 
     def is_listed(self, domain: str) -> bool:
         """True if the domain has at least one entry (exact name, case-insensitive)."""
@@ -186,7 +193,7 @@ class ListeBlanche:
 
     def domains_for_dn(self, dn: DistinguishedName) -> set[str]:
         """Every domain that lists ``dn``."""
-        return {d for d, per in self._index.items() if dn in per.values()}
+        return set(self._by_dn.get(dn, ()))
 
 
 @dataclass

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from caducee.config.model import TlsConfig
 from caducee.core.errors import TrustError
@@ -55,7 +56,13 @@ class PeerVerdict:
 class _CertInfo:
     cert: x509.Certificate
     dn: DistinguishedName
+    dn_text: str
     chain_problem: str | None  # issuer / signature problem (time-independent)
+    not_before: dt.datetime
+    not_after: dt.datetime
+    issuer_not_after: dt.datetime | None  # latest validity end among matching CA certs
+    issuer_der: bytes
+    issuer_revoked: bool  # the issuing CA is revoked per its own issuer's CRL
 
 
 def _refuse(reason: str, dn: str | None, code: int = 550, enhanced: str = "5.7.1") -> PeerVerdict:
@@ -203,19 +210,43 @@ class TrustPolicy:
                 self._cache.move_to_end(der)
                 return info
         cert = x509.load_der_x509_certificate(der)
-        info = _CertInfo(cert, dn_of_certificate(cert), self._chain_problem(cert))
+        dn = dn_of_certificate(cert)
+        issuer_der = cert.issuer.public_bytes()
+        info = _CertInfo(
+            cert,
+            dn,
+            str(dn),
+            self._chain_problem(cert),
+            cert.not_valid_before_utc,
+            cert.not_valid_after_utc,
+            max(
+                (i.not_valid_after_utc for i in self._ca_by_subject.get(issuer_der, [])),
+                default=None,
+            ),
+            issuer_der,
+            self._issuer_revoked(cert),
+        )
         with self._lock:
             self._cache[der] = info
             if len(self._cache) > _CACHE_SIZE:
                 self._cache.popitem(last=False)
         return info
 
+    def _issuer_revoked(self, cert: x509.Certificate) -> bool:
+        now = self._clock()
+        for issuer in self._ca_by_subject.get(cert.issuer.public_bytes(), []):
+            if issuer.issuer == issuer.subject or self._crls.for_issuer(issuer.issuer) is None:
+                continue
+            if self._crls.revocation_problem(issuer, now) == "certificate revoked":
+                return True
+        return False
+
     def _chain_problem(self, cert: x509.Certificate) -> str | None:
         for issuer in self._ca_by_subject.get(cert.issuer.public_bytes(), []):
             try:
                 cert.verify_directly_issued_by(issuer)
-            except (ValueError, TypeError, Exception):  # noqa: S112  # try the next candidate
-                continue
+            except (ValueError, TypeError, InvalidSignature):
+                continue  # try the next candidate
             return None
         return "certificate not issued by a trust-space CA"
 
@@ -225,25 +256,18 @@ class TrustPolicy:
             return info.chain_problem
         now = self._clock()
         cert = info.cert
-        if now < cert.not_valid_before_utc:
+        if now < info.not_before:
             return "certificate not yet valid"
-        if now > cert.not_valid_after_utc:
+        if now > info.not_after:
             return "certificate expired"
-        issuers = self._ca_by_subject.get(cert.issuer.public_bytes(), [])
-        if issuers and all(now > i.not_valid_after_utc for i in issuers):
+        if info.issuer_not_after is not None and now > info.issuer_not_after:
             return "issuing CA certificate expired"
         if self._tls.crl_dir is not None:
-            problem = self._crls.revocation_problem(cert, now)
+            problem = self._crls.revocation_problem(cert, now, info.issuer_der)
             if problem:
                 return problem
-            for issuer in issuers:  # the intermediate, when its issuer's CRL is there
-                if (
-                    self._crls.for_issuer(issuer.issuer) is not None
-                    and issuer.issuer != issuer.subject
-                ):
-                    sub = self._crls.revocation_problem(issuer, now)
-                    if sub == "certificate revoked":
-                        return "issuing CA certificate revoked"
+            if info.issuer_revoked:
+                return "issuing CA certificate revoked"
         return None
 
     def _check(self, der: bytes, domain: str, *, direction: str) -> PeerVerdict:
@@ -251,7 +275,7 @@ class TrustPolicy:
             info = self._info(der)
         except ValueError:
             return _refuse(f"{direction} certificate unreadable", None)
-        dn_text = str(info.dn)
+        dn_text = info.dn_text
         problem = self._certificate_problem(info)
         if problem:
             return _refuse(f"{direction} {problem}", dn_text)

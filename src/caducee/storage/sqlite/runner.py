@@ -139,12 +139,19 @@ class SqliteRunner:
 
     def _run_exclusive(self, conn: sqlite3.Connection, job: _Job) -> None:
         fn, fut, _ = job
+        if not fut.set_running_or_notify_cancel():
+            return  # the caller gave up before the job started: nothing was done
         try:
             fut.set_result(fn(conn))
         except BaseException as exc:
             fut.set_exception(_map(exc))
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        # A job whose caller was cancelled before it started is skipped (nothing was done, no
+        # reply was given); once running, its future can no longer be cancelled.
+        batch = [job for job in batch if job[1].set_running_or_notify_cancel()]
+        if not batch:
+            return
         results: list[tuple[bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
