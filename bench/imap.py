@@ -231,9 +231,10 @@ def main() -> int:
     idle = sub.add_parser("idle", help="memory per IDLE session and push latency")
     idle.add_argument("--sessions", type=int, default=1000)
     idle.add_argument("--accounts", type=int, default=20)
+    idle.add_argument("--messages", type=int, default=10)
     args = parser.parse_args()
     accounts = args.clients if args.mode == "mix" else args.accounts
-    proc, port, ca, pid = start_server(accounts, 10)
+    proc, port, ca, pid = start_server(accounts, getattr(args, "messages", 10))
     try:
         if args.mode == "mix":
             server_proc = psutil.Process(pid)

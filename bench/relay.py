@@ -128,9 +128,11 @@ def _loader(
                         if data is None:
                             data = _message(seq, args["size"], args["sender"], args["rcpt"])
                         else:
-                            data = re.sub(
-                                rb"X-Bench-Seq: \d+", f"X-Bench-Seq: {seq}".encode(), data, count=1
-                            )
+                            # same body, but its own Message-ID: the relay deduplicates by it
+                            head, sep, rest = data.partition(b"\r\n\r\n")
+                            head = re.sub(rb"X-Bench-Seq: \d+", b"X-Bench-Seq: %d" % seq, head)
+                            head = re.sub(rb"<bench-\d+-", b"<bench-%d-" % seq, head)
+                            data = head + sep + rest
                         t0 = time.time()
                         client.sendmail(args["sender"], [args["rcpt"]], data)
                         t1 = time.time()
@@ -244,7 +246,8 @@ def run(engine: str, opts: argparse.Namespace) -> dict[str, Any]:
             _wait_port(op["relay"])
         before = len(asyncio.run(_inbox(cfgs[1], rcpt["address"], False)))
         pids = [p.pid for p in procs if p.pid is not None]
-        cpu0 = sum(_cpu(pid) for pid in pids)
+        cpu0_each = [_cpu(pid) for pid in pids]
+        cpu0 = sum(cpu0_each)
         n = opts.messages
         largs = {
             "ca_bundle": info["ca_bundle"],
@@ -278,10 +281,14 @@ def run(engine: str, opts: argparse.Namespace) -> dict[str, Any]:
             if got >= len(sent):
                 break
             time.sleep(0.2)
-        cpu1 = sum(_cpu(pid) for pid in pids)
+        cpu1_each = [_cpu(pid) for pid in pids]
+        cpu1 = sum(cpu1_each)
         arrived = asyncio.run(_inbox(cfgs[1], rcpt["address"], True))
         start_of = {seq: t0 for seq, t0, _ in sent}
         lat = sorted(ts - start_of[seq] for seq, ts in arrived if seq in start_of)
+        acked_at = {seq: t1 for seq, _, t1 in sent}
+        relay_lat = sorted(ts - acked_at[seq] for seq, ts in arrived if seq in acked_at)
+        sub_lat = sorted(t1 - t0 for _, t0, t1 in sent)
         t_last = max((ts for seq, ts in arrived if seq in start_of), default=t_accepted)
         peak = {
             name: _vmhwm(pid) for name, pid in zip(("operator1", "operator2"), pids, strict=True)
@@ -298,7 +305,18 @@ def run(engine: str, opts: argparse.Namespace) -> dict[str, Any]:
             "delivered_per_s": len(lat) / max(1e-9, t_last - t_start),
             "p50_ms": 1000 * statistics.median(lat) if lat else None,
             "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else None,
+            "submission_p50_ms": 1000 * statistics.median(sub_lat) if sub_lat else None,
+            "after_250_p50_ms": 1000 * statistics.median(relay_lat) if relay_lat else None,
+            "after_250_p99_ms": (
+                1000 * relay_lat[min(len(relay_lat) - 1, int(0.99 * len(relay_lat)))]
+                if relay_lat
+                else None
+            ),
+            "load_avg_1m": os.getloadavg()[0],
             "cpu_ms_per_msg": 1000 * (cpu1 - cpu0) / max(1, len(lat)),
+            "cpu_ms_per_msg_each": [
+                1000 * (b - a) / max(1, len(lat)) for a, b in zip(cpu0_each, cpu1_each, strict=True)
+            ],
             "peak_rss_mb": {k: v / 2**20 for k, v in peak.items()},
         }
     finally:

@@ -14,17 +14,17 @@ import contextlib
 import importlib
 import logging
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any, Protocol
 
 from caducee.config.model import NodeConfig
-from caducee.core.errors import CaduceeError, ConfigError
+from caducee.core.errors import CaduceeError
 from caducee.smtp.receipts import delivery_receipt
 from caducee.smtp.relay import DeliveredMessage
 from caducee.smtp.worker import OutboundWorker, WorkerSettings
 from caducee.storage import open_storage
 from caducee.storage.interfaces import Storage
-from caducee.trust.listeblanche import ListeBlanche, load_liste_blanche
+from caducee.trust.fetch import fetch_liste_blanche
+from caducee.trust.listeblanche import ListeBlanche
 from caducee.trust.policy import TrustPolicy
 
 __all__ = ["Operator", "load_liste"]
@@ -39,17 +39,10 @@ class _Server(Protocol):
 
 
 def load_liste(cfg: NodeConfig) -> ListeBlanche:
-    """The liste blanche named by ``trust.liste_blanche`` (a file; URLs need the fetcher)."""
-    source = cfg.trust.liste_blanche
-    if "://" in source:
-        fetch = _optional("caducee.trust.fetch", "fetch_liste_blanche")
-        if fetch is None:
-            raise ConfigError([f"trust.liste_blanche: fetching {source} is not supported yet"])
-        result = fetch(cfg.trust)
-        if not isinstance(result, ListeBlanche):
-            raise ConfigError(["trust.liste_blanche: the fetcher returned no list"])
-        return result
-    return load_liste_blanche(Path(source))
+    """The liste blanche in force (``trust.fetch``): the file, or fetched and verified from its
+    URL with the last good copy kept on failure; the CRLs of ``trust.crl_urls`` refreshed too.
+    Blocking: call it off the event loop."""
+    return fetch_liste_blanche(cfg)
 
 
 def _optional(module: str, name: str) -> Any:
@@ -99,7 +92,7 @@ class Operator:
         cfg = self.cfg
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         self.storage = await self._storage_factory(cfg)
-        self.policy = TrustPolicy(cfg.tls, load_liste(cfg))
+        self.policy = TrustPolicy(cfg.tls, await asyncio.to_thread(load_liste, cfg))
         self.worker = OutboundWorker(cfg, self.storage, self.policy, settings=self._worker_settings)
         from caducee.smtp.relay import RelayServer
         from caducee.smtp.submission import SubmissionServer

@@ -100,7 +100,7 @@ class TrustSpace:
                 "retry_base_seconds": retry_base,
                 "retry_max_seconds": max(retry_base * 4, 1.0),
             },
-            "imap": {"listen": None, "listen_tls": None},
+            "imap": {"listen": "", "listen_tls": ""},  # no IMAP in these tests
         }
 
     def write_toml(self, name: str, path: Path, **kwargs: Any) -> Path:

@@ -47,7 +47,11 @@ def _init_sandbox(args: argparse.Namespace) -> None:
     argv = ["sandbox", "init", "--dir", str(args.dir), "--operators", str(args.operators)]
     if args.port_base is not None:
         argv += ["--port-base", str(args.port_base)]
-    if main(argv) != 0:
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse: the sandbox command group is not installed
+        code = exc.code if isinstance(exc.code, int) else 2
+    if code != 0:
         raise ConfigError([f"could not create a sandbox in {args.dir}"])
 
 

@@ -34,12 +34,14 @@ class Connection(asyncio.Protocol):
         "_read_waiter",
         "_sslobj",
         "on_connect",
+        "on_lost",
         "peer",
         "transport",
     )
 
     def __init__(self, on_connect: object) -> None:
         self.on_connect = on_connect
+        self.on_lost: object = None
         self.transport: asyncio.Transport | None = None
         self.peer: str = ""
         self._plain = bytearray()  # plaintext received (or raw ciphertext before TLS read)
@@ -81,6 +83,9 @@ class Connection(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        callback = self.on_lost
+        if callable(callback):
+            callback(self)
         self._closed = True
         self._eof = True
         self._wake()

@@ -92,7 +92,8 @@ class ImapServer:
         self._listen = listen
         self._listen_tls = listen_tls
         self._servers: list[asyncio.Server] = []
-        self._sessions: set[asyncio.Task[None]] = set()
+        self._sessions: dict[asyncio.Task[None], Connection] = {}
+        self._conns: set[Connection] = set()
 
     @property
     def session_count(self) -> int:
@@ -119,20 +120,30 @@ class ImapServer:
 
     def _connected(self, implicit: bool) -> object:
         def on_connect(conn: Connection) -> None:
+            self._conns.add(conn)
+            conn.on_lost = self._conns.discard
             session = Session(self.ctx, conn, implicit)
             task = asyncio.get_running_loop().create_task(session.run())
-            self._sessions.add(task)
-            task.add_done_callback(self._sessions.discard)
+            self._sessions[task] = conn
+            task.add_done_callback(self._forget)
 
         return on_connect
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._sessions.pop(task, None)
 
     async def stop(self) -> None:
         for server in self._servers:
             server.close()
-        for task in list(self._sessions):
+        sessions = dict(self._sessions)
+        for task in sessions:
             task.cancel()
-        if self._sessions:
-            await asyncio.gather(*self._sessions, return_exceptions=True)
+        if sessions:
+            await asyncio.gather(*sessions, return_exceptions=True)
+        for conn in [*sessions.values(), *self._conns]:
+            conn.abort()  # no transport left half-closed (a task cancelled before it ran...)
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
+        for _ in range(3):  # let the transports' connection_lost callbacks close the sockets
+            await asyncio.sleep(0)

@@ -109,9 +109,10 @@ class SelectedView:
             changed: list[StoredMessage] = []
         else:
             changed = await store.changed_since(current.folder_id, since)
-            expunged = [u for u in await store.vanished_since(current.folder_id, since)]
-            self.gone.update(u for u in expunged if u in self.msgs)
             added = sum(1 for m in changed if m.uid > last)
+            if len(self.uids) - len(self.gone) + added != current.message_count:
+                expunged = await store.vanished_since(current.folder_id, since)
+                self.gone.update(u for u in expunged if u in self.msgs)
             if len(self.uids) - len(self.gone) + added != current.message_count:
                 msgs = await store.list_messages(current.folder_id)
                 present = {m.uid for m in msgs}

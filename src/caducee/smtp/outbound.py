@@ -28,6 +28,7 @@ __all__ = [
 
 _LINE_LIMIT = 4096
 _REPLY_LINES_LIMIT = 100
+_WRITE_CHUNK = 256 * 1024
 
 
 class PeerError(Exception):
@@ -335,12 +336,17 @@ class OutboundSession:
                 result.data = data_reply
                 await self._reset()
                 return result
+        # Coalesce writes (one TLS record and one send for a small message, bounded for a big
+        # one): each write costs a system call.
         stuffer = DotStuffer()
+        pending = bytearray()
         async for chunk in body:
-            out = stuffer.feed(chunk)
-            if out:
-                await self._write(out)
-        await self._write(stuffer.end())
+            pending += stuffer.feed(chunk)
+            if len(pending) >= _WRITE_CHUNK:
+                await self._write(bytes(pending))
+                pending.clear()
+        pending += stuffer.end()
+        await self._write(bytes(pending))
         result.data = await self._read_reply()
         self.messages_sent += 1
         return result

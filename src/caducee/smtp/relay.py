@@ -238,7 +238,9 @@ class RelayHandler(OperatorHandler):
             log.exception("blob commit failed")
             return Reply(451, "4.3.0", "Local storage error, try again later")
         try:
-            refusal = await self.store_local(tx, ref, relay_dedup_key(tx.mail.address, headers))
+            refusal = await self.store_local(
+                tx, ref, relay_dedup_key(tx.mail.address, headers, ref.size)
+            )
         except StorageError:
             log.exception("delivery failed for %s", tx.queue_id)
             refusal = Reply(451, "4.3.0", "Local storage error, try again later")
@@ -262,17 +264,21 @@ class RelayHandler(OperatorHandler):
 _MESSAGE_ID = re.compile(rb"(?im)^message-id:[ \t]*(?:\r?\n[ \t]+)?(<[^>\r\n]{1,500}>)")
 
 
-def relay_dedup_key(sender: str, headers: HeaderCollector | None) -> str | None:
+def relay_dedup_key(sender: str, headers: HeaderCollector | None, size: int) -> str | None:
     """A key that is the same when a peer re-sends a message it could not see acknowledged
-    (its crash, ours, a lost ``250``): sender and Message-ID (RFC 5322 §3.6.4, unique per
-    message). Re-delivery of that key to a BAL is skipped, so a message is stored once."""
+    (its crash, ours, a lost ``250``), and differs between distinct messages: the sender, the
+    whole header section as received (Message-ID included, RFC 5322 §3.6.4) and the size. A
+    BAL that already got the key skips it, so a re-sent message is stored once. Without a
+    complete header section or a Message-ID there is no key (each transaction is stored)."""
     if headers is None or not headers.complete:
         return None
-    m = _MESSAGE_ID.search(headers.block)
-    if m is None:
+    block = headers.block
+    if _MESSAGE_ID.search(block) is None:
         return None
-    digest = hashlib.sha256(sender.lower().encode() + b"\0" + m.group(1)).hexdigest()
-    return f"smtp-mid:{digest}"
+    digest = hashlib.sha256(
+        sender.lower().encode() + b"\0" + str(size).encode() + b"\0" + block
+    ).hexdigest()
+    return f"smtp-resend:{digest}"
 
 
 class RelayServer:

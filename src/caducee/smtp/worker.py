@@ -73,7 +73,7 @@ class WorkerSettings:
     batch: int = 100  # items claimed at once
     max_inflight: int = 400  # items held in memory (claimed, not finished)
     lease_seconds: float = 300.0
-    connections_per_domain: int = 8
+    connections_per_domain: int = 20  # as Postfix default_destination_concurrency_limit
     coalesce_seconds: float = 0.002  # after a wake, before claiming
     idle_seconds: float = 5.0  # an idle session is kept this long for the next message
     timeout: float = 60.0  # connect, TLS handshake, each reply
