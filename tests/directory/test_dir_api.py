@@ -16,7 +16,7 @@ from fhirclient.models.practitioner import Practitioner as ClientPractitioner
 from fhirclient.server import FHIRServer
 
 from caducee.directory.api import build_app
-from caducee.directory.codes import SYS_RPPS, TRE_G15
+from caducee.directory.codes import SYS_RPPS, TRE_G15, TRE_R257
 from caducee.directory.server import StaticAuthenticator, uvicorn_config
 from caducee.directory.store import DirectoryStore
 
@@ -232,3 +232,22 @@ def test_hostile_parameters_are_harmless(base: str, params: dict[str, str]) -> N
         r = httpx.get(f"{base}/{kind}", params=params, timeout=30)
         assert r.status_code == 200, r.text
         Bundle.model_validate(r.json())
+
+
+def test_mailbox_type_filter(base: str) -> None:
+    per = f"{TRE_R257}|PER"
+    found = _get(base, "Practitioner", name="lefevre", **{"mailbox-mss-type": per})
+    assert HELENE in _ids(found)
+    for entry in found["entry"]:
+        types = {
+            ext["extension"][0]["valueCodeableConcept"]["coding"][0]["code"]
+            for t in entry["resource"].get("telecom", [])
+            for ext in t.get("extension", [])
+            if ext["url"].endswith("as-ext-mailbox-mss-metadata")
+        }
+        assert "PER" in types
+    orgs = _get(base, "Organization", name="chu", **{"mailbox-mss-type": "ORG"})
+    assert _ids(orgs)
+    assert _ids(_get(base, "Organization", name="chu", **{"mailbox-mss-type": "PER"})) == []
+    bad = httpx.get(f"{base}/Practitioner", params={"mailbox-mss-type": "XYZ"}, timeout=30)
+    assert bad.status_code == 400

@@ -276,3 +276,11 @@ def test_python_api(module_store: DirectoryStore) -> None:
         publish_mailbox(store, Mailbox("not an address", "PER", idnps=HELENE))
     assert unpublish_mailbox(store, "cardio.lyon@medecin.mssante.fr") is True
     assert unpublish_mailbox(store, "cardio.lyon@medecin.mssante.fr") is False
+
+
+def test_oversized_patch_is_refused(env: Env) -> None:
+    big = {"resourceType": "Parameters", "parameter": [], "pad": "x" * (300 * 1024)}
+    with env.client(env.op_a) as c:
+        r = _patch(c, f"/Practitioner/{HELENE}", big)
+    assert r.status_code == 400
+    assert "larger than" in r.json()["issue"][0]["diagnostics"]

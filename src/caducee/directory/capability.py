@@ -12,16 +12,17 @@ _SEARCH = {
         ("identifier-type", "token"), ("name", "string"), ("family", "string"),
         ("given", "string"), ("qualification-code", "token"), ("mailbox-mss", "string"),
         ("address-city", "string"), ("address-postalcode", "string"),
+        ("mailbox-mss-type", "token"),
     ],
     "PractitionerRole": [
         ("_id", "token"), ("_lastUpdated", "date"), ("active", "token"), ("identifier", "token"),
         ("practitioner", "reference"), ("organization", "reference"), ("role", "token"),
-        ("mailbox-mss", "string"),
+        ("mailbox-mss", "string"), ("mailbox-mss-type", "token"),
     ],
     "Organization": [
         ("_id", "token"), ("_lastUpdated", "date"), ("active", "token"), ("identifier", "token"),
         ("name", "string"), ("address-city", "string"), ("address-postalcode", "string"),
-        ("type", "token"), ("mailbox-mss", "string"),
+        ("type", "token"), ("mailbox-mss", "string"), ("mailbox-mss-type", "token"),
     ],
 }  # fmt: skip
 _INCLUDE = {

@@ -187,10 +187,12 @@ def import_extract(
     with store.importing(bulk=bulk) as session:
         if kind == ExtractKind.PS:
             session.delete_persons(sorted(changed | set(removed)))
-            _write_persons(session, path, bar2, targets, counts, hashes, stamp, bulk)
+            if targets:  # nothing new: no second pass over the file
+                _write_persons(session, path, bar2, targets, counts, hashes, stamp, bulk)
         else:
             session.delete_mailboxes(sorted(changed | set(removed)), source="extract")
-            _write_mailboxes(session, store, path, bar2, targets, groups, stamp)
+            if targets:
+                _write_mailboxes(session, store, path, bar2, targets, groups, stamp)
         if old:
             report.orgs_pruned = session.prune_orgs()
     bar2.close()

@@ -12,6 +12,7 @@ from typing import Any
 
 from caducee.core.errors import InvalidInput
 from caducee.directory.codes import SYS_FINESS, SYS_IDNPS, SYS_IDNST, SYS_RPPS
+from caducee.directory.model import MAILBOX_TYPES
 from caducee.directory.store import MailboxMatch, OrgQuery, PersonQuery, RoleQuery
 
 __all__ = ["parse_org", "parse_person", "parse_role"]
@@ -52,6 +53,15 @@ def _mailbox(params: Params) -> tuple[str, MailboxMatch]:
         if v:
             return str(v), match  # type: ignore[return-value]
     return "", "start"
+
+
+def _mailbox_type(params: Params) -> str:
+    codes = _codes(params, "mailbox-mss-type")
+    if len(codes) > 1:
+        raise InvalidInput("mailbox-mss-type takes one type")
+    if codes and codes[0] not in MAILBOX_TYPES:
+        raise InvalidInput(f"mailbox-mss-type must be one of {', '.join(MAILBOX_TYPES)}")
+    return codes[0] if codes else ""
 
 
 def _person_ids(params: Params) -> tuple[str, ...]:
@@ -96,6 +106,7 @@ def parse_person(params: Params) -> PersonQuery | None:
         finess=str(params.get("organization-finess", "")),
         mailbox=box,
         mailbox_match=match,
+        mailbox_type=_mailbox_type(params),
         updated_since=_updated(params),
         fuzzy=str(params.get("_fuzzy", "true")).lower() != "false",
     )
@@ -120,6 +131,7 @@ def parse_org(params: Params) -> OrgQuery | None:
         sectors=_codes(params, "type"),
         mailbox=box,
         mailbox_match=match,
+        mailbox_type=_mailbox_type(params),
         updated_since=_updated(params),
     )
 
@@ -136,5 +148,6 @@ def parse_role(params: Params) -> RoleQuery | None:
         roles=_codes(params, "role"),
         mailbox=box,
         mailbox_match=match,
+        mailbox_type=_mailbox_type(params),
         updated_since=_updated(params),
     )

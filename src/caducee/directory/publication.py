@@ -12,6 +12,7 @@ callers (the operator core).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import replace
@@ -110,6 +111,23 @@ def unpublish_mailbox(
     return store.remove_mailbox(address) > 0
 
 
+MAX_BODY = 256 * 1024  # a PATCH carries a few ContactPoints
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise InvalidInput(f"the body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise InvalidInput(f"the body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class PatchHandler:
     """The FHIR PATCH endpoint (plain and conditional) for operators."""
 
@@ -124,8 +142,9 @@ class PatchHandler:
                 raise AuthenticationFailed("a client certificate is required to publish")
             if principal.kind != "operator":
                 raise PermissionDenied("only operators may publish mailboxes")
+            raw = await _read_limited(request, MAX_BODY)
             try:
-                body = await request.json()
+                body = json.loads(raw)
             except ValueError as exc:
                 raise InvalidInput("the body is not JSON") from exc
             kind = request.path_params["kind"]

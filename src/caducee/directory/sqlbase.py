@@ -30,6 +30,7 @@ from caducee.directory.text import compact, deletes, edit_distance_le1, fold, to
 __all__ = ["SqlStoreBase", "Term"]
 
 MAX_WORDS = 8  # a longer query is cut: each word costs index lookups
+MAX_HOLDERS = 500  # a mailbox pattern matching more holders is cut to these
 Term = tuple[str, bool]  # (token, is_prefix); a list of them is OR-ed
 Row = tuple[Any, ...]
 
@@ -115,6 +116,20 @@ class SqlStoreBase(ABC):
             return "m.address LIKE ?", ["%" + v.replace("%", "").replace("_", "") + "%"]
         return "m.address >= ? AND m.address < ?", [v, v + "\U0010ffff"]
 
+    def _mailbox_holders(
+        self, col: str, value: str, match: MailboxMatch, *, org: bool = False
+    ) -> list[str]:
+        """Holders of the (non liste rouge) mailboxes matching ``value``, looked up first so the
+        search is driven by the mailbox index rather than by a scan of the holders."""
+        c, p = self._mailbox_cond(value, match)
+        types = " AND m.type IN ('ORG', 'APP')" if org else ""
+        rows = self._all(
+            f"SELECT DISTINCT m.{col} FROM mailbox m WHERE {c} AND m.liste_rouge = 0"  # noqa: S608
+            f" AND m.{col} <> ''{types} LIMIT {MAX_HOLDERS}",
+            p,
+        )
+        return [r[0] for r in rows if r[0]]
+
     def _name_groups(self, text: str, fuzzy: bool, widen: bool = False) -> list[list[Term]] | None:
         """One OR-group per query word; None when a word matches nothing even fuzzily.
 
@@ -176,10 +191,10 @@ class SqlStoreBase(ABC):
         if q.specialties:
             groups.append([("zzs" + compact(s), False) for s in q.specialties])
         self._place_groups(groups, q.postal_code, q.city)
-        if q.finess:
-            groups.append([("zzf" + compact(q.finess), False)])
         conds: list[str] = []
         params: list[object] = []
+        if q.finess:
+            groups.append([("zzf" + compact(q.finess), False)])
         source, order = "person t", "t.pk"
         if groups:
             c, p = self._fts_clause("person", groups)
@@ -193,11 +208,17 @@ class SqlStoreBase(ABC):
             conds.append(f"t.idnps IN ({', '.join('?' * len(q.identifiers))})")
             params += list(q.identifiers)
         if q.mailbox:
-            c, p = self._mailbox_cond(q.mailbox, q.mailbox_match)
+            holders = self._mailbox_holders("idnps", q.mailbox, q.mailbox_match)
+            if not holders:
+                return []
+            conds.append(f"t.idnps IN ({', '.join('?' * len(holders))})")
+            params += holders
+        if q.mailbox_type:
             conds.append(
-                f"t.idnps IN (SELECT m.idnps FROM mailbox m WHERE {c} AND m.liste_rouge = 0)"  # noqa: S608
+                "EXISTS (SELECT 1 FROM mailbox m WHERE m.idnps = t.idnps AND m.type = ?"
+                " AND m.type IN ('PER', 'CAB') AND m.liste_rouge = 0)"
             )
-            params += p
+            params.append(q.mailbox_type)
         if q.updated_since:
             conds.append("t.updated >= ?")
             params.append(q.updated_since)
@@ -267,12 +288,17 @@ class SqlStoreBase(ABC):
             )
             params += list(q.identifiers) * 4
         if q.mailbox:
-            c, p = self._mailbox_cond(q.mailbox, q.mailbox_match)
+            holders = self._mailbox_holders("org_key", q.mailbox, q.mailbox_match, org=True)
+            if not holders:
+                return []
+            conds.append(f"t.key IN ({', '.join('?' * len(holders))})")
+            params += holders
+        if q.mailbox_type:
             conds.append(
-                f"t.key IN (SELECT m.org_key FROM mailbox m WHERE {c} AND m.liste_rouge = 0"  # noqa: S608
-                " AND m.type IN ('ORG', 'APP'))"
+                "EXISTS (SELECT 1 FROM mailbox m WHERE m.org_key = t.key AND m.type = ?"
+                " AND m.type IN ('ORG', 'APP') AND m.liste_rouge = 0)"
             )
-            params += p
+            params.append(q.mailbox_type)
         if q.updated_since:
             conds.append("t.updated >= ?")
             params.append(q.updated_since)
@@ -306,6 +332,12 @@ class SqlStoreBase(ABC):
                 f"a.idnps IN (SELECT m.idnps FROM mailbox m WHERE {c} AND m.liste_rouge = 0)"  # noqa: S608
             )
             params += p
+        if q.mailbox_type:
+            conds.append(
+                "EXISTS (SELECT 1 FROM mailbox m WHERE m.idnps = a.idnps AND m.org_key = a.org_key"
+                " AND m.type = ? AND m.type = 'PER' AND m.liste_rouge = 0)"
+            )
+            params.append(q.mailbox_type)
         if q.updated_since:
             conds.append("a.idnps IN (SELECT idnps FROM person WHERE updated >= ?)")
             params.append(q.updated_since)

@@ -41,6 +41,7 @@ class PersonQuery:
     finess: str = ""
     mailbox: str = ""
     mailbox_match: MailboxMatch = "start"
+    mailbox_type: str = ""  # PER, ORG, APP, CAB: holders of such a (public) mailbox
     updated_since: str = ""
     fuzzy: bool = True
 
@@ -55,6 +56,7 @@ class OrgQuery:
     sectors: tuple[str, ...] = ()
     mailbox: str = ""
     mailbox_match: MailboxMatch = "start"
+    mailbox_type: str = ""
     updated_since: str = ""
 
 
@@ -66,6 +68,7 @@ class RoleQuery:
     roles: tuple[str, ...] = ()  # mode d'exercice or profession codes
     mailbox: str = ""
     mailbox_match: MailboxMatch = "start"
+    mailbox_type: str = ""
     updated_since: str = ""
 
 
