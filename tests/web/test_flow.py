@@ -25,6 +25,10 @@ async def test_login_list_send_read(w: World) -> None:
         assert page.status_code == 200
         assert "Boîte de réception" in page.text
         assert "secretariat@ch-exemple.mssante.test" in page.text  # the delegated ORG box
+        switched = await c.get("/bal", params={"bal": "secretariat@ch-exemple.mssante.test"})
+        assert switched.status_code == 303
+        org = await c.get(switched.headers["location"])
+        assert "<small>secretariat@ch-exemple.mssante.test</small>" in org.text
         sugg = await c.get("/annuaire/suggestions", params={"q": "lefev"})
         assert sugg.status_code == 200
         addrs = [r["address"] for r in sugg.json()["results"]]
@@ -46,3 +50,12 @@ async def test_login_list_send_read(w: World) -> None:
         assert (await web_login(w, c, "autre")).status_code == 303
         page = await c.get("/courrier")
         assert "Pansement" in page.text
+
+
+async def test_directory_page_filters_by_place(w: World) -> None:
+    async with w.client("chu") as c:
+        await web_login(w, c, "infirmiere")
+        lyon = await c.get("/annuaire", params={"q": "lefevre", "lieu": "69"})
+        assert "LEFÈVRE-DUPONT" in lyon.text and "claire.lefevre-dupont@" in lyon.text
+        paris = await c.get("/annuaire", params={"q": "lefevre dupont", "lieu": "Paris"})
+        assert "claire.lefevre-dupont@" not in paris.text

@@ -62,15 +62,18 @@ def _org(o: Organization) -> DirEntry:
     return e
 
 
-def lookup(store: DirectoryStore, text: str, limit: int) -> list[DirEntry]:
-    """Persons then structures matching ``text`` (blocking; run it in a thread)."""
-    ids = store.search_persons(PersonQuery(text=text), 0, limit)
+def lookup(store: DirectoryStore, text: str, limit: int, place: str = "") -> list[DirEntry]:
+    """Persons then structures matching ``text`` (names), optionally in ``place`` (a city, or a
+    postal code / department number). Blocking: run it in a thread."""
+    place = place.strip()
+    where = {"postal_code": place} if place[:2].isdigit() else {"city": place}
+    ids = store.search_persons(PersonQuery(text=text, **where), 0, limit)
     persons = store.get_persons(ids)
     keys = {a.org_key for p in persons for a in p.activities if a.org_key}
     orgs = {o.key: o for o in store.get_orgs(sorted(keys))} if keys else {}
     out = [_person(p, orgs) for p in persons]
     if len(out) < limit:
-        okeys = store.search_orgs(OrgQuery(text=text), 0, limit - len(out))
+        okeys = store.search_orgs(OrgQuery(text=text, **where), 0, limit - len(out))
         out += [_org(o) for o in store.get_orgs(okeys)]
     return out
 
@@ -101,15 +104,17 @@ async def suggest(ctx: WebContext, request: Request) -> Response:
 async def directory_page(ctx: WebContext, request: Request) -> Response:
     session = ctx.session_of(request)
     q = request.query_params.get("q", "").strip()[:100]
+    place = request.query_params.get("lieu", "").strip()[:60]
     entries: list[DirEntry] = []
     if q and ctx.directory is not None:
-        entries = await asyncio.to_thread(lookup, ctx.directory, q, 25)
+        entries = await asyncio.to_thread(lookup, ctx.directory, q, 25, place)
         await ctx.audit(session, "web.directory.search", "", results=str(len(entries)))
     return ctx.render(
         request,
         "directory.html",
         {
             "q": q,
+            "lieu": place,
             "entries": entries,
             "available": ctx.directory is not None,
             "boxes": await ctx.mailboxes(session),

@@ -1,5 +1,5 @@
 /* Caducée webmail: progressive enhancement only (every page works without it).
-   - the mailbox switcher opens the chosen box at once;
+   (the mailbox switcher has its own "Ouvrir" button: choosing is not navigating, WCAG 3.2.2)
    - recipient autocomplete from the health directory (ARIA combobox, keyboard);
    - photos are downscaled in the browser before upload, the size limit is checked. */
 (function () {
@@ -11,9 +11,6 @@
   }
 
   onReady(function () {
-    document.querySelectorAll("select[data-autosubmit]").forEach(function (sel) {
-      sel.addEventListener("change", function () { sel.form.submit(); });
-    });
     document.querySelectorAll("input[data-autocomplete]").forEach(setupAutocomplete);
     var form = document.getElementById("form-ecrire");
     if (form) setupFiles(form);
