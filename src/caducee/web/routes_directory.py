@@ -66,14 +66,15 @@ def lookup(store: DirectoryStore, text: str, limit: int, place: str = "") -> lis
     """Persons then structures matching ``text`` (names), optionally in ``place`` (a city, or a
     postal code / department number). Blocking: run it in a thread."""
     place = place.strip()
-    where = {"postal_code": place} if place[:2].isdigit() else {"city": place}
-    ids = store.search_persons(PersonQuery(text=text, **where), 0, limit)
+    postal, city = (place, "") if place[:2].isdigit() else ("", place)
+    ids = store.search_persons(PersonQuery(text=text, postal_code=postal, city=city), 0, limit)
     persons = store.get_persons(ids)
     keys = {a.org_key for p in persons for a in p.activities if a.org_key}
     orgs = {o.key: o for o in store.get_orgs(sorted(keys))} if keys else {}
     out = [_person(p, orgs) for p in persons]
     if len(out) < limit:
-        okeys = store.search_orgs(OrgQuery(text=text, **where), 0, limit - len(out))
+        oq = OrgQuery(text=text, postal_code=postal, city=city)
+        okeys = store.search_orgs(oq, 0, limit - len(out))
         out += [_org(o) for o in store.get_orgs(okeys)]
     return out
 
