@@ -59,3 +59,13 @@ async def test_directory_page_filters_by_place(w: World) -> None:
         assert "LEFÈVRE-DUPONT" in lyon.text and "claire.lefevre-dupont@" in lyon.text
         paris = await c.get("/annuaire", params={"q": "lefevre dupont", "lieu": "Paris"})
         assert "claire.lefevre-dupont@" not in paris.text
+
+
+async def test_malformed_parameters_are_not_server_errors(w: World) -> None:
+    async with w.client("chu") as c:
+        await web_login(w, c, "infirmiere")
+        bal = "ines.moreau@ch-exemple.mssante.test"
+        assert (await c.get("/courrier", params={"page": "abc"})).status_code == 200
+        for params in ({"bal": bal, "uid": "x"}, {"bal": bal, "uid": "1", "dossier": "Nope"}):
+            assert (await c.get("/message", params=params)).status_code == 403
+        assert (await c.get("/piece", params={"bal": bal, "uid": "1", "n": "z"})).status_code == 403

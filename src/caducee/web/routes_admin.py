@@ -98,7 +98,8 @@ async def queue_retry(ctx: WebContext, request: Request) -> Response:
     form = await request.form()
     if not session.check_csrf(str(form.get("csrf") or "")):
         raise Forbidden("Jeton anti-falsification (CSRF) invalide : rechargez la page.")
-    item = int(str(form.get("item", "0")) or 0)
+    text = str(form.get("item") or "0")
+    item = int(text) if text.isdigit() and len(text) < 12 else 0
     await ctx.storage.queue.retry_now(item)
     if ctx.wake is not None:
         ctx.wake()

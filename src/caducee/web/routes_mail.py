@@ -44,6 +44,12 @@ _FOLDER_FR = {
 _PAGE = 50
 
 
+def _int(value: object) -> int:
+    """A number from a query or form field; 0 for anything else (then "unknown")."""
+    text = str(value or "0")
+    return int(text) if text.isdigit() and len(text) < 12 else 0
+
+
 def folder_label(name: str) -> str:
     return _FOLDER_FR.get(name, name)
 
@@ -86,7 +92,7 @@ async def message_list(ctx: WebContext, request: Request) -> Response:
     mb = await _current(ctx, session, request)
     name = request.query_params.get("dossier", "INBOX")
     q = request.query_params.get("q", "").strip()[:200]
-    page = max(0, int(request.query_params.get("page", "0") or 0))
+    page = max(0, _int(request.query_params.get("page")))
     folder = await _folder(ctx, mb, name)
     folders = await ctx.storage.messages.list_folders(mb.mailbox_id)
     stored = list(reversed(await ctx.storage.messages.list_messages(folder.folder_id)))
@@ -252,7 +258,7 @@ async def flags(ctx: WebContext, request: Request) -> Response:
     action = str(form.get("action", ""))
     mb = await ctx.mailbox(session, str(form.get("bal", "")), "r")
     folder = await _folder(ctx, mb, str(form.get("dossier", "INBOX")))
-    uid = int(str(form.get("uid", "0")) or 0)
+    uid = _int(form.get("uid"))
     changes = {
         "non-lu": ("s", ["\\Seen"], FlagMode.REMOVE),
         "lu": ("s", ["\\Seen"], FlagMode.ADD),
@@ -285,7 +291,7 @@ async def read_receipt(ctx: WebContext, request: Request) -> Response:
     form = await _form_csrf(ctx, request, session)
     mb = await ctx.mailbox(session, str(form.get("bal", "")), "rp")
     folder = await _folder(ctx, mb, str(form.get("dossier", "INBOX")))
-    uid = int(str(form.get("uid", "0")) or 0)
+    uid = _int(form.get("uid"))
     found = await ctx.storage.messages.get_messages(folder.folder_id, [uid])
     if not found:
         raise Forbidden("Message inconnu.")
