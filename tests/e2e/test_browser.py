@@ -127,10 +127,23 @@ async def test_nurse_sends_photo_to_dermatologist_with_read_receipt(
     # --- the nurse, on a phone
     phone = await browser.new_context(**PHONE, ignore_https_errors=True)
     nurse = await phone.new_page()
+    csp_errors: list[str] = []
+    nurse.on(
+        "console", lambda m: csp_errors.append(m.text) if "Content Security" in m.text else None
+    )
     await login(nurse, w, "chu", "infirmiere")
     await expect(nurse.get_by_role("heading", name="Boîte de réception")).to_be_visible()
     await shot(nurse, "01-liste-mobile")
+    # keyboard: the first Tab reaches the skip link, which moves focus to the content
+    await nurse.keyboard.press("Tab")
+    await expect(nurse.get_by_role("link", name="Aller au contenu")).to_be_focused()
     await nurse.get_by_role("link", name="Écrire").click()
+    unlabelled = await nurse.evaluate(
+        """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+             .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+             .map(e => e.name)"""
+    )
+    assert unlabelled == []
     to = nurse.get_by_role("combobox", name="À")
     await to.press_sequentially("lefev", delay=40)
     option = nurse.get_by_role("option").filter(has_text="Lefèvre-Dupont")
@@ -226,6 +239,7 @@ async def test_nurse_sends_photo_to_dermatologist_with_read_receipt(
         admin.get_by_role("heading", name="Liste blanche (espace de confiance)")
     ).to_be_visible()
     await shot(admin, "09-admin-bureau")
+    assert csp_errors == []  # no inline script or style anywhere: the strict CSP holds
     for c in (phone, desk, desk2):
         await c.close()
 
