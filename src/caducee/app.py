@@ -101,6 +101,10 @@ class Operator:
             self.servers["relay"] = RelayServer(
                 cfg, self.storage, self.policy, on_delivered=self._receipt
             )
+        from caducee.auth.mechanisms import sasl_mechanisms
+
+        # OAUTHBEARER + XOAUTH2 with an [auth] issuer (Ref#2 ECO.1.2.1), PLAIN unless disabled
+        mechs = sasl_mechanisms(cfg, self.storage.accounts)
         if cfg.smtp.submission_listen:
             self.servers["submission"] = SubmissionServer(
                 cfg,
@@ -108,11 +112,16 @@ class Operator:
                 self.policy,
                 on_queued=self.worker.wake,
                 on_delivered=self._receipt,
+                mechanisms=mechs,
             )
         imap_cls = _optional("caducee.imap.server", "ImapServer")
         if imap_cls is not None and (cfg.imap.listen or cfg.imap.listen_tls):
             self.servers["imap"] = imap_cls(
-                cfg, self.storage, self.policy.submission_server_context(), self.storage.accounts
+                cfg,
+                self.storage,
+                self.policy.submission_server_context(),
+                self.storage.accounts,
+                mechanisms=mechs,
             )
         if cfg.web.listen:
             from caducee.web.server import WebServer

@@ -160,6 +160,7 @@ async def world(root: Path, *, admins: dict[str, list[str]] | None = None) -> As
                 "directory_db": str(directory_db),
                 "admins": (admins or {}).get(name, []),
             }
+            raw["imap"] = {"listen": "127.0.0.1:0", "listen_tls": None}
             raw["auth"] = {
                 "oidc_issuer": idp.issuer,
                 "audience": f"mssante-{name}",
