@@ -100,7 +100,20 @@ async def test_attachments_preview_download_reply_forward(w: World) -> None:
         reply = await c.get("/ecrire", params={**q, "mode": "repondre"})
         assert "Re: Deux pièces" in reply.text and "&gt; ligne 2" in reply.text
         fwd = await c.get("/ecrire", params={**q, "mode": "transferer"})
-        assert "Tr: Deux pièces" in fwd.text
+        assert "Tr: Deux pièces" in fwd.text and "Transférées avec le message : cr.pdf" in fwd.text
+        resp = await c.post(
+            "/ecrire",
+            data={"csrf": csrf_of(fwd.text), "bal": nurse, "to": paul, "subject": "Tr",
+                  "fwd_bal": nurse, "fwd_dossier": "Sent", "fwd_uid": uid},
+        )  # fmt: skip
+        assert resp.status_code == 303
+        again = await c.get(resp.headers["location"])
+        assert "cr.pdf" in again.text and "x.svg" in again.text
+        # forwarding a message of a mailbox one cannot read is refused
+        other = "claire.lefevre-dupont@medecin.mssante.test"
+        data = {"csrf": csrf_of(fwd.text), "bal": nurse, "to": paul, "subject": "x",
+                "fwd_bal": other, "fwd_uid": "1"}  # fmt: skip
+        assert (await c.post("/ecrire", data=data)).status_code == 403
 
 
 async def test_admin_delegates_a_mailbox(tmp_path: Path) -> None:

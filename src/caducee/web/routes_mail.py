@@ -340,8 +340,8 @@ async def compose_page(
     boxes = [(b, r) for b, r in await ctx.mailboxes(session) if "p" in r or "i" in r]
     if not boxes:
         raise Forbidden("Aucune boîte ne vous permet d'envoyer.")
-    v = {"bal": session.current, "to": params.get("a", ""), "cc": "", "subject": "", "body": "",
-         "ins": "", "in_reply_to": "", "references": ""}  # fmt: skip
+    v = dict.fromkeys(_COMPOSE_FIELDS, "") | {"bal": session.current, "to": params.get("a", "")}
+    forwarded: list[str] = []
     mode = params.get("mode", "")
     if mode in ("repondre", "transferer") and params.get("uid"):
         mb, folder, m, raw = await _load(ctx, session, request)
@@ -359,6 +359,8 @@ async def compose_page(
             v["references"] = view.references
         else:
             v["subject"] = f"Tr: {view.subject}"
+            v["fwd_bal"], v["fwd_dossier"], v["fwd_uid"] = mb.address, folder.name, str(m.uid)
+            forwarded = [a.filename for a in view.attachments]
         when = view.date.strftime("%d/%m/%Y %H:%M") if view.date else ""
         v["body"] = f"\n\nLe {when}, {view.sender} a écrit :\n{quoted}"
         v["ins"] = view.patient_ins
@@ -381,19 +383,43 @@ async def compose_page(
             "current": v["bal"],
             "v": v,
             "error": error,
+            "forwarded": forwarded,
         },
         status=400 if error else 200,
         session=session,
     )
 
 
+_COMPOSE_FIELDS = (
+    "bal", "to", "cc", "subject", "body", "ins", "in_reply_to", "references",
+    "fwd_bal", "fwd_dossier", "fwd_uid",
+)  # fmt: skip
+
+
+async def _forwarded(
+    ctx: WebContext, session: WebSession, values: dict[str, str]
+) -> list[OutAttachment]:
+    """The attachments of the message being forwarded (read right on its BAL checked)."""
+    mb = await ctx.mailbox(session, values["fwd_bal"], "r")
+    folder = await _folder(ctx, mb, values["fwd_dossier"] or "INBOX")
+    found = await ctx.storage.messages.get_messages(folder.folder_id, [_int(values["fwd_uid"])])
+    if not found:
+        raise Forbidden("Message inconnu.")
+    raw = await ctx.storage.blobs.get(found[0].blob)
+    out: list[OutAttachment] = []
+    for i in range(len(parse_message(raw).attachments)):
+        part = attachment_part(raw, i)
+        if part is not None:
+            out.append(OutAttachment(*part))
+    await ctx.audit(session, "web.message.read", mb.address, folder=folder.name,
+                    uid=values["fwd_uid"], purpose="transferer")  # fmt: skip
+    return out
+
+
 async def compose_send(ctx: WebContext, request: Request) -> Response:
     session = ctx.session_of(request)
     form = await _form_csrf(ctx, request, session)
-    values = {
-        k: str(form.get(k, ""))
-        for k in ("bal", "to", "cc", "subject", "body", "ins", "in_reply_to", "references")
-    }
+    values = {k: str(form.get(k, "")) for k in _COMPOSE_FIELDS}
     try:
         mb = await ctx.mailbox(session, values["bal"], "p")
     except Forbidden:
@@ -402,6 +428,8 @@ async def compose_send(ctx: WebContext, request: Request) -> Response:
     files = (
         [f for f in uploads if isinstance(f, OutAttachment)] if isinstance(uploads, list) else []
     )
+    if values["fwd_uid"]:
+        files = await _forwarded(ctx, session, values) + files
     total = sum(len(f.data) for f in files)
     ins = "".join(values["ins"].split())
     try:
