@@ -226,7 +226,10 @@ async def attachment(ctx: WebContext, request: Request) -> Response:
         "Cache-Control": "private, no-store",
         "X-Content-Type-Options": "nosniff",
     }
-    if ctype != "application/pdf":
+    if inline and ctype == "application/pdf":
+        # the browser's own PDF viewer: nothing else may load, no framing
+        headers["Content-Security-Policy"] = "default-src 'none'; frame-ancestors 'none'"
+    else:
         headers["Content-Security-Policy"] = "default-src 'none'; img-src 'self'; sandbox"
     return Response(
         data, media_type=ctype if inline else "application/octet-stream", headers=headers
