@@ -263,4 +263,10 @@ async def test_login_failure_and_csrf_in_browser(w: World, browser: Browser) -> 
              new URLSearchParams({csrf: 'forged', action: 'lu', bal: 'x', uid: '1'})})).status"""
     )
     assert status == 403
+    # logging out ends the identity provider's session too: the next "Se connecter" asks again
+    await page.get_by_role("button", name="Déconnexion").click()
+    await expect(page.get_by_text("Vous êtes déconnecté")).to_be_visible()
+    await page.goto(f"{w.urls['chu']}/connexion")
+    await page.get_by_role("link", name="Se connecter avec Pro Santé Connect").click()
+    await expect(page.get_by_role("textbox", name="Identifiant")).to_be_visible()
     await ctx.close()

@@ -224,3 +224,23 @@ async def test_refused_refresh_ends_the_session(w: World) -> None:
         resp = await c.get("/courrier")
         assert resp.status_code == 303 and resp.headers["location"] == "/connexion?m=expire"
         assert (await c.get("/courrier")).status_code == 303
+
+
+async def test_logout_ends_the_session_the_grant_and_the_idp_session(w: World) -> None:
+    web = w.ops["chu"].servers["web"]
+    async with w.client("chu") as c:
+        assert (await web_login(w, c, "infirmiere")).status_code == 303
+        page = await c.get("/courrier")
+        (session,) = web.ctx.sessions._sessions.values()  # type: ignore[attr-defined]
+        refresh = session.tokens.refresh_token
+        resp = await c.post("/deconnexion", data={"csrf": csrf_of(page.text)})
+        assert resp.status_code == 303 and resp.headers["location"] == f"{w.idp.issuer}/logout"
+        assert f"form-action 'self' {w.idp.issuer}" in resp.headers["content-security-policy"]
+        assert (await c.get("/courrier")).status_code == 303
+        async with httpx.AsyncClient(verify=w.ssl_context(), timeout=20) as idp:
+            again = await idp.post(
+                f"{w.idp.issuer}/token",
+                data={"grant_type": "refresh_token", "refresh_token": refresh,
+                      "client_id": "chu-webmail"},
+            )  # fmt: skip
+        assert again.status_code == 400  # the grant was revoked at logout

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -47,9 +48,13 @@ STATIC = Path(__file__).parent / "static"
 class SecurityHeaders:
     """Adds the security headers; refuses a cross-origin POST (``Origin`` not ours)."""
 
-    def __init__(self, app: ASGIApp, public_url: str) -> None:
+    def __init__(self, app: ASGIApp, public_url: str, issuer: str | None = None) -> None:
         self.app = app
         self.origin = public_url.rstrip("/").encode()
+        csp = CSP
+        if issuer:  # logout redirects to the issuer's end-session endpoint after a form POST
+            csp = csp.replace("form-action 'self'", f"form-action 'self' {_origin(issuer)}")
+        self.csp = csp.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -70,7 +75,7 @@ class SecurityHeaders:
                 headers = list(message.get("headers", []))
                 names = {k.lower() for k, _ in headers}
                 if b"content-security-policy" not in names:
-                    headers.append((b"content-security-policy", CSP.encode()))
+                    headers.append((b"content-security-policy", self.csp))
                 headers += [h for h in _HEADERS if h[0] not in names]
                 message = {**message, "headers": headers}
             await send(message)
@@ -79,6 +84,11 @@ class SecurityHeaders:
 
 
 Handler = Callable[[WebContext, Request], Awaitable[Response]]
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def build_app(ctx: WebContext) -> Starlette:
@@ -136,5 +146,5 @@ def build_app(ctx: WebContext) -> Starlette:
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(routes=routes)
-    app.add_middleware(SecurityHeaders, public_url=ctx.public_url)
+    app.add_middleware(SecurityHeaders, public_url=ctx.public_url, issuer=ctx.issuer)
     return app

@@ -111,9 +111,36 @@ async def logout(ctx: WebContext, request: Request) -> Response:
         return Response("CSRF", status_code=403)
     ctx.sessions.end(session.sid)
     await ctx.audit(session, "web.logout", session.login)
-    resp = RedirectResponse("/connexion?m=fin", status_code=303)
+    target = "/connexion?m=fin"
+    if ctx.issuer is not None:
+        if session.tokens is not None and session.tokens.refresh_token:
+            await _revoke(ctx, session.tokens.refresh_token)
+        # end the identity provider's browser session too (a shared workstation must not log
+        # the next person in as this one)
+        target = f"{ctx.issuer.rstrip('/')}/logout"
+    resp = RedirectResponse(target, status_code=303)
     resp.delete_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="lax")
     return resp
+
+
+async def _revoke(ctx: WebContext, refresh_token: str) -> None:
+    """RFC 7009: the grant dies with the webmail session (best effort)."""
+    try:
+        meta = await ctx.oidc()._metadata()
+        endpoint = meta.get("revocation_endpoint")
+        if not endpoint:
+            return
+        async with httpx.AsyncClient(verify=ctx.idp_verify, timeout=5) as client:
+            await client.post(
+                str(endpoint),
+                data={
+                    "token": refresh_token,
+                    "token_type_hint": "refresh_token",
+                    "client_id": ctx.client_id,
+                },
+            )
+    except (httpx.HTTPError, OSError, AuthenticationFailed):
+        log.warning("token revocation at logout failed")
 
 
 async def refresh_tokens(ctx: WebContext, request: Request) -> bool:
