@@ -122,6 +122,7 @@ class WebServer:
             ssl_certfile=str(cfg.web.cert_file or cfg.tls.cert_file),
             ssl_context_factory=lambda _cfg, _default: ctx,
             server_header=False,
+            proxy_headers=False,  # we terminate TLS: X-Forwarded-For must not dodge the limits
             limit_concurrency=500,
             timeout_keep_alive=30,
             h11_max_incomplete_event_size=64 * 1024,
