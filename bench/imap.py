@@ -18,6 +18,7 @@ import platform
 import random
 import ssl
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -91,6 +92,65 @@ def start_server(accounts: int, messages: int) -> tuple[mp.Process, int, str, in
     proc.start()
     port, ca, pid = q.get(timeout=300)
     return proc, port, ca, pid
+
+
+# -- Dovecot as the reference peer (same machine, same run) -----------------------------------
+def start_dovecot(accounts: int, messages: int) -> tuple[subprocess.Popen[bytes], int, str, int]:
+    """Dovecot (Debian package) on maildirs in a temporary directory, STARTTLS on a free port,
+    passwd-file users; mailboxes filled over IMAP APPEND."""
+    import shutil
+    import socket
+
+    from caducee.testing.certs import TrustSpaceCA
+
+    binary = shutil.which("dovecot") or "/usr/sbin/dovecot"
+    work = Path(tempfile.mkdtemp(prefix="dovecotbench-"))
+    work.chmod(0o755)
+    ca = TrustSpaceCA.create(work / "pki")
+    cert = ca.issue_server("localhost", dns_names=["localhost"])
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    (work / "passwd").write_text(
+        "".join(f"user{i}@{DOMAIN}:{{PLAIN}}{PASSWORD}\n" for i in range(accounts))
+    )
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")  # Dovecot refuses to run mail processes as root
+    uid, gid = nobody.pw_uid, nobody.pw_gid
+    (work / "home").mkdir()
+    (work / "home").chmod(0o777)
+    conf = work / "dovecot.conf"
+    conf.write_text(
+        f"base_dir = {work}/run\nstate_dir = {work}/state\nlog_path = {work}/log\n"
+        "protocols = imap\nlisten = 127.0.0.1\nssl = required\n"
+        f"ssl_cert = <{cert.chain_path}\nssl_key = <{cert.key_path}\n"
+        "auth_mechanisms = plain\ndisable_plaintext_auth = yes\n"
+        f"passdb {{\n driver = passwd-file\n args = {work}/passwd\n}}\n"
+        f"userdb {{\n driver = static\n args = uid={uid} gid={gid} home={work}/home/%u\n}}\n"
+        "mail_location = maildir:~/Maildir\n"
+        f"service imap-login {{\n inet_listener imap {{\n port = {port}\n }}\n"
+        " inet_listener imaps {\n port = 0\n }\n}\n"
+    )
+    proc = subprocess.Popen([binary, "-F", "-c", str(conf)])
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+
+    async def fill() -> None:
+        for i in range(accounts):
+            c = await Client.connect(port, str(ca.ca_bundle), f"user{i}@{DOMAIN}")
+            for j in range(messages):
+                await c.cmd(b"APPEND INBOX", MSG % j)
+            await c.cmd(b"LOGOUT")
+            c.w.close()
+
+    asyncio.run(fill())
+    return proc, port, str(ca.ca_bundle), proc.pid
 
 
 # -- a minimal async client --------------------------------------------------------------------
@@ -228,13 +288,18 @@ def main() -> int:
     mix = sub.add_parser("mix", help="operations/s and latency with N clients")
     mix.add_argument("--clients", type=int, default=20)
     mix.add_argument("--seconds", type=float, default=10.0)
+    mix.add_argument("--peer", choices=["caducee", "dovecot"], default="caducee")
     idle = sub.add_parser("idle", help="memory per IDLE session and push latency")
     idle.add_argument("--sessions", type=int, default=1000)
     idle.add_argument("--accounts", type=int, default=20)
     idle.add_argument("--messages", type=int, default=10)
     args = parser.parse_args()
     accounts = args.clients if args.mode == "mix" else args.accounts
-    proc, port, ca, pid = start_server(accounts, getattr(args, "messages", 10))
+    proc: mp.Process | subprocess.Popen[bytes]
+    if getattr(args, "peer", "caducee") == "dovecot":
+        proc, port, ca, pid = start_dovecot(accounts, 10)
+    else:
+        proc, port, ca, pid = start_server(accounts, getattr(args, "messages", 10))
     try:
         if args.mode == "mix":
             server_proc = psutil.Process(pid)
@@ -242,12 +307,17 @@ def main() -> int:
             s0, c0 = server_proc.cpu_times(), me.cpu_times()
             result = asyncio.run(run_mix(port, ca, args.clients, args.seconds))
             s1, c1 = server_proc.cpu_times(), me.cpu_times()
-            result["server_cpu_s"] = (s1.user + s1.system) - (s0.user + s0.system)
+            if args.peer == "caducee":  # Dovecot works in child processes: not comparable
+                result["server_cpu_s"] = (s1.user + s1.system) - (s0.user + s0.system)
             result["client_cpu_s"] = (c1.user + c1.system) - (c0.user + c0.system)
         else:
             result = asyncio.run(run_idle(port, ca, args.sessions, accounts, pid))
     finally:
-        proc.kill()
+        if isinstance(proc, subprocess.Popen):
+            proc.terminate()
+            proc.wait(10)
+        else:
+            proc.kill()
     print(f"command: {' '.join(sys.argv)}")
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "

@@ -24,6 +24,7 @@ import os
 import platform
 import re
 import secrets
+import shutil
 import signal
 import smtplib
 import socket
@@ -215,6 +216,13 @@ def _pg_dsn(admin: str, name: str) -> str:
     return admin.rsplit("/", 1)[0] + "/" + name
 
 
+def _drop_db(admin: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def run(engine: str, opts: argparse.Namespace) -> dict[str, Any]:
     from caducee.cli.main import main as cli
 
@@ -226,10 +234,12 @@ def run(engine: str, opts: argparse.Namespace) -> dict[str, Any]:
     info = json.loads((sandbox / "sandbox.json").read_text())
     op_a, op_b = info["operators"][0], info["operators"][1]
     cfgs = [load_config(Path(op["config"])) for op in (op_a, op_b)]
+    pg_databases: list[str] = []
     if engine == "postgres":
         tag = secrets.token_hex(4)
         for i, op in enumerate((op_a, op_b)):
-            dsn = _pg_dsn(opts.pg, f"caducee_bench_{tag}_{i}")
+            pg_databases.append(f"caducee_bench_{tag}_{i}")
+            dsn = _pg_dsn(opts.pg, pg_databases[-1])
             cfgs[i] = cfgs[i].model_copy(
                 update={"storage": StorageConfig(engine="postgres", dsn=dsn, pool_size=10)}
             )
@@ -325,6 +335,9 @@ def run(engine: str, opts: argparse.Namespace) -> dict[str, Any]:
                 os.kill(p.pid, signal.SIGTERM)
         for p in procs:
             p.join(30)
+        for db in pg_databases:
+            _drop_db(opts.pg, db)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main() -> None:

@@ -157,11 +157,6 @@ async def test_imaplib_xoauth2_refused_for_wrong_audience_token(
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 @pytest.mark.parametrize("imap", [["XOAUTH2"]], indirect=True)
-@pytest.mark.xfail(
-    reason="the IMAP session advertises AUTH=PLAIN only, not its configured mechanisms; "
-    "curl picks a mechanism from CAPABILITY (imaplib does not look)",
-    strict=False,
-)
 async def test_curl_imap_xoauth2(idp: RunningIdp, imap: Imap) -> None:
     token = await _token(idp)
     host, port = imap.addr

@@ -102,6 +102,7 @@ async def make_node(
         listed: dict[str, str] | None = None,
         lifetime: int = 3600,
         settings: WorkerSettings | None = None,
+        crl_dir: Path | None = None,
     ) -> Node:
         keyring = tmp_path / "keyring"
         create_keyring(keyring)
@@ -115,6 +116,7 @@ async def make_node(
                     "cert_file": str(our_cert.chain_path),
                     "key_file": str(our_cert.key_path),
                     "ca_bundle": str(ca.ca_bundle),
+                    "crl_dir": str(crl_dir) if crl_dir else None,
                 },
                 "trust": {
                     "liste_blanche": "unused.xml",
@@ -253,7 +255,9 @@ async def test_domain_not_in_liste_blanche_fails_at_once(
     assert peer.sessions == 0
 
 
-@pytest.mark.parametrize("case", ["dn_not_listed", "expired", "other_ca"])
+@pytest.mark.parametrize(
+    "case", ["dn_not_listed", "cn_same_dn_differs", "expired", "other_ca", "revoked"]
+)
 async def test_refuses_a_peer_with_a_wrong_certificate(
     case: str,
     ca: TrustSpaceCA,
@@ -263,21 +267,33 @@ async def test_refuses_a_peer_with_a_wrong_certificate(
     make_node: Callable[..., Awaitable[Node]],
 ) -> None:
     if case == "dn_not_listed":
+        bad = ca.issue_server("mx.autre.mssante.test", "750712184", "AUTRE ORG", "Paris (75)")
+    elif case == "cn_same_dn_differs":
         bad = ca.issue_server("mx.ch-b.mssante.test", "750712184", "AUTRE ORG", "Paris (75)")
     elif case == "expired":
         bad = ca.issue_server(
             "mx.ch-b.mssante.test", "750712184", "CH B", "Paris (75)", expired=True
         )
+    elif case == "revoked":
+        bad = ca.issue_server("mx.ch-b.mssante.test", "750712184", "CH B", "Paris (75)")
+        ca.revoke(bad)
     else:
         other = TrustSpaceCA.create_other(tmp_path / "other")
         bad = other.issue_server("mx.ch-b.mssante.test", "750712184", "CH B", "Paris (75)")
-    # The liste blanche names the bad certificate's DN for every case but the first, so the
-    # refusal comes from the chain or dates, not from the DN.
-    listed_dn = peer_cert.subject_dn if case == "dn_not_listed" else bad.subject_dn
+    crl_dir = tmp_path / "crl"
+    ca.write_crl(crl_dir / "intermediate.crl")
+    ca.write_root_crl(crl_dir / "root.crl")
+    # For the chain, date and revocation cases the liste blanche names the bad certificate's DN,
+    # so the refusal comes from the certificate itself, not from the DN.
+    listed_dn = (
+        bad.subject_dn if case in ("expired", "other_ca", "revoked") else peer_cert.subject_dn
+    )
     wrong = Peer(bad.chain_path, bad.key_path, ca.ca_bundle)
     await wrong.start()
     try:
-        node = await make_node(wrong.port, listed={A: our_cert.subject_dn, B: listed_dn})
+        node = await make_node(
+            wrong.port, listed={A: our_cert.subject_dn, B: listed_dn}, crl_dir=crl_dir
+        )
         item_id = await node.enqueue([QueueRecipient(f"r@{B}")])
 
         async def refused() -> bool:
@@ -288,8 +304,16 @@ async def test_refuses_a_peer_with_a_wrong_certificate(
         assert wrong.received == []
         item = await node.storage.queue.get(item_id)
         assert item is not None and item.last_error
-        if case == "dn_not_listed":
-            assert "DN" in item.last_error or "not listed" in item.last_error
+        (event,) = (await node.storage.audit.query(kind_prefix="smtp.outbound.refused"))[-1:]
+        expected = {
+            "dn_not_listed": "DN not listed for domain",
+            "cn_same_dn_differs": "but with a different DN",
+            "expired": "expired",
+            "other_ca": "not issued by a trust-space CA",
+            "revoked": "revoked",
+        }[case]
+        assert expected in event.details["reason"]
+        assert expected in item.last_error
     finally:
         await wrong.stop()
 

@@ -99,7 +99,7 @@ def test_too_many_bad_lines_write_nothing(
 ) -> None:
     rows = _rows(synth.ps_path)[:20]
     path = _write(tmp_path / "ps.txt", ExtractKind.PS, rows, [b"bad\n"] * 5)
-    with pytest.raises(InvalidInput, match="5 bad lines"):
+    with pytest.raises(InvalidInput, match=r"bad lines \(more than 3\)"):
         import_extract(empty_store, path, max_bad=3)
     assert empty_store.counts()["person"] == 0
 
@@ -149,3 +149,31 @@ def test_zip_import(empty_store: DirectoryStore, tmp_path: Path) -> None:
     r2 = import_extract(empty_store, res.mss_path)
     assert r1.added == 120 and r2.added > 0
     assert r1.kind == ExtractKind.PS and r2.kind == ExtractKind.MSS
+
+
+def test_first_load_of_an_unsorted_file(
+    empty_store: DirectoryStore, synth: SynthResult, tmp_path: Path
+) -> None:
+    rows = _rows(synth.ps_path)
+    several = [k for k in {f[2] for f in rows} if sum(1 for f in rows if f[2] == k) >= 2][:5]
+    moved = [f for f in rows if f[2] in several and f is next(g for g in rows if g[2] == f[2])]
+    shuffled = [f for f in rows if not any(f is m for m in moved)] + moved  # split their lines
+    report = import_extract(empty_store, _write(tmp_path / "ps.txt", ExtractKind.PS, shuffled))
+    assert report.added == synth.persons and report.lines == len(rows)
+    assert empty_store.counts()["activity"] == len(rows)
+    for key in several:
+        expected = sum(1 for f in rows if f[2] == key)
+        assert len(empty_store.get_persons([key])[0].activities) == expected
+    again = import_extract(empty_store, synth.ps_path)  # same content, file order differs
+    assert (again.added, again.changed, again.removed) == (0, 0, 0)
+
+
+def test_refresh_with_too_many_bad_lines_changes_nothing(
+    store: DirectoryStore, synth: SynthResult, tmp_path: Path
+) -> None:
+    before = store.counts()
+    rows = _rows(synth.ps_path)[:-10]
+    path = _write(tmp_path / "ps.txt", ExtractKind.PS, rows, [b"bad\n"] * 5)
+    with pytest.raises(InvalidInput, match="5 bad lines"):
+        import_extract(store, path, max_bad=3)
+    assert store.counts() == before

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import socket
 import ssl
 import threading
@@ -143,6 +144,12 @@ class ServerThread:
                 await self.server.stop()
             if self.storage is not None:
                 await self.storage.close()
+            me = asyncio.current_task()
+            rest = [t for t in asyncio.all_tasks() if t is not me]
+            for task in rest:
+                task.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
+            await asyncio.sleep(0.01)
 
         try:
             self.run(_stop)
@@ -150,6 +157,7 @@ class ServerThread:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(10)
             self.loop.close()
+            gc.collect()  # surface any leaked socket in the test that leaked it
 
     def deliver(self, address: str, data: bytes, folder: str = "INBOX") -> int:
         async def _d() -> int:

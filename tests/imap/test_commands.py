@@ -326,3 +326,6 @@ def test_qresync_select_reports_changes(
     out = client.cmd(f"f SELECT INBOX (QRESYNC ({validity} {modseq} 1:3))")
     assert b"* VANISHED (EARLIER) 1\r\n" in out
     assert re.search(rb"\* 2 FETCH \(UID 3 FLAGS \(\\Seen\) MODSEQ \(\d+\)\)\r\n", out)
+    out = client.cmd(f"g UID FETCH 1:* (FLAGS) (CHANGEDSINCE {modseq} VANISHED)")
+    assert out.startswith(b"* VANISHED (EARLIER) 1\r\n")
+    assert re.search(rb"\* 2 FETCH \(UID 3 FLAGS \(\\Seen\) MODSEQ \(\d+\)\)\r\n", out)

@@ -4,7 +4,6 @@ sessions on one mailbox (RFC 9051 §5.2, §7.4), UIDVALIDITY across restarts."""
 from __future__ import annotations
 
 import imaplib
-import socket
 import time
 from pathlib import Path
 
@@ -130,5 +129,3 @@ def test_many_idle_sessions_all_woken(server: ServerThread, pki: Pki) -> None:
     for t in sessions:
         assert t.readline() == b"* 1 EXISTS\r\n"
         t.close()
-    raw = socket.create_connection(("127.0.0.1", server.port))
-    raw.close()

@@ -171,6 +171,9 @@ async def test_serve_over_real_sockets(auth: Authority, tmp_path: Path) -> None:
         )
         liste = await asyncio.to_thread(fetch_liste_blanche, trust)
         assert liste.is_listed("ch-exemple.mssante.test")
+        bundle = str(auth.directory / "public/ca-bundle.pem")
+        args = ["trust", "inspect", "--json", "--ca-bundle", bundle, f"{https}/{LIST_NAME}"]
+        assert await asyncio.to_thread(main, args) == 0
         async with httpx.AsyncClient() as client:
             crl = (await client.get(f"{http}/crl/aci.crl")).content
             assert x509.load_pem_x509_crl(crl).issuer == auth.intermediate.cert.subject
@@ -229,3 +232,88 @@ def test_cli_onboarding(
     assert ops["labo"]["domains"] == ["labo.mssante.test"] and ops["labo"]["status"] == "active"
     assert main(["authority", "operator", "revoke", "--dir", d, "--name", "labo"]) == 0
     assert main(["authority", "operator", "revoke", "--dir", d, "--name", "labo"]) == 1
+
+
+async def test_refresh_applies_a_revocation_within_one_refresh(tmp_path: Path) -> None:
+    """Operator side against a served authority: list + CRL refresh, then a revocation."""
+    from caducee.config.model import NodeConfig
+    from caducee.testing.certs import write_private_key
+    from caducee.trust.fetch import refresh_once
+    from caducee.trust.listeblanche import load_liste_blanche
+    from caducee.trust.policy import TrustPolicy
+
+    auth = Authority.init(tmp_path / "auth", PW, author="dave")
+    certs: dict[str, tuple[Path, Path]] = {}
+    for name in ("us", "peer"):
+        auth.add_operator(
+            name,
+            organisation=name.upper(),
+            structure_id="3" + "2" * 14,
+            state="Paris (75)",
+            domains=[f"{name}.mssante.test"],
+            author="dave",
+        )
+        key, csr = new_key_and_csr(f"mx.{name}.mssante.test")
+        cert = auth.issue_from_csr(name, csr, "server")
+        chain = tmp_path / f"{name}.pem"
+        chain.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        write_private_key(key, tmp_path / f"{name}.key")
+        certs[name] = (chain, tmp_path / f"{name}.key")
+    peer_der = x509.load_pem_x509_certificate(certs["peer"][0].read_bytes()).public_bytes(
+        serialization.Encoding.DER
+    )
+    bound: dict[str, tuple[str, int]] = {}
+    ready = asyncio.Event()
+
+    def on_ready(b: dict[str, tuple[str, int]]) -> None:
+        bound.update(b)
+        ready.set()
+
+    task = asyncio.create_task(
+        serve_authority(
+            auth, PW, https_listen="127.0.0.1:0", http_listen="127.0.0.1:0", on_ready=on_ready
+        )
+    )
+    try:
+        await asyncio.wait_for(ready.wait(), 20)
+        https = f"https://localhost:{bound['https'][1]}"
+        bundle = auth.directory / "public/ca-bundle.pem"
+        cfg = NodeConfig.model_validate(
+            {
+                "name": "us",
+                "data_dir": str(tmp_path / "data"),
+                "domains": ["us.mssante.test"],
+                "crypto": {"keyring_file": str(tmp_path / "keyring")},
+                "tls": {
+                    "cert_file": str(certs["us"][0]),
+                    "key_file": str(certs["us"][1]),
+                    "ca_bundle": str(bundle),
+                    "crl_dir": str(tmp_path / "crl"),
+                },
+                "trust": {
+                    "liste_blanche": f"{https}/{LIST_NAME}",
+                    "checksum_url": f"{https}/checksum",
+                    "signature_url": f"{https}/{LIST_NAME}.p7s",
+                    "ca_bundle": str(bundle),
+                    "crl_urls": [f"http://127.0.0.1:{bound['http'][1]}/crl/aci.crl"],
+                },
+                "smtp": {"hostname": "mx.us.mssante.test"},
+            }
+        )
+        (tmp_path / "crl").mkdir()
+        outcome = await asyncio.to_thread(refresh_once, cfg)
+        assert outcome.ok, outcome.summary()
+        cached = tmp_path / "data/trust/liste-blanche.xml"
+        policy = TrustPolicy(cfg.tls, load_liste_blanche(cached))
+        assert policy.check_inbound(peer_der, "peer.mssante.test").accepted
+
+        auth.revoke_operator("peer", author="dave", reason="test")  # the server serves public/
+        outcome = await asyncio.to_thread(refresh_once, cfg)
+        assert outcome.ok and "1 CRL(s) installed" in outcome.summary()
+        policy.replace_list(load_liste_blanche(cached))
+        policy.reload_crls()
+        verdict = policy.check_inbound(peer_der, "peer.mssante.test")
+        assert not verdict.accepted and verdict.reason == "client certificate revoked"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

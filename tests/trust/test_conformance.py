@@ -23,9 +23,9 @@ from caducee.trust.conformance import SCENARIOS, run_conformance
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     d = tmp_path_factory.mktemp("conf") / "sbx"
-    with socket.socket() as s:  # a free port range is likely above an ephemeral port
+    with socket.socket() as s:  # a varying base below the ephemeral range (32768+)
         s.bind(("127.0.0.1", 0))
-        base = 20000 + s.getsockname()[1] % 20000
+        base = 20000 + (s.getsockname()[1] % 1200) * 10
     info = asyncio.run(create_sandbox(d, operators=2, port_base=base))
     return d, info
 
@@ -126,3 +126,48 @@ async def test_our_operator_passes_the_kit(
     finally:
         for op in operators:
             await op.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("caducee.app") is None,
+    reason="the operator (caducee.app, delivery branch) is not in this build",
+)
+async def test_our_operator_refuses_to_deliver_to_bad_peers(
+    tmp_path: Path,
+) -> None:
+    from caducee.app import Operator  # type: ignore[import-not-found,unused-ignore]
+    from caducee.config.model import load_config
+    from caducee.trust.conformance import OUTBOUND_SCENARIOS, run_outbound
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        base = 20000 + (s.getsockname()[1] % 1200) * 10
+    info = await create_sandbox(tmp_path / "sbx", operators=2, port_base=base)
+    cfg = load_config(Path(info["operators"][1]["config"]))  # the peer (operator 0) stays down
+    loop = asyncio.get_running_loop()
+    running: list[Any] = []
+
+    async def restart() -> None:
+        # a fresh process state per scenario: no per-destination backoff carried over
+        while running:
+            await running.pop().stop()
+        op = Operator(cfg)
+        await op.start()
+        running.append(op)
+
+    def before_each(_: str) -> None:
+        asyncio.run_coroutine_threadsafe(restart(), loop).result(30)
+
+    try:
+        results = await asyncio.to_thread(
+            run_outbound, info, via=info["operators"][1]["name"], before_each=before_each
+        )
+    finally:
+        while running:
+            await running.pop().stop()
+    assert [r.name for r in results] == list(OUTBOUND_SCENARIOS)
+    failed = [(r.name, r.observed) for r in results if not r.passed]
+    assert not failed, failed
+    for r in results[:-1]:
+        assert r.observed == "TLS attempted, nothing delivered", r

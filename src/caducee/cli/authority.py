@@ -52,7 +52,14 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"authority {name}: {name}://{host}:{port}/", flush=True)
 
     asyncio.run(
-        serve_authority(auth, pw, https_listen=args.https, http_listen=args.http, on_ready=ready)
+        serve_authority(
+            auth,
+            pw,
+            https_listen=args.https,
+            http_listen=args.http,
+            on_ready=ready,
+            handle_signals=True,
+        )
     )
     return 0
 

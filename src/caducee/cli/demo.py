@@ -245,6 +245,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     with contextlib.suppress(_Done):
         asyncio.run(run_until_signalled(start, stop))
+    print("sandbox stopped", flush=True)
     return 0
 
 

@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     retry = cmds.add_parser(
         "retry",
         help="retry items now",
-        description="Makes items due now; a running node picks them up at its next scan.",
+        description="Makes items due now; a running node picks them up within 10 s.",
     )
     add_config_arg(retry)
     retry.add_argument("ids", nargs="*", type=int, metavar="ID")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import ssl
 import sys
 from pathlib import Path
 
@@ -21,7 +22,8 @@ def _read_source(source: str, ca_bundle: Path | None) -> bytes:
         if source.startswith("http://"):
             raise InvalidInput("refusing plain http:// for a liste blanche; use https://")
         try:
-            resp = httpx.get(source, verify=str(ca_bundle) if ca_bundle else True, timeout=30.0)
+            ctx = ssl.create_default_context(cafile=str(ca_bundle) if ca_bundle else None)
+            resp = httpx.get(source, verify=ctx, timeout=30.0)
             resp.raise_for_status()
         except httpx.HTTPError as exc:
             raise TrustError(f"cannot fetch {source}: {exc}") from exc

@@ -135,6 +135,15 @@ def import_extract(
     """
     start = time.monotonic()
     stamp = now or _now()
+    with open_extract(path) as raw:
+        kind = detect_kind(raw.readline().decode("utf-8", "replace"))
+    if kind == ExtractKind.PS and store.counts()["person"] == 0:
+        first = ImportReport(kind)
+        _first_load(store, path, first, progress, max_bad, stamp)
+        first.seconds = time.monotonic() - start
+        if echo is not None:
+            echo(first.summary())
+        return first
     total = _size(path)
     bar1 = Progress(total, "checking", enabled=progress)
     report: ImportReport | None = None
@@ -182,7 +191,7 @@ def import_extract(
     report.added, report.changed, report.removed = len(added), len(changed), len(removed)
     report.unchanged = len(groups) - len(added) - len(changed)
     targets = added | changed
-    bulk = not old and kind == ExtractKind.PS and store.counts()["person"] == 0
+    bulk = False  # a first load of persons went through _first_load
     bar2 = Progress(total, "importing", enabled=progress)
     with store.importing(bulk=bulk) as session:
         if kind == ExtractKind.PS:
@@ -202,6 +211,46 @@ def import_extract(
     return report
 
 
+class _PersonWriter:
+    """Turns complete groups of PS lines (one person) into rows, written in batches."""
+
+    def __init__(self, session: ImportSession, stamp: str, bulk: bool) -> None:
+        self.session, self.stamp, self.bulk = session, stamp, bulk
+        self.persons: list[tuple[object, ...]] = []
+        self.acts: list[tuple[object, ...]] = []
+        self.orgs: dict[str, tuple[object, ...]] = {}
+        self.seen_orgs: set[str] = set()
+        self.written = 0
+
+    def add(self, entry: list[tuple[list[str], int]]) -> None:
+        group = [line for line, _ in entry]
+        self.persons.append(person_row(group, sum(h for _, h in entry) & HASH_MASK, self.stamp))
+        ids: set[str] = set()
+        for line, lh in entry:
+            self.acts.append(activity_row(line, activity_id(line, ids, lh)))
+            okey = idnst(line[21], line[19], line[23])
+            if not okey or okey in self.seen_orgs:
+                continue
+            self.seen_orgs.add(okey)
+            o = org_row(line, self.stamp)
+            if o is not None:
+                self.orgs[okey] = o
+        self.written += 1
+        if len(self.persons) >= _BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        self.session.insert_persons(self.persons)
+        self.session.insert_activities(self.acts)
+        if self.orgs:
+            self.session.upsert_orgs(list(self.orgs.values()))
+        self.persons.clear()
+        self.acts.clear()
+        self.orgs.clear()
+        if not self.bulk:
+            self.seen_orgs.clear()
+
+
 def _write_persons(
     session: ImportSession,
     path: Path,
@@ -213,22 +262,7 @@ def _write_persons(
     bulk: bool,
 ) -> None:
     pending: dict[str, list[tuple[list[str], int]]] = {}
-    persons: list[tuple[object, ...]] = []
-    acts: list[tuple[object, ...]] = []
-    orgs: dict[str, tuple[object, ...]] = {}
-    seen_orgs: set[str] = set()
-
-    def flush() -> None:
-        session.insert_persons(persons)
-        session.insert_activities(acts)
-        if orgs:
-            session.upsert_orgs(list(orgs.values()))
-        persons.clear()
-        acts.clear()
-        orgs.clear()
-        if not bulk:
-            seen_orgs.clear()
-
+    writer = _PersonWriter(session, stamp, bulk)
     valid = -1
     for kind, number, f in _lines(path, bar):
         if isinstance(f, BadLine) or _check(kind, number, f) is not None:
@@ -242,21 +276,70 @@ def _write_persons(
         if len(entry) < counts[key]:
             continue
         del pending[key]
-        group = [line for line, _ in entry]
-        persons.append(person_row(group, sum(h for _, h in entry) & HASH_MASK, stamp))
-        ids: set[str] = set()
-        for line, lh in entry:
-            acts.append(activity_row(line, activity_id(line, ids, lh)))
-            okey = idnst(line[21], line[19], line[23])
-            if not okey or okey in seen_orgs:
+        writer.add(entry)
+    writer.flush()
+
+
+def _first_load(
+    store: DirectoryStore, path: Path, report: ImportReport, progress: bool, max_bad: int,
+    stamp: str,
+) -> None:  # fmt: skip
+    """First load of a persons file into an empty store, in one pass over the file.
+
+    A person's lines are normally consecutive; a person whose lines are not is noted, and
+    rewritten at the end from a second read that keeps only their lines. Too many bad lines
+    raise inside the transaction, so nothing is written.
+    """
+    bar = Progress(_size(path), "importing", enabled=progress)
+    written: set[str] = set()
+    late: set[str] = set()
+    with store.importing(bulk=True) as session:
+        writer = _PersonWriter(session, stamp, bulk=True)
+        key: str | None = None
+        entry: list[tuple[list[str], int]] = []
+
+        def close_group() -> None:
+            if key is None or not entry:
+                return
+            if key in written:
+                late.add(key)
+            else:
+                written.add(key)
+                writer.add(entry)
+
+        for kind, number, f in _lines(path, bar):
+            report.lines += 1
+            bad = f if isinstance(f, BadLine) else _check(kind, number, f)
+            if bad is not None:
+                report.bad_count += 1
+                if len(report.bad) < 100:
+                    report.bad.append(bad)
+                if report.bad_count > max_bad:
+                    raise InvalidInput(
+                        f"{report.bad_count} bad lines (more than {max_bad}); first:"
+                        f" {report.bad[0]}; nothing imported"
+                    )
                 continue
-            seen_orgs.add(okey)
-            o = org_row(line, stamp)
-            if o is not None:
-                orgs[okey] = o
-        if len(persons) >= _BATCH:
-            flush()
-    flush()
+            assert not isinstance(f, BadLine)  # noqa: S101  # narrowed above
+            if f[2] != key:
+                close_group()
+                key, entry = f[2], []
+            entry.append((f, line_hash(f)))
+        close_group()
+        writer.flush()
+        if late:
+            session.delete_persons(sorted(late))
+            groups: dict[str, list[tuple[list[str], int]]] = {k: [] for k in late}
+            for kind, number, f in _lines(path, None):
+                if isinstance(f, BadLine) or _check(kind, number, f) is not None:
+                    continue
+                if f[2] in groups:
+                    groups[f[2]].append((f, line_hash(f)))
+            for k in sorted(groups):
+                writer.add(groups[k])
+            writer.flush()
+    bar.close()
+    report.added = len(written)
 
 
 def _write_mailboxes(

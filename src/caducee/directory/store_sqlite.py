@@ -180,6 +180,9 @@ class _SqliteImport:
         fts = "mailbox_tri" if table == "mailbox" else f"{table}_fts"
         for chunk in _chunks(values):
             marks = ", ".join("?" * len(chunk))
+            if self.bulk:  # the index is rebuilt from the table at the end
+                self.conn.execute(f"DELETE FROM {table} WHERE {key} IN ({marks})", tuple(chunk))  # noqa: S608
+                continue
             self.conn.execute(
                 f"INSERT INTO {fts}({fts}, rowid, {col})"  # noqa: S608
                 f" SELECT 'delete', pk, {col} FROM {table} WHERE {key} IN ({marks})",

@@ -7,9 +7,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from caducee.core.model import StoredMessage
+from caducee.imap.commands import MONTHS, FetchArgs, FetchAtt, SearchArgs, SeqSet, StoreArgs
 from caducee.imap.matcher import MessageFacts, matches, needs_content
 from caducee.imap.mime import Part
-from caducee.imap.parser import MONTHS, FetchArgs, FetchAtt, SearchArgs, SeqSet, StoreArgs
 from caducee.imap.render import (
     SectionError,
     UnknownCte,
@@ -184,8 +184,12 @@ async def fetch(s: Session, cmd: Command) -> bytes:
     )
     if args.changedsince is not None:
         pairs = [(q, u) for q, u in pairs if (m := view.live(u)) and m.modseq > args.changedsince]
-    if args.vanished and args.changedsince is not None:
-        pass  # we keep no expunge history: nothing to report as VANISHED (EARLIER)
+    if args.vanished and args.changedsince is not None:  # RFC 7162 §3.2.6
+        gone = await s.ctx.storage.messages.vanished_since(view.folder.folder_id, args.changedsince)
+        largest = view.uids[-1] if view.uids else 0
+        named = [u for u in gone if args.seqset.contains(u, max(largest, u))]
+        if named:
+            s.untagged(b"VANISHED (EARLIER) " + format_uids(named).encode())
     flags_added: set[int] = set()
     if sets_seen:
         unseen = [u for _, u in pairs if (m := view.live(u)) and "\\Seen" not in m.flags]

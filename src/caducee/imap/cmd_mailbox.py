@@ -201,7 +201,7 @@ async def _entries(s: Session) -> list[_Entry]:
             for i in range(1, len(parts)):
                 parent = DELIM.join(parts[:i])
                 entries.setdefault(parent, _Entry(parent, None, None))
-    names = sorted(entries)
+    names = sorted(entries, key=lambda n: (n != "INBOX", n))
     for name in names:
         e = entries[name]
         has_children = any(n.startswith(name + DELIM) for n in names)
@@ -393,10 +393,9 @@ async def _getacl(s: Session, cmd: Command) -> bytes:
     resolved, folder = await find(s, args.mailbox, "a")
     accounts = s.ctx.storage.accounts
     out = b"ACL " + mailbox_name(s, resolved.bal.prefix + folder.name)
-    for account in await accounts.list_accounts():
-        rights = await accounts.rights(account.login, resolved.bal.mailbox.mailbox_id)
+    for login, rights in await accounts.acl(resolved.bal.mailbox.mailbox_id):
         if rights:
-            out += b" " + astring(account.login) + b" " + astring(rights)
+            out += b" " + astring(login) + b" " + astring(rights)
     s.untagged(out)
     return b"OK GETACL completed"
 

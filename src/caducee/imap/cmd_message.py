@@ -55,6 +55,7 @@ async def _select(s: Session, cmd: Command) -> bytes:
     resolved, folder = await find(s, args.mailbox, "r")
     readonly = cmd.name == "EXAMINE"
     s.watch(folder.folder_id, resolved.bal.mailbox.mailbox_id)
+    s.dirty = False  # subscribed before reading: any later change marks the session dirty
     view = await SelectedView.open(s.ctx.storage.messages, folder, readonly)
     view.condstore = s.condstore
     keywords = set(_BASE_FLAGS)
@@ -79,14 +80,13 @@ async def _select(s: Session, cmd: Command) -> bytes:
     if args.qresync is not None and args.qresync[0] == folder.uidvalidity:
         _, since, known = args.qresync
         present = set(view.uids)
-        if known is not None:
-            limit = view.uids[-1] if view.uids else 0
-            candidates = [
-                u for lo, hi in known.ranges for u in range(lo, (hi or limit) + 1) if u <= limit
-            ][:100000]
-            vanished = [u for u in candidates if u not in present]
-            if vanished:
-                s.untagged(b"VANISHED (EARLIER) " + format_uids(vanished).encode())
+        gone = await s.ctx.storage.messages.vanished_since(folder.folder_id, since)
+        limit = max([*view.uids, *gone, 0])
+        vanished = [
+            u for u in gone if u not in present and (known is None or known.contains(u, limit))
+        ]
+        if vanished:
+            s.untagged(b"VANISHED (EARLIER) " + format_uids(vanished).encode())
         for i, uid in enumerate(view.uids):
             m = view.msgs[uid]
             if m.modseq > since:

@@ -15,6 +15,7 @@ import ssl
 __all__ = ["Connection", "ConnectionClosed"]
 
 _READ_CHUNK = 16384
+_MAX_BACKLOG = 1024 * 1024  # received but unread octets before we stop reading the socket
 
 
 class ConnectionClosed(Exception):
@@ -69,10 +70,12 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._incoming is not None:
             self._incoming.write(data)
+            backlog = self._incoming.pending
         else:
             self._plain += data
-            if len(self._plain) > 4 * 1024 * 1024 and self.transport is not None:
-                self.transport.pause_reading()
+            backlog = len(self._plain)
+        if backlog > _MAX_BACKLOG and self.transport is not None:
+            self.transport.pause_reading()  # the session reads again when it has caught up
         self._wake()
 
     def eof_received(self) -> bool:
@@ -141,8 +144,7 @@ class Connection(asyncio.Protocol):
                 if self._plain:
                     data = bytes(self._plain)
                     self._plain.clear()
-                    if self.transport is not None and not self._closed:
-                        self.transport.resume_reading()
+                    self._resume()
                     return data
                 if self._eof:
                     return b""
@@ -150,6 +152,8 @@ class Connection(asyncio.Protocol):
                 try:
                     data = self._sslobj.read(_READ_CHUNK)
                     self._flush_tls()
+                    if self._incoming is not None and self._incoming.pending < _MAX_BACKLOG:
+                        self._resume()
                     return data
                 except ssl.SSLWantReadError:
                     self._flush_tls()
@@ -160,6 +164,11 @@ class Connection(asyncio.Protocol):
                 except (ssl.SSLError, OSError):
                     return b""
             await self._wait_data()
+
+    def _resume(self) -> None:
+        transport = self.transport
+        if transport is not None and not self._closed and not transport.is_reading():
+            transport.resume_reading()
 
     def has_buffered(self) -> bool:
         if self._sslobj is None:

@@ -135,15 +135,17 @@ class ImapServer:
     async def stop(self) -> None:
         for server in self._servers:
             server.close()
-        sessions = dict(self._sessions)
-        for task in sessions:
-            task.cancel()
-        if sessions:
-            await asyncio.gather(*sessions, return_exceptions=True)
-        for conn in [*sessions.values(), *self._conns]:
-            conn.abort()  # no transport left half-closed (a task cancelled before it ran...)
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
-        for _ in range(3):  # let the transports' connection_lost callbacks close the sockets
+        for _ in range(3):
+            # connections accepted just before close get their connection_made now
+            await asyncio.sleep(0)
+            sessions = dict(self._sessions)
+            for task in sessions:
+                task.cancel()
+            if sessions:
+                await asyncio.gather(*sessions, return_exceptions=True)
+            for conn in [*sessions.values(), *self._conns]:
+                conn.abort()  # no transport left half-closed
             await asyncio.sleep(0)

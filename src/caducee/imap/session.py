@@ -126,7 +126,7 @@ class Session:
             caps.append("STARTTLS")
             caps.append("LOGINDISABLED")
         elif self.state == NOT_AUTH:
-            caps.append("AUTH=PLAIN")
+            caps += [f"AUTH={name}" for name in self.ctx.mechanisms]
         if self.state != NOT_AUTH:
             caps += [
                 "NAMESPACE",

@@ -373,26 +373,27 @@ def _build(
 
 
 def _issue_test_certs(ca: TrustSpaceCA, directory: Path, plan: OperatorPlan) -> dict[str, Any]:
-    """Certificates for the conformance scenarios, all claiming to be operator ``plan``:
+    """Certificates for the conformance scenarios (serverAuth + clientAuth, usable inbound and
+    outbound), all claiming to be operator ``plan``:
     expired, revoked, issued by another CA, DN not listed, CN listed but DN different."""
     out_dir = directory / "test-certs"
     other = TrustSpaceCA.create_other(out_dir / "other-ca")
     ident = (plan.mx, plan.structure_id, plan.organisation, plan.state)
     cases: dict[str, IssuedCert] = {
-        "cert-expire": ca.issue_client(*ident, expired=True, name="cert-expire"),
-        "cert-revoque": ca.issue_client(*ident, name="cert-revoque"),
-        "cert-non-igc": other.issue_client(*ident, name="cert-non-igc"),
-        "cert-no-match": ca.issue_client(
+        "cert-expire": ca.issue_server(*ident, expired=True, name="cert-expire"),
+        "cert-revoque": ca.issue_server(*ident, name="cert-revoque"),
+        "cert-non-igc": other.issue_server(*ident, name="cert-non-igc"),
+        "cert-no-match": ca.issue_server(
             "mx.inconnu.mssante.test",
             "3" + luhn_complete("9990009900001"),
             "OPERATEUR NON LISTE SANDBOX",
             plan.state,
             name="cert-no-match",
         ),
-        "cert-cn-diff-dn": ca.issue_client(
+        "cert-cn-diff-dn": ca.issue_server(
             plan.mx, plan.structure_id, plan.organisation + " USURPE", plan.state, name="cn-diff"
         ),
-        "cert-valide": ca.issue_client(*ident, name="cert-valide"),
+        "cert-valide": ca.issue_server(*ident, name="cert-valide"),
     }
     ca.revoke(cases["cert-revoque"])
     result: dict[str, Any] = {}

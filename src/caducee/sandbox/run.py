@@ -136,3 +136,4 @@ def run_sandbox(directory: Path) -> None:
         await stop_all(operators)
 
     asyncio.run(run_until_signalled(start, stop))
+    print(f"sandbox {directory}: stopped", flush=True)

@@ -77,7 +77,7 @@ class WorkerSettings:
     coalesce_seconds: float = 0.002  # after a wake, before claiming
     idle_seconds: float = 5.0  # an idle session is kept this long for the next message
     timeout: float = 60.0  # connect, TLS handshake, each reply
-    poll_seconds: float = 60.0  # safety re-scan (items queued by other nodes, lost wakes)
+    poll_seconds: float = 10.0  # re-scan: items queued by other nodes or the CLI, lost wakes
     delay_notice_seconds: float = 4 * 3600.0  # NOTIFY=DELAY notice after this long
 
 
@@ -219,6 +219,7 @@ class OutboundWorker:
         due = time.monotonic() + max(0.0, (when - now).total_seconds())
         if self._next_due is None or due < self._next_due:
             self._next_due = due
+            self._wake.set()  # the main loop may be waiting longer: let it recompute
 
     async def _claim_and_dispatch(self) -> int:
         room = self._settings.max_inflight - self._inflight
@@ -286,6 +287,13 @@ class OutboundWorker:
                     await self._temporary(item, list(_pending(item)), f"{exc}", "4.4.2")
                 except CaduceeError as exc:
                     log.warning("outbound: item %s: %s", item.item_id, exc)
+                except Exception:
+                    # A bug must not stop the destination: the item stays leased and is
+                    # retried after its lease; the next items go on.
+                    log.exception("outbound: item %s failed unexpectedly", item.item_id)
+                    if session is not None:
+                        session.abort()
+                        session = None
                 finally:
                     self._done()
         except Exception:

@@ -94,6 +94,7 @@ class TrustPolicy:
             log.warning("tls.crl_dir is not set: peer certificates are not checked for revocation")
         self._crls = CrlSet()
         self._cache: OrderedDict[bytes, _CertInfo] = OrderedDict()
+        self._generation = 0  # bumped by reload_crls: cache entries of an older one are dropped
         self._relay_ctx: ssl.SSLContext
         self._submission_ctx: ssl.SSLContext
         self._client_ctx: ssl.SSLContext
@@ -114,7 +115,8 @@ class TrustPolicy:
         self._liste = liste
 
     def reload_crls(self) -> None:
-        """Re-reads ``tls.crl_dir`` and rebuilds the three TLS contexts atomically.
+        """Re-reads ``tls.crl_dir`` and rebuilds the three TLS contexts atomically (the
+        certificate and key files are re-read too, so a renewed certificate applies).
 
         On a bad CRL file the previous CRLs and contexts stay in force (TrustError raised).
         """
@@ -127,6 +129,7 @@ class TrustPolicy:
             self._crls = crls
             self._relay_ctx, self._submission_ctx, self._client_ctx = relay, submission, client
             self._cache.clear()
+            self._generation += 1
 
     # -- contexts ---------------------------------------------------------------------------
 
@@ -209,6 +212,7 @@ class TrustPolicy:
             if info is not None:
                 self._cache.move_to_end(der)
                 return info
+            generation = self._generation
         cert = x509.load_der_x509_certificate(der)
         dn = dn_of_certificate(cert)
         issuer_der = cert.issuer.public_bytes()
@@ -227,6 +231,8 @@ class TrustPolicy:
             self._issuer_revoked(cert),
         )
         with self._lock:
+            if generation != self._generation:
+                return info  # CRLs changed meanwhile: use once, do not cache
             self._cache[der] = info
             if len(self._cache) > _CACHE_SIZE:
                 self._cache.popitem(last=False)

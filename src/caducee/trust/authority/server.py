@@ -13,6 +13,7 @@ import asyncio
 import base64
 import binascii
 import logging
+import signal
 from collections.abc import Callable
 
 import uvicorn
@@ -77,6 +78,11 @@ def build_app(auth: Authority, *, with_ocsp: bool) -> Starlette:
     return Starlette(routes=routes)
 
 
+def _stop_all(servers: dict[str, uvicorn.Server]) -> None:
+    for server in servers.values():
+        server.should_exit = True
+
+
 def _split(listen: str) -> tuple[str, int]:
     host, _, port = listen.rpartition(":")
     return host or "127.0.0.1", int(port)
@@ -90,6 +96,7 @@ async def serve_authority(
     http_listen: str | None = "127.0.0.1:8080",
     republish_seconds: float = 3600.0,
     on_ready: Callable[[dict[str, tuple[str, int]]], None] | None = None,
+    handle_signals: bool = False,
 ) -> None:
     """Serves until cancelled; ``on_ready`` gets the bound addresses by name (https, http)."""
     servers: dict[str, uvicorn.Server] = {}
@@ -135,6 +142,11 @@ async def serve_authority(
                 failed[0].result()  # re-raises the bind error
                 raise OSError("authority: a listener stopped while starting")
             await asyncio.sleep(0.01)
+        if handle_signals:
+            # uvicorn's own handlers stop only the last server started: stop them all
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, _stop_all, servers)
         bound = {name: s.servers[0].sockets[0].getsockname()[:2] for name, s in servers.items()}
         if on_ready is not None:
             on_ready(bound)
