@@ -21,7 +21,6 @@ from caducee.core.errors import ConfigError
 __all__ = ["Sandbox", "SandboxOperator", "load_sandbox", "run_sandbox", "start_sandbox"]
 
 log = logging.getLogger(__name__)
-_IDPS: dict[str, Any] = {}  # the sandbox identity providers started here, by directory
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,16 +83,19 @@ async def start_sandbox(directory: Path) -> tuple[Sandbox, list[Operator]]:
     operators: list[Operator] = []
     from caducee.web.sandbox import start_idp
 
-    idp = await start_idp(directory, sandbox.info)
-    if idp is not None:
-        _IDPS[str(directory)] = idp
+    idp = await start_idp(directory, sandbox.info)  # the webmails' identity provider
     try:
         for cfg in configs:
             op = Operator(cfg)
             await op.start()
             operators.append(op)
+        if idp is not None and operators:
+            operators[0].servers["idp"] = idp  # stopped with the first operator
+            idp = None
     except BaseException:
         await stop_all(operators)
+        if idp is not None:
+            await idp.stop()
         raise
     return sandbox, operators
 
@@ -104,8 +106,6 @@ async def stop_all(operators: list[Operator]) -> None:
             await op.stop()
         except Exception:
             log.exception("stopping %s failed", op.name)
-    for key in list(_IDPS):
-        await _IDPS.pop(key).stop()
 
 
 def describe(operators: list[Operator]) -> str:

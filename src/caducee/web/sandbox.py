@@ -28,7 +28,7 @@ from caducee.auth.idp.provision import ClientSpec, UserSpec, provision
 from caducee.auth.idp.server import IdpServer, IdpTls
 from caducee.auth.idp.store import IdpStore
 
-__all__ = ["add_web", "idp_port", "start_idp"]
+__all__ = ["SandboxIdp", "add_web", "describe_web", "idp_port", "start_idp"]
 
 
 def idp_port(port_base: int, operators: int) -> int:
@@ -113,7 +113,21 @@ def add_web(directory: Path, info: dict[str, Any], host: str, port_base: int) ->
     info["idp"] = {"issuer": issuer, "ca_file": str(cert), "dir": str(idp_dir)}
 
 
-async def start_idp(directory: Path, info: dict[str, Any]) -> IdpServer | None:
+class SandboxIdp:
+    """The IdP as one more server of an operator (``start`` / ``stop`` like the others), so it
+    stops with the operator it is attached to."""
+
+    def __init__(self, server: IdpServer) -> None:
+        self.server = server
+
+    async def start(self) -> list[tuple[str, int]]:
+        return [await self.server.start()]
+
+    async def stop(self) -> None:
+        await self.server.stop()
+
+
+async def start_idp(directory: Path, info: dict[str, Any]) -> SandboxIdp | None:
     """Starts the sandbox IdP described in ``sandbox.json`` (None when it has none)."""
     idp = info.get("idp")
     if not isinstance(idp, dict):
@@ -128,8 +142,9 @@ async def start_idp(directory: Path, info: dict[str, Any]) -> IdpServer | None:
         port=int(port),
         settings=IdpSettings(issuer=issuer),
     )
-    await server.start()
-    return server
+    idp = SandboxIdp(server)
+    await idp.start()
+    return idp
 
 
 def describe_web(info: dict[str, Any]) -> str:
