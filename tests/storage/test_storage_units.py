@@ -179,6 +179,9 @@ async def test_sqlite_writer_survives_cancelled_callers(tmp_path: Path) -> None:
         await asyncio.sleep(0.05)
         for task in waiting[::2]:
             task.cancel()
+        await asyncio.gather(*waiting[::2], return_exceptions=True)
+        for _ in range(5):  # the cancellation reaches the thread-side futures via call_soon
+            await asyncio.sleep(0)
         release.set()
         await blocker
         await asyncio.gather(*waiting, return_exceptions=True)
