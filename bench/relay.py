@@ -2,6 +2,7 @@
 
     python bench/relay.py --messages 2000 --size 10240 --concurrency 20 --engine both
     python bench/relay.py --big            # 20 concurrent 25 MB messages, peak memory
+    python bench/relay.py --messages 500 --peer postfix   # then a Postfix pair (root)
 
 A fresh sandbox (``caducee sandbox init``) is made in a temporary directory; its first two
 operators each run in their own process (``caducee.app.Operator``), so their CPU time and peak
@@ -12,6 +13,11 @@ over mutual TLS to operator 2's relay-in, into a mailbox. Printed: messages/s ac
 submission) and delivered end to end, p50/p99 latency from the start of the submission to the
 mailbox (the stored message's internal date), server CPU per message for both operators
 together, and each operator's peak RSS (VmHWM).
+
+``--peer postfix`` then runs the same load through two real Postfix instances
+(``caducee.testing.postfix``) in the same invocation: submission with STARTTLS, sender trusted
+by ``mynetworks`` (no AUTH), one message per mutual-TLS connection between them, delivery into
+a maildir; CPU is that of every process of both instances (``docs/performance.md``).
 """
 
 from __future__ import annotations
@@ -123,7 +129,8 @@ def _loader(
             try:
                 with smtplib.SMTP(host, int(port), timeout=120) as client:
                     client.starttls(context=ctx)
-                    client.login(args["login"], args["password"])
+                    if args.get("login"):
+                        client.login(args["login"], args["password"])
                     for seq in batch:
                         data = payload_cache.get(args["size"]) if args["size"] > 1_000_000 else None
                         if data is None:
@@ -340,6 +347,144 @@ def run(engine: str, opts: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _session_cpu(master_pid: int) -> float:
+    """CPU (user + system) of a Postfix instance: its live processes (master's session) plus
+    every child master has already reaped (master's ``children_*`` times)."""
+    total = 0.0
+    for proc in psutil.process_iter():
+        try:
+            if os.getsid(proc.pid) != master_pid:
+                continue
+            t = proc.cpu_times()
+            total += t.user + t.system
+            if proc.pid == master_pid:
+                total += t.children_user + t.children_system
+        except (psutil.Error, ProcessLookupError, PermissionError):
+            continue
+    return total
+
+
+def _session_hwm(master_pid: int) -> int:
+    """Sum of the peak RSS of the instance's live processes."""
+    total = 0
+    for proc in psutil.process_iter():
+        try:
+            if os.getsid(proc.pid) == master_pid:
+                total += _vmhwm(proc.pid)
+        except (OSError, psutil.Error):
+            continue
+    return total
+
+
+def run_postfix(opts: argparse.Namespace) -> dict[str, Any]:
+    """The same load through a Postfix pair: submission on Postfix A (STARTTLS required, sender
+    trusted by ``mynetworks``, no AUTH), A's queue, one message per mutual-TLS connection to
+    Postfix B's relay-in (certificate pinned and bound to the MAIL FROM domain), B's maildir."""
+    from caducee.cli.main import main as cli
+    from caducee.testing.postfix import PostfixPeer, PostfixRoute, trusted_from_liste_blanche
+    from caducee.trust.listeblanche import load_liste_blanche
+
+    workdir = Path(tempfile.mkdtemp(prefix="caducee-bench-"))
+    sandbox = workdir / "sandbox"
+    if cli(["sandbox", "init", "--dir", str(sandbox), "--operators", "2",
+            "--port-base", str(_free_base())]) != 0:  # fmt: skip
+        raise SystemExit("sandbox init failed")
+    info = json.loads((sandbox / "sandbox.json").read_text())
+    op_a, op_b = info["operators"][0], info["operators"][1]
+    liste = load_liste_blanche(Path(info["liste_blanche"]))
+    certs = [Path(op_a["server_cert"]), Path(op_b["server_cert"])]
+    sender = next(a for a in op_a["accounts"] if a["type"] == "PER")
+    rcpt = next(a for a in op_b["accounts"] if a["type"] == "PER")
+
+    def peer(op: dict[str, Any], routes: list[PostfixRoute]) -> PostfixPeer:
+        return PostfixPeer(
+            hostname=op["mx"], domains=list(op["domains"]),
+            mailboxes=[a["address"] for a in op["accounts"]],
+            cert_chain=Path(op["server_cert"]), key=Path(op["server_key"]),
+            ca_bundle=Path(info["ca_bundle"]), trusted=trusted_from_liste_blanche(liste, certs),
+            routes=routes, reuse_connections=opts.per_connection > 1, submission_tls=True,
+        )  # fmt: skip
+
+    pb = peer(op_b, [])
+    pa: PostfixPeer | None = None
+    try:
+        pb.start()
+        pa = peer(op_a, [PostfixRoute(d, pb.relay, op_b["mx"]) for d in op_b["domains"]])
+        pa.start()
+        masters = [p.pid for p in (pa, pb) if p.pid is not None]
+        local, _, domain = rcpt["address"].rpartition("@")
+        box = pb.etc.parent / "mail" / domain / local / "new"
+        cpu0_each = [_session_cpu(m) for m in masters]
+        n = opts.messages
+        largs = {
+            "ca_bundle": info["ca_bundle"], "submission": pa.submission, "login": None,
+            "password": None, "sender": sender["address"], "rcpt": rcpt["address"],
+            "size": opts.size, "per_connection": opts.per_connection,
+        }  # fmt: skip
+        spawn = mp.get_context("spawn")
+        queue: mp.Queue[list[tuple[int, float, float]]] = spawn.Queue()
+        loaders = max(1, min(opts.loaders, opts.concurrency))
+        shares = [list(range(n))[i::loaders] for i in range(loaders)]
+        per_loader = [opts.concurrency // loaders + (1 if i < opts.concurrency % loaders else 0)
+                      for i in range(loaders)]  # fmt: skip
+        t_start = time.time()
+        lps = [spawn.Process(target=_loader, args=(largs, shares[i], per_loader[i], queue))
+               for i in range(loaders)]  # fmt: skip
+        for p in lps:
+            p.start()
+        sent: list[tuple[int, float, float]] = []
+        for _ in lps:
+            sent += queue.get()
+        for p in lps:
+            p.join()
+        t_accepted = time.time()
+        deadline = time.monotonic() + opts.timeout
+        while time.monotonic() < deadline:
+            if sum(1 for _ in box.glob("*")) >= len(sent):
+                break
+            time.sleep(0.2)
+        cpu1_each = [_session_cpu(m) for m in masters]
+        peak = {
+            name: _session_hwm(m) for name, m in zip(("postfixA", "postfixB"), masters, strict=True)
+        }
+        arrived = []
+        for f in box.glob("*"):
+            found = re.search(rb"X-Bench-Seq: (\d+)", f.read_bytes()[:8192])
+            if found:
+                arrived.append((int(found.group(1)), f.stat().st_mtime))
+        start_of = {seq: t0 for seq, t0, _ in sent}
+        lat = sorted(ts - start_of[seq] for seq, ts in arrived if seq in start_of)
+        t_last = max((ts for seq, ts in arrived if seq in start_of), default=t_accepted)
+        cpu = sum(cpu1_each) - sum(cpu0_each)
+        if len(lat) < len(sent):
+            for p_ in (pa, pb):
+                problems = [
+                    ln for ln in p_.log().splitlines() if "warning" in ln or "deferred" in ln
+                ]
+                print("\n".join(problems[:3] + problems[-2:]), file=sys.stderr)
+        return {
+            "engine": "postfix",
+            "messages": n, "size": opts.size, "concurrency": opts.concurrency,
+            "per_connection": opts.per_connection,
+            "accepted": len(sent), "delivered": len(lat),
+            "accepted_per_s": len(sent) / (t_accepted - t_start),
+            "delivered_per_s": len(lat) / max(1e-9, t_last - t_start),
+            "p50_ms": 1000 * statistics.median(lat) if lat else None,
+            "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else None,
+            "load_avg_1m": os.getloadavg()[0],
+            "cpu_ms_per_msg": 1000 * cpu / max(1, len(lat)),
+            "cpu_ms_per_msg_each": [
+                1000 * (b - a) / max(1, len(lat)) for a, b in zip(cpu0_each, cpu1_each, strict=True)
+            ],
+            "peak_rss_mb": {k: v / 2**20 for k, v in peak.items()},
+        }  # fmt: skip
+    finally:
+        if pa is not None:
+            pa.stop()
+        pb.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=2000)
@@ -351,6 +496,12 @@ def main() -> None:
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--big", action="store_true", help="20 concurrent 25 MB messages")
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument(
+        "--peer",
+        choices=["caducee", "postfix"],
+        default="caducee",
+        help="postfix: also run the same load through a Postfix pair (needs root), side by side",
+    )
     opts = parser.parse_args()
     if opts.big:
         opts.size = 25_000_000
@@ -359,14 +510,16 @@ def main() -> None:
     print(f"# {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(f"# {platform.node()} {platform.machine()} {os.cpu_count()} CPU, Python "
           f"{platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")  # fmt: skip
-    for engine in engines:
-        r = run(engine, opts)
+    runs = [*engines, "postfix"] if opts.peer == "postfix" else engines
+    for engine in runs:
+        r = run_postfix(opts) if engine == "postfix" else run(engine, opts)
         print(json.dumps(r))
         print(
             f"{engine}: {r['accepted']} accepted at {r['accepted_per_s']:.0f}/s, "
             f"{r['delivered']} delivered end to end at {r['delivered_per_s']:.0f}/s, "
             f"latency p50 {r['p50_ms'] or 0:.0f} ms p99 {r['p99_ms'] or 0:.0f} ms, "
             f"server CPU {r['cpu_ms_per_msg']:.2f} ms/message (both operators), "
+            f"load average {r['load_avg_1m']:.1f}, "
             f"peak RSS {', '.join(f'{k} {v:.0f} MB' for k, v in r['peak_rss_mb'].items())}",
             flush=True,
         )

@@ -205,3 +205,20 @@ async def test_uidvalidity_uidnext_and_modseq_survive_a_restart(
         assert msg.uid == before.uidnext and msg.modseq > before.highest_modseq
     finally:
         await st.close()
+
+
+async def test_recent_mark_is_claimed_once(storage: Storage, mailbox: Mailbox) -> None:
+    """RFC 3501 §2.3.2: the persistent \\Recent mark rises, never falls; concurrent claims
+    never hand the same messages to two callers."""
+    inbox = await _fill(storage, mailbox, 3)
+    assert inbox.recent_uid == 0
+    assert await storage.messages.claim_recent(inbox.folder_id, upto=2) == 0
+    assert (await _folder(storage, mailbox, "INBOX")).recent_uid == 2
+    assert await storage.messages.claim_recent(inbox.folder_id, upto=1) == 2  # never lowered
+    assert await storage.messages.claim_recent(inbox.folder_id, upto=99) == 2  # capped
+    assert (await _folder(storage, mailbox, "INBOX")).recent_uid == 3
+    await _fill(storage, mailbox, 2)
+    olds = await asyncio.gather(*(storage.messages.claim_recent(inbox.folder_id) for _ in range(4)))
+    assert sorted(olds) == [3, 5, 5, 5]  # exactly one caller gets UIDs 4 and 5
+    with pytest.raises(NotFound):
+        await storage.messages.claim_recent(10**9)

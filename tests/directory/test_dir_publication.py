@@ -284,3 +284,18 @@ def test_oversized_patch_is_refused(env: Env) -> None:
         r = _patch(c, f"/Practitioner/{HELENE}", big)
     assert r.status_code == 400
     assert "larger than" in r.json()["issue"][0]["diagnostics"]
+
+
+def test_repeated_search_sees_a_publication(env: Env) -> None:
+    """The same request before and after a PATCH: the cached answer must not survive it."""
+    addr = "helene.cache@medecin.mssante.fr"
+    query = {"mailbox-mss:exact": addr}
+    with env.client() as c:
+        for _ in range(2):  # the second answer comes from the answer cache
+            assert "entry" not in c.get("/Practitioner", params=query).json()
+    with env.client(env.op_a) as c:
+        op = _op("insert", "Practitioner.telecom", valueContactPoint=_cp(addr))
+        assert _patch(c, f"/Practitioner/{HELENE}", op).status_code == 200
+    with env.client() as c:
+        found = c.get("/Practitioner", params=query).json()
+    assert [e["resource"]["id"] for e in found["entry"]] == [HELENE]

@@ -14,6 +14,12 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("pki"))
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine_dsn(request: pytest.FixtureRequest) -> str | None:
+    """Runs a test on both engines: None for SQLite, a fresh database's DSN for PostgreSQL."""
+    return str(request.getfixturevalue("pg_dsn")) if request.param == "postgres" else None
+
+
 @pytest.fixture
 def server(tmp_path: Path, pki: Pki) -> Iterator[ServerThread]:
     srv = ServerThread(tmp_path, pki).start()

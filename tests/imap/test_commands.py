@@ -26,7 +26,7 @@ def test_select_and_examine(client: Transcript, server: ServerThread) -> None:
     assert out == (
         b"* FLAGS (\\Answered \\Deleted \\Draft \\Flagged \\Seen)\r\n"
         b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags\r\n"
-        b"* 2 EXISTS\r\n* 0 RECENT\r\n* OK [UNSEEN 1] First unseen\r\n"
+        b"* 2 EXISTS\r\n* 2 RECENT\r\n* OK [UNSEEN 1] First unseen\r\n"
         + re.search(rb"\* OK \[UIDVALIDITY \d+\] UIDs valid\r\n", out).group(0)  # type: ignore[union-attr]
         + b"* OK [UIDNEXT 3] Predicted next UID\r\na OK [READ-WRITE] SELECT completed\r\n"
     )
@@ -42,13 +42,13 @@ def test_fetch_items(client: Transcript, server: ServerThread) -> None:
     client.cmd("s SELECT INBOX")
     out = client.cmd("a FETCH 1 (UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (Subject)])")
     assert out == (
-        b"* 1 FETCH (UID 1 RFC822.SIZE %d FLAGS () BODY[HEADER.FIELDS (Subject)] {25}\r\n"
+        b"* 1 FETCH (UID 1 RFC822.SIZE %d FLAGS (\\Recent) BODY[HEADER.FIELDS (Subject)] {25}\r\n"
         b"Subject: compte rendu\r\n\r\n)\r\na OK FETCH completed\r\n" % len(MSG1)
     )
     out = client.cmd("b FETCH 1 (BODY[TEXT]<0.7>)")
     assert (
-        out
-        == b"* 1 FETCH (BODY[TEXT]<0> {7}\r\nBonjour FLAGS (\\Seen))\r\nb OK FETCH completed\r\n"
+        out == b"* 1 FETCH (BODY[TEXT]<0> {7}\r\nBonjour FLAGS (\\Recent \\Seen))\r\n"
+        b"b OK FETCH completed\r\n"
     )
     out = client.cmd("c FETCH 1 ENVELOPE")
     assert out == (
@@ -74,15 +74,17 @@ def test_store_variants_and_silent(client: Transcript, server: ServerThread) -> 
     fill(server, 2)
     client.cmd("s SELECT INBOX")
     assert client.cmd("a STORE 1:2 +FLAGS (\\Flagged $Urgent)") == (
-        b"* 1 FETCH (FLAGS (\\Flagged $Urgent))\r\n* 2 FETCH (FLAGS (\\Flagged $Urgent))\r\n"
+        b"* 1 FETCH (FLAGS (\\Recent \\Flagged $Urgent))\r\n"
+        b"* 2 FETCH (FLAGS (\\Recent \\Flagged $Urgent))\r\n"
         b"a OK STORE completed\r\n"
     )
     assert client.cmd("b STORE 1 -FLAGS.SILENT ($Urgent)") == b"b OK STORE completed\r\n"
     assert client.cmd("c UID STORE 2 FLAGS (\\Seen)") == (
-        b"* 2 FETCH (UID 2 FLAGS (\\Seen))\r\nc OK UID STORE completed\r\n"
+        b"* 2 FETCH (UID 2 FLAGS (\\Recent \\Seen))\r\nc OK UID STORE completed\r\n"
     )
     assert client.cmd("d FETCH 1:* FLAGS") == (
-        b"* 1 FETCH (FLAGS (\\Flagged))\r\n* 2 FETCH (FLAGS (\\Seen))\r\nd OK FETCH completed\r\n"
+        b"* 1 FETCH (FLAGS (\\Recent \\Flagged))\r\n* 2 FETCH (FLAGS (\\Recent \\Seen))\r\n"
+        b"d OK FETCH completed\r\n"
     )
     assert client.cmd("e STORE 1 +FLAGS (\\Recent)") == b"e BAD Invalid flag \\Recent\r\n"
 
@@ -99,7 +101,9 @@ def test_condstore_unchangedsince_and_changedsince(
     out = client.cmd(f"b STORE 1 (UNCHANGEDSINCE {modseq}) +FLAGS (\\Answered)")
     assert out == b"b OK [MODIFIED 1] Conditional STORE failed\r\n"
     out = client.cmd(f"c FETCH 1:* (FLAGS) (CHANGEDSINCE {modseq})")
-    assert out == b"* 1 FETCH (FLAGS (\\Seen) MODSEQ (%d))\r\nc OK FETCH completed\r\n" % new
+    assert (
+        out == b"* 1 FETCH (FLAGS (\\Recent \\Seen) MODSEQ (%d))\r\nc OK FETCH completed\r\n" % new
+    )
     out = client.cmd(f"d SEARCH MODSEQ {new}")
     assert out == b"* SEARCH 1 (MODSEQ %d)\r\nd OK SEARCH completed\r\n" % new
 
@@ -177,7 +181,7 @@ def test_append_and_multiappend(client: Transcript) -> None:
     client.cmd("s SELECT Drafts")
     assert client.cmd("c FETCH 1 (FLAGS INTERNALDATE)") == (
         # the instant is kept (stored in UTC)
-        b'* 1 FETCH (FLAGS (\\Draft) INTERNALDATE "05-Mar-2026 08:08:07 +0000")\r\n'
+        b'* 1 FETCH (FLAGS (\\Recent \\Draft) INTERNALDATE "05-Mar-2026 08:08:07 +0000")\r\n'
         b"c OK FETCH completed\r\n"
     )
     assert client.cmd("d FETCH 2 BODY.PEEK[]") == (
@@ -204,7 +208,7 @@ def test_append_big_literal_streams_to_blob(client: Transcript, server: ServerTh
     out = client.cmd("c FETCH 1 (UID BODY[]<100000.70000>)")
     assert (
         out
-        == b"* 1 FETCH (UID 1 BODY[]<100000> {70000}\r\n%s FLAGS (\\Seen))\r\n"
+        == b"* 1 FETCH (UID 1 BODY[]<100000> {70000}\r\n%s FLAGS (\\Recent \\Seen))\r\n"
         % (body[100000:170000])
         + b"c OK FETCH completed\r\n"
     )

@@ -37,12 +37,12 @@ def test_core_flow_on_postgres(pg_server: ServerThread, pki: Pki) -> None:
     t = session(pg_server, pki)
     assert b"* 1 EXISTS" in t.cmd("a SELECT INBOX")
     assert t.cmd("b FETCH 1 BODY[TEXT]") == (
-        b"* 1 FETCH (BODY[TEXT] {18}\r\nbody on postgres\r\n FLAGS (\\Seen))\r\n"
+        b"* 1 FETCH (BODY[TEXT] {18}\r\nbody on postgres\r\n FLAGS (\\Recent \\Seen))\r\n"
         b"b OK FETCH completed\r\n"
     )
     t.send(b"c APPEND INBOX (\\Flagged) {%d+}\r\n%s\r\n" % (len(MSG), MSG))
     out = t.until_tagged("c")
-    assert out.startswith(b"* 2 EXISTS\r\n* 1 RECENT\r\nc OK [APPENDUID")
+    assert out.startswith(b"* 2 EXISTS\r\n* 2 RECENT\r\nc OK [APPENDUID")
     assert t.cmd("d NOOP") == b"d OK NOOP completed\r\n"
     assert t.cmd("e SEARCH FLAGGED BODY postgres") == b"* SEARCH 2\r\ne OK SEARCH completed\r\n"
     assert b"[COPYUID" in t.cmd("f MOVE 1 Trash")

@@ -163,6 +163,29 @@ def _howto(
     return "\n".join(lines)
 
 
+def _services_howto(info: dict[str, Any], ca_bundle: Path, recipient: dict[str, Any]) -> str:
+    """The trust authority's and the directory's endpoints, and a line to try each."""
+    from caducee.cli.sandbox import endpoints
+
+    text = endpoints(info)
+    if not text:
+        return ""
+    ca_q = shlex.quote(str(ca_bundle.resolve()))
+    lines = ["", "Trust authority and directory of the sandbox:", text]
+    auth = info.get("authority")
+    if isinstance(auth, dict) and auth.get("list_url"):
+        lines += [
+            "  caducee trust inspect --ca-bundle " + ca_q + " " + str(auth["list_url"]),
+        ]
+    node = info.get("directory_node")
+    if isinstance(node, dict) and node.get("fhir_url"):
+        lines.append(
+            f"  curl --cacert {ca_q} '{node['fhir_url']}/Practitioner?"
+            f"mailbox-mss={recipient['address']}'"
+        )
+    return "\n".join(lines)
+
+
 async def _wait_in_inbox(op: Any, address: str, before: int, limit: float) -> int:
     storage = op.storage
     mailbox = await storage.accounts.get_mailbox(address)
@@ -204,7 +227,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     async def start() -> None:
         _, started = await start_sandbox(directory)
         operators.extend(started)
-        print(f"sandbox {directory}: {len(operators)} operator(s) running", flush=True)
+        count = sum(1 for op in operators if hasattr(op, "cfg"))
+        print(f"sandbox {directory}: {count} operator(s) running", flush=True)
         print(describe(operators), flush=True)
         op_b = next(op for op in operators if op.name == b["name"])
         before = await _inbox_count(op_b, recipient["address"])
@@ -233,6 +257,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         op_a = next(op for op in operators if op.name == a["name"])
         config_b = str(b.get("config") or directory / b["name"] / "node.toml")
         print(_howto(ca_bundle, a, sender, recipient, op_a, op_b, config_b), flush=True)
+        print(_services_howto(sandbox.info, ca_bundle, recipient), flush=True)
         from caducee.web.sandbox import describe_web
 
         print(describe_web(sandbox.info), flush=True)

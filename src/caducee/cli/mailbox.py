@@ -8,6 +8,7 @@ delegated to several accounts; APP mailboxes are used by software.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from caducee.cli._node import (
     add_config_arg,
@@ -148,7 +149,26 @@ def cmd_add(args: argparse.Namespace) -> int:
     with_storage(cfg, action)
     owner = f", account {login}" if login else ""
     print(f"created {mtype.value} mailbox {addr}{owner}")
+    _publish(args, str(addr), mtype.value, holder, args.display_name)
     return 0
+
+
+def _publish(args: argparse.Namespace, address: str, mtype: str, holder: str, name: str) -> None:
+    """Publishes a new mailbox in the directory when the node publishes (issue 5 §6)."""
+    from caducee.sandbox.directory import publish_node_mailbox
+
+    note = publish_node_mailbox(Path(args.config), address, mtype, holder, name)
+    if note is not None:
+        print(note)
+
+
+def _unpublish(args: argparse.Namespace, address: str, mtype: str, holder: str) -> None:
+    """Withdraws a deleted mailbox from the directory when the node publishes."""
+    from caducee.sandbox.directory import unpublish_node_mailbox
+
+    note = unpublish_node_mailbox(Path(args.config), address, mtype, holder)
+    if note is not None:
+        print(note)
 
 
 def _size(n: int) -> str:
@@ -186,9 +206,13 @@ def cmd_delete(args: argparse.Namespace) -> int:
             print("nothing deleted")
             return 1
 
+    deleted: list[tuple[str, str]] = []  # (type, holder), for the directory
+
     async def action(storage: Storage) -> None:
-        if await storage.accounts.get_mailbox(args.address) is None:
+        mailbox = await storage.accounts.get_mailbox(args.address)
+        if mailbox is None:
             raise NotFound(f"no mailbox {args.address}")
+        deleted.append((mailbox.type.value, mailbox.holder_id))
         await storage.accounts.delete_mailbox(args.address)
         await storage.audit.record(
             AuditEvent("mailbox.deleted", "ok", "cli", args.address, node=cfg.name)
@@ -196,6 +220,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
     with_storage(cfg, action)
     print(f"deleted {args.address}")
+    _unpublish(args, args.address, *deleted[0])
     return 0
 
 

@@ -61,6 +61,11 @@ class TlsConfig(_Strict):
     ca_bundle: Path  # trust-space CA bundle (IGC-Santé-shaped roots and intermediates)
     crl_dir: Path | None = None  # CRLs from the trust authority (PEM or DER, refreshed)
     min_version: Literal["TLSv1.2", "TLSv1.3"] = "TLSv1.2"
+    # OCSP (RFC 6960), in addition to CRLs, when a responder is named (caducee.trust.ocsp):
+    # "revoked" always refuses; "unknown" or an unreachable responder refuses only if strict.
+    ocsp_url: str | None = None
+    ocsp_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+    ocsp_strict: bool = False
 
 
 class TrustConfig(_Strict):

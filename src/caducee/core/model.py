@@ -108,6 +108,7 @@ class Folder:
     unseen_count: int = 0  # messages without \\Seen (STATUS UNSEEN)
     first_unseen: int | None = None  # lowest UID without \\Seen (SELECT's [UNSEEN n] wants its
     # sequence number: the IMAP layer maps it)
+    recent_uid: int = 0  # highest UID already \\Recent for some session (RFC 3501 §2.3.2)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from starlette.routing import Route
 from caducee.core.errors import CaduceeError, Conflict, InvalidInput, NotFound, PermissionDenied
 from caducee.directory import fhir
 from caducee.directory.params import parse_org, parse_person, parse_role
-from caducee.directory.render import Rendered, ResourceCache, dumps
+from caducee.directory.render import Rendered, ResourceCache, ResultCache, dumps
 from caducee.directory.store import DirectoryStore
 
 __all__ = ["FHIR_JSON", "Principal", "build_app"]
@@ -79,6 +79,15 @@ class DirectoryApi:
         self.auth = auth
         self.base_url = base_url.rstrip("/")
         self.cache = ResourceCache(store)
+        self.results = ResultCache()
+        # A local SQLite file answers the generation lookup in microseconds: do it on the event
+        # loop; a database server is asked from the thread pool.
+        self._cheap_generation = getattr(store, "engine", "") == "sqlite"
+
+    async def generation(self) -> int:
+        if self._cheap_generation:
+            return self.store.generation()
+        return await run_in_threadpool(self.store.generation)
 
     def base(self, request: Request) -> str:
         return self.base_url or str(request.base_url).rstrip("/")
@@ -95,13 +104,21 @@ class DirectoryApi:
         try:
             principal = await self.auth(request)
             params = await self.params(request)
-            body = await run_in_threadpool(self._search, kind, params, principal is not None,
-                                           self.base(request))  # fmt: skip
+            base = self.base(request)
+            authed = principal is not None
+            key = (kind, tuple(params.multi_items()), authed, base)
+            gen = await self.generation()
+            body = self.results.get(key, gen)
+            if body is None:
+                body = await run_in_threadpool(self._search, kind, params, authed, base, gen)
+                self.results.put(key, gen, body)
         except CaduceeError as exc:
             return error_response(exc)
         return Response(body, media_type=FHIR_JSON)
 
-    def _search(self, kind: str, params: MultiDict, authed: bool, base: str) -> bytes:
+    def _search(
+        self, kind: str, params: MultiDict, authed: bool, base: str, gen: int | None = None
+    ) -> bytes:
         try:
             count = min(int(params.get("_count", DEFAULT_COUNT)), MAX_COUNT)
             offset = max(int(params.get("_offset", 0)), 0)
@@ -110,7 +127,7 @@ class DirectoryApi:
         if count < 0:
             raise InvalidInput("_count must not be negative")
         s = self.store
-        self.cache.refresh()
+        self.cache.refresh(gen)
         if kind == "Practitioner":
             pq = parse_person(params)
             ids = [] if pq is None else s.search_persons(pq, offset, count + 1)

@@ -144,6 +144,13 @@ def import_extract(
         if echo is not None:
             echo(first.summary())
         return first
+    if kind == ExtractKind.MSS and not store.mailbox_hashes():
+        first = ImportReport(kind)
+        _first_mailboxes(store, path, first, progress, max_bad, stamp)
+        first.seconds = time.monotonic() - start
+        if echo is not None:
+            echo(first.summary())
+        return first
     total = _size(path)
     bar1 = Progress(total, "checking", enabled=progress)
     report: ImportReport | None = None
@@ -371,3 +378,48 @@ def _write_mailboxes(
     if orgs:
         session.upsert_orgs(list(orgs.values()), only_new=True)
     _ = groups
+
+
+def _first_mailboxes(
+    store: DirectoryStore, path: Path, report: ImportReport, progress: bool, max_bad: int,
+    stamp: str,
+) -> None:  # fmt: skip
+    """First load of a mailbox file (no extract mailbox stored yet), in one pass: with nothing
+    to compare, every address is an addition. Too many bad lines raise inside the
+    transaction, so nothing is written."""
+    bar = Progress(_size(path), "importing", enabled=progress)
+    skip = store.operator_addresses()
+    added: set[str] = set()
+    rows: list[tuple[Any, ...]] = []
+    orgs: dict[str, tuple[object, ...]] = {}
+    with store.importing() as session:
+        for kind, number, f in _lines(path, bar):
+            report.lines += 1
+            bad = f if isinstance(f, BadLine) else _check(kind, number, f)
+            if bad is not None:
+                report.bad_count += 1
+                if len(report.bad) < 100:
+                    report.bad.append(bad)
+                if report.bad_count > max_bad:
+                    raise InvalidInput(
+                        f"{report.bad_count} bad lines (more than {max_bad}); first:"
+                        f" {report.bad[0]}; nothing imported"
+                    )
+                continue
+            assert not isinstance(f, BadLine)  # noqa: S101  # narrowed above
+            f[1] = f[1].lower()
+            added.add(f[1])
+            if f[1] in skip:
+                continue
+            rows.append(mailbox_row(f, line_hash(f), stamp))
+            o = mailbox_org_row(f, stamp)
+            if o is not None:
+                orgs.setdefault(str(o[0]), o)
+            if len(rows) >= _BATCH:
+                session.insert_mailboxes(rows)
+                rows.clear()
+        session.insert_mailboxes(rows)
+        if orgs:
+            session.upsert_orgs(list(orgs.values()), only_new=True)
+    bar.close()
+    report.added = len(added)

@@ -9,22 +9,62 @@ it could have seen when the request started.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from caducee.directory import fhir
 from caducee.directory.store import DirectoryStore
 
-__all__ = ["Rendered", "ResourceCache", "dumps"]
+__all__ = ["Rendered", "ResourceCache", "ResultCache", "dumps"]
 
 Rendered = tuple[bytes, tuple[str, ...]]  # JSON, references ("Practitioner/x", ...)
 
 
 def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+    """Compact UTF-8 JSON (the bytes ``json.dumps(ensure_ascii=False, separators=(",", ":"))``
+    gives for our str/int/bool/list/dict resources), with orjson."""
+    return orjson.dumps(obj)
+
+
+class ResultCache:
+    """Whole answers (bundle bytes) keyed by the exact request (type, query items in order,
+    view, base URL), bounded in bytes, emptied when the store's generation changes: a repeated
+    search costs a dictionary lookup instead of a query and a bundle."""
+
+    def __init__(self, max_bytes: int = 64 << 20) -> None:
+        self.max_bytes = max_bytes
+        self._bytes = 0
+        self._generation = -1
+        self._lock = threading.Lock()
+        self._items: OrderedDict[Any, bytes] = OrderedDict()
+
+    def get(self, key: Any, generation: int) -> bytes | None:
+        with self._lock:
+            if generation != self._generation:
+                self._items.clear()
+                self._bytes = 0
+                self._generation = generation
+                return None
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+            return hit
+
+    def put(self, key: Any, generation: int, body: bytes) -> None:
+        if len(body) > self.max_bytes // 16:
+            return
+        with self._lock:
+            if generation != self._generation or key in self._items:
+                return
+            self._items[key] = body
+            self._bytes += len(body)
+            while self._bytes > self.max_bytes:
+                _k, old = self._items.popitem(last=False)
+                self._bytes -= len(old)
 
 
 class ResourceCache:
@@ -37,9 +77,9 @@ class ResourceCache:
         self._items: OrderedDict[tuple[str, str, bool], Rendered] = OrderedDict()
         self._generation = -1
 
-    def refresh(self) -> None:
+    def refresh(self, generation: int | None = None) -> None:
         """Forget everything if the data changed since the last look."""
-        gen = self.store.generation()
+        gen = self.store.generation() if generation is None else generation
         if gen != self._generation:
             with self._lock:
                 self._items.clear()

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from caducee.core.errors import StorageError
-from caducee.directory.sqlbase import SqlStoreBase, Term, insert_sql
-from caducee.directory.store import ImportSession
+from caducee.directory.sqlbase import MAX_HOLDERS, SqlStoreBase, Term, insert_sql
+from caducee.directory.store import ImportSession, MailboxMatch
 from caducee.directory.text import deletes, name_tokens
 
 __all__ = ["SqliteDirectoryStore"]
@@ -142,6 +142,25 @@ class SqliteDirectoryStore(SqlStoreBase):
             "m.pk IN (SELECT rowid FROM mailbox_tri WHERE address LIKE ?)",
             ["%" + safe + "%"],
         )
+
+    def _mailbox_holders(
+        self, col: str, value: str, match: MailboxMatch, *, org: bool = False
+    ) -> list[str]:
+        """As the base, but a substring search is driven by the trigram table in rowid order
+        (a join, not ``pk IN (subquery)``), so ``LIMIT`` stops the scan at the 500th holder
+        instead of materialising every match first (7,400 for ``etitia.`` nationally). Same
+        holders in the same order."""
+        v = value.strip().lower()
+        if match != "contains" or len(v) < 3:
+            return super()._mailbox_holders(col, value, match, org=org)
+        types = " AND m.type IN ('ORG', 'APP')" if org else ""
+        rows = self._all(
+            f"SELECT DISTINCT m.{col} FROM mailbox_tri JOIN mailbox m"  # noqa: S608
+            " ON m.pk = mailbox_tri.rowid WHERE mailbox_tri.address LIKE ?"
+            f" AND m.liste_rouge = 0 AND m.{col} <> ''{types} LIMIT {MAX_HOLDERS}",
+            ["%" + v.replace("%", "").replace("_", "") + "%"],
+        )
+        return [r[0] for r in rows if r[0]]
 
     @contextmanager
     def importing(self, *, bulk: bool = False) -> Iterator[ImportSession]:

@@ -200,6 +200,18 @@ async def fetch(s: Session, cmd: Command) -> bytes:
             for m in changed:
                 view.update(m)
                 flags_added.add(m.uid)
+    if need_data and pairs and s.selected_bal is not None:
+        # Reading message content (headers, envelope, bodies) is access to health data: one
+        # audit event per command, naming the BAL, the folder and the UIDs, never the content.
+        uids = format_uids(sorted(u for _, u in pairs))
+        await s.audit(
+            "imap.message.read",
+            "ok",
+            s.selected_bal.mailbox.address,
+            folder=view.folder.name[:200],
+            uids=uids if len(uids) <= 500 else uids[:497] + "...",
+            count=str(len(pairs)),
+        )
     streamable = need_data and all(a.name not in _DATA_ATTS or _whole(a) for a in atts)
     for seq, uid in pairs:
         msg = view.live(uid)
@@ -292,6 +304,7 @@ async def store(s: Session, cmd: Command) -> bytes:
         )
     for m in changed:
         view.update(m)
+    view.own_store(changed)
     changed_uids = {m.uid for m in changed}
     failed_set = set(failed)
     for seq, uid in pairs:

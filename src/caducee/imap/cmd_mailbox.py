@@ -9,11 +9,11 @@ does not exist, get the very same ``NO [NONEXISTENT]``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from caducee.core.errors import Conflict, NotFound, QuotaExceeded
+from caducee.core.errors import Conflict
 from caducee.core.model import BlobRef, Folder
+from caducee.imap.append import append_all
 from caducee.imap.names import (
     DELIM,
     SHARED_PREFIX,
@@ -312,34 +312,16 @@ async def _append(s: Session, cmd: Command) -> bytes:
             if isinstance(m.literal.spool, BlobRef):
                 await storage.blobs.delete(m.literal.spool)
         raise
-    uids: list[int] = []
-    for m in args.messages:
-        if m.literal.spool is not None and isinstance(m.literal.spool, BlobRef):
-            ref = m.literal.spool
-        else:
-            data = m.literal.data or b""
-            if len(data) > s.ctx.settings.max_literal:
-                raise _reply("NO", "TOOBIG", "Message too large")
-            ref = await storage.blobs.put(data)
-        flags = [f for f in m.flags if f.lower() != "\\recent"]
-        if "t" not in resolved.bal.rights:
-            flags = [f for f in flags if f != "\\Deleted"]
-        if "s" not in resolved.bal.rights:
-            flags = [f for f in flags if f != "\\Seen"]
-        date = m.date or datetime.now(UTC)
-        try:
-            stored = await storage.messages.append(
-                folder.folder_id, ref, flags=flags, internal_date=date
-            )
-        except QuotaExceeded:
-            await storage.blobs.delete(ref)
-            raise _reply("NO", "OVERQUOTA", "Quota exceeded") from None
-        except NotFound:
-            await storage.blobs.delete(ref)
-            raise _reply("NO", "TRYCREATE", "Mailbox does not exist") from None
-        uids.append(stored.uid)
-    if s.selected is not None and s.selected.folder.folder_id == folder.folder_id:
-        s.dirty = True  # our own change: do not wait for the notifier
+    appended = await append_all(s, args, resolved.bal.rights, folder)
+    uids = [m.uid for m in appended]
+    view = s.selected
+    if view is not None and view.folder.folder_id == folder.folder_id:
+        for stored in appended:  # our own change: announce it now, without re-reading
+            lines = view.own_append(stored, rev1=not s.rev2)
+            if lines is None:
+                s.dirty = True
+                break
+            s.out += b"".join(lines)
         await s.sync(allow_expunge=False)
     code = f"[APPENDUID {folder.uidvalidity} {format_uids(uids, keep_order=True)}] "
     return b"OK " + code.encode() + b"APPEND completed"

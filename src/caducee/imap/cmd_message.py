@@ -44,7 +44,9 @@ async def _select(s: Session, cmd: Command) -> bytes:
     args = cmd.args
     if not isinstance(args, SelectArgs):
         raise _reply("BAD", "", "invalid arguments")
-    if s.selected is not None:
+    previous = s.selected
+    if previous is not None:
+        await s.settle_recent()
         _deselect(s)
         if s.rev2 or "QRESYNC" in s.enabled:
             s.untagged(b"OK [CLOSED] Previous mailbox closed")
@@ -56,8 +58,18 @@ async def _select(s: Session, cmd: Command) -> bytes:
     readonly = cmd.name == "EXAMINE"
     s.watch(folder.folder_id, resolved.bal.mailbox.mailbox_id)
     s.dirty = False  # subscribed before reading: any later change marks the session dirty
-    view = await SelectedView.open(s.ctx.storage.messages, folder, readonly)
+    view = None if previous is None else SelectedView.reopen(previous, folder, readonly)
+    if view is None:
+        view = await SelectedView.open(s.ctx.storage.messages, folder, readonly)
     view.condstore = s.condstore
+    mark = view.recent_mark = folder.recent_uid
+    # RFC 3501 §2.3.2: messages above the mark are ours alone from now. Nothing to claim when
+    # none is left (e.g. appended and expunged again): later arrivals reach this session as
+    # updates and are settled when it leaves the folder.
+    if not readonly and view.uids and view.uids[-1] > mark:
+        mark = await s.ctx.storage.messages.claim_recent(folder.folder_id)
+        view.recent_mark = max(mark, folder.uidnext - 1)
+    view.recent = {u for u in view.uids if u > mark}
     keywords = set(_BASE_FLAGS)
     for m in view.msgs.values():
         keywords.update(m.flags)
@@ -65,7 +77,7 @@ async def _select(s: Session, cmd: Command) -> bytes:
     s.untagged(b"OK [PERMANENTFLAGS " + (b"()" if readonly else _PERMANENT) + b"] Flags")
     s.untagged(b"%d EXISTS" % view.exists)
     if not s.rev2:
-        s.untagged(b"0 RECENT")
+        s.untagged(b"%d RECENT" % len(view.recent))
         first_unseen = next(
             (i + 1 for i, u in enumerate(view.uids) if "\\Seen" not in view.msgs[u].flags), None
         )
@@ -109,7 +121,10 @@ async def _expunge_now(s: Session, uids: list[int] | None) -> None:
         raise _reply("NO", "NOPERM", "Permission denied")
     await s.sync(allow_expunge=True)
     removed = await s.ctx.storage.messages.expunge(view.folder.folder_id, uids)
+    known = len(view.uids)
     _announce(s, view, removed)
+    if len(view.uids) == known - len(removed):  # every removed UID was in this view
+        view.own_expunge(removed)
 
 
 def _announce(s: Session, view: SelectedView, removed: list[int]) -> None:
@@ -137,6 +152,7 @@ async def _expunge(s: Session, cmd: Command) -> bytes:
 
 async def _close(s: Session, cmd: Command) -> bytes:
     view = selected(s)
+    await s.settle_recent()
     if (
         cmd.name == "CLOSE"
         and not view.readonly

@@ -10,10 +10,10 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from caducee.config.model import NodeConfig
-from caducee.imap.cache import MessageCache
+from caducee.imap.cache import MessageCache, SharedReads
 from caducee.imap.connection import Connection
 from caducee.imap.session import Session
 from caducee.smtp.sasl import (
@@ -51,6 +51,7 @@ class ServerContext:
     mechanisms: dict[str, SaslMechanism]
     settings: ImapSettings
     cache: MessageCache
+    shared: SharedReads = field(default_factory=SharedReads)
 
 
 def _split_hostport(value: str) -> tuple[str, int]:

@@ -40,7 +40,7 @@ from caducee.imap.lexer import Literal, ParseError
 from caducee.imap.names import BalView, own_and_shared
 from caducee.imap.parser import AuthArgs, Command, LoginArgs, parse_command
 from caducee.imap.search import BadCharset
-from caducee.imap.view import SelectedView
+from caducee.imap.view import SelectedView, SharedFolderReader
 from caducee.smtp.sasl import SaslCancelled
 from caducee.storage.interfaces import BlobWriter, ChangeSubscription
 
@@ -100,10 +100,22 @@ class Session:
         self.auth_failures = 0
         self._spool: BlobWriter | None = None
         self._watcher: asyncio.Task[None] | None = None
-        self.dirty = True
+        self._dirty = True
+        self.dirty_seq = 0  # SharedReads mark of the last change this session was told of
         self._spool_meta: tuple[int, bool] = (0, False)
 
     # -- properties -------------------------------------------------------------------------
+    @property
+    def dirty(self) -> bool:
+        """The selected folder may have changed since the session last read it."""
+        return self._dirty
+
+    @dirty.setter
+    def dirty(self, value: bool) -> None:
+        if value:
+            self.dirty_seq = self.ctx.shared.mark()
+        self._dirty = value
+
     @property
     def rev2(self) -> bool:
         return "IMAP4REV2" in self.enabled
@@ -177,6 +189,7 @@ class Session:
         except ConnectionClosed:
             pass
         finally:
+            await self.settle_recent()
             self.watch(None)
             await self._abort_spool()
             self.conn.close()
@@ -320,15 +333,28 @@ class Session:
         if not self.dirty and not (allow_expunge and view.gone):
             return
         self.dirty = False
-        current = await self.ctx.storage.messages.get_folder_by_id(view.folder.folder_id)
+        reader = SharedFolderReader(self.ctx.shared, self.ctx.storage.messages, self.dirty_seq)
+        current = await reader.get_folder_by_id(view.folder.folder_id)
         for line in await view.refresh(
-            self.ctx.storage.messages,
+            reader,
             current,
             allow_expunge=allow_expunge,
             rev1=not self.rev2,
             vanished="QRESYNC" in self.enabled,
         ):
             self.out += line
+
+    async def settle_recent(self) -> None:
+        """Leaving a folder selected read-write: messages that arrived while it was selected
+        were ``\\Recent`` in this session, so they are no one else's (RFC 3501 §2.3.2)."""
+        view = self.selected
+        if view is None or view.readonly or not view.recent:
+            return
+        top = max(view.recent)
+        if top > view.recent_mark:
+            view.recent_mark = top
+            with contextlib.suppress(Exception):
+                await self.ctx.storage.messages.claim_recent(view.folder.folder_id, upto=top)
 
     def watch(self, folder_id: int | None, mailbox_id: int = 0) -> None:
         """Follows changes of the selected folder through the notifier (also across nodes on
@@ -384,6 +410,7 @@ async def _noop(s: Session, cmd: Command) -> bytes:
 
 
 async def _logout(s: Session, cmd: Command) -> bytes:
+    await s.settle_recent()
     s.untagged(b"BYE Logging out")
     s.state = LOGOUT
     return b"OK LOGOUT completed"

@@ -8,12 +8,60 @@ untagged updates to send: EXPUNGE (only when allowed), EXISTS, RECENT (rev1), FE
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Protocol
 
 from caducee.core.model import Folder, StoredMessage
 from caducee.storage.interfaces import MessageStore
 
-__all__ = ["SelectedView", "flag_list"]
+if TYPE_CHECKING:
+    from caducee.imap.cache import SharedReads
+
+__all__ = ["FolderReader", "SelectedView", "SharedFolderReader", "flag_list"]
+
+
+class FolderReader(Protocol):
+    """The reads ``SelectedView.refresh`` needs (a ``MessageStore`` has them)."""
+
+    async def changed_since(self, folder_id: int, modseq: int) -> list[StoredMessage]: ...
+
+    async def vanished_since(self, folder_id: int, modseq: int) -> list[int]: ...
+
+    async def list_messages(self, folder_id: int) -> list[StoredMessage]: ...
+
+
+class SharedFolderReader:
+    """``FolderReader`` whose reads are shared with the other sessions of the server that
+    ask the same thing at the same time (``SharedReads``; ``after``: the session's mark)."""
+
+    def __init__(self, shared: SharedReads, store: MessageStore, after: int) -> None:
+        self._shared = shared
+        self._store = store
+        self._after = after
+
+    async def get_folder_by_id(self, folder_id: int) -> Folder | None:
+        return await self._shared.read(
+            ("folder", folder_id), self._after, lambda: self._store.get_folder_by_id(folder_id)
+        )
+
+    async def changed_since(self, folder_id: int, modseq: int) -> list[StoredMessage]:
+        return await self._shared.read(
+            ("changed", folder_id, modseq),
+            self._after,
+            lambda: self._store.changed_since(folder_id, modseq),
+        )
+
+    async def vanished_since(self, folder_id: int, modseq: int) -> list[int]:
+        return await self._shared.read(
+            ("vanished", folder_id, modseq),
+            self._after,
+            lambda: self._store.vanished_since(folder_id, modseq),
+        )
+
+    async def list_messages(self, folder_id: int) -> list[StoredMessage]:
+        return await self._shared.read(
+            ("list", folder_id), self._after, lambda: self._store.list_messages(folder_id)
+        )
 
 
 def flag_list(flags: frozenset[str] | set[str], recent: bool = False) -> bytes:
@@ -35,6 +83,7 @@ class SelectedView:
     uidnext: int = 1
     count: int = 0
     saved: frozenset[int] = frozenset()  # SEARCHRES $ (UIDs)
+    recent_mark: int = 0  # the folder's \\Recent mark as this session left it
     condstore: bool = False
 
     @classmethod
@@ -47,6 +96,68 @@ class SelectedView:
         view.uidnext = max(folder.uidnext, (view.uids[-1] + 1) if view.uids else 1)
         view.count = len(msgs)
         return view
+
+    @classmethod
+    def reopen(cls, old: SelectedView, folder: Folder, readonly: bool) -> SelectedView | None:
+        """SELECT of the folder this session already has selected: when the store's state
+        (UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, message count) is the one the old view was last
+        brought to, its messages are current and need not be listed again. Every change to a
+        folder raises its HIGHESTMODSEQ (RFC 7162 §3.1.2.1), so equal states mean equal
+        contents."""
+        f = old.folder
+        same = (
+            f.folder_id == folder.folder_id
+            and f.uidvalidity == folder.uidvalidity
+            and f.uidnext == folder.uidnext
+            and f.highest_modseq == folder.highest_modseq
+            and f.message_count == folder.message_count
+            and not old.gone
+            and len(old.uids) == folder.message_count
+        )
+        if not same:
+            return None
+        view = cls(folder, readonly, uids=list(old.uids), msgs=dict(old.msgs))
+        view.highest_modseq = max(old.highest_modseq, folder.highest_modseq)
+        view.uidnext = max(folder.uidnext, (view.uids[-1] + 1) if view.uids else 1)
+        view.count = len(view.uids)
+        return view
+
+    def own_store(self, changed: list[StoredMessage]) -> None:
+        """After this session's own STORE: when the new MODSEQ directly follows the folder
+        state last read, nobody else changed the folder in between, so the known state
+        advances without re-reading it (the store gives each change the next MODSEQ)."""
+        if changed and all(m.modseq == self.folder.highest_modseq + 1 for m in changed):
+            self.folder = replace(self.folder, highest_modseq=changed[0].modseq)
+
+    def own_expunge(self, removed: list[int]) -> None:
+        """After this session's own EXPUNGE (already removed from the view): an expunge that
+        removed messages takes exactly the next MODSEQ. Assuming it is the only change since
+        the state last read is safe: if someone else changed the folder too, the store's
+        HIGHESTMODSEQ is higher still and the next refresh re-reads the difference."""
+        f = self.folder
+        if removed and not self.gone and len(self.uids) == f.message_count - len(removed):
+            self.folder = replace(
+                f, highest_modseq=f.highest_modseq + 1, message_count=len(self.uids)
+            )
+
+    def own_append(self, msg: StoredMessage, *, rev1: bool) -> list[bytes] | None:
+        """After this session's own APPEND into the selected folder: the EXISTS (and RECENT)
+        updates without re-reading the folder, when nothing else happened in between (its
+        MODSEQ and UID directly follow the known state); ``None`` when the folder must be
+        re-read."""
+        f = self.folder
+        if self.gone or msg.modseq != f.highest_modseq + 1 or msg.uid != f.uidnext:
+            return None
+        if len(self.uids) != f.message_count:
+            return None
+        current = replace(
+            f, highest_modseq=msg.modseq, uidnext=msg.uid + 1, message_count=f.message_count + 1
+        )
+        self.folder = current
+        last = self.uids[-1] if self.uids else 0
+        return self._apply(
+            [msg], last, allow_expunge=False, rev1=rev1, vanished=False, current=current
+        )
 
     def seq_of(self, uid: int) -> int | None:
         i = bisect.bisect_left(self.uids, uid)
@@ -80,7 +191,7 @@ class SelectedView:
 
     async def refresh(
         self,
-        store: MessageStore,
+        store: FolderReader,
         current: Folder | None,
         *,
         allow_expunge: bool,

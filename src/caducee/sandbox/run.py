@@ -8,8 +8,10 @@ lists the operators, each with its node configuration file. Peers are routed by 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,31 +78,84 @@ def sandbox_configs(sandbox: Sandbox) -> list[NodeConfig]:
     return [load_config(op.config_path) for op in sandbox.operators]
 
 
+class _Service:
+    """A sandbox service that is not an operator (the authority, the directory), stoppable
+    like one so ``stop_all`` handles the whole list."""
+
+    def __init__(self, name: str, stop: Callable[[], Awaitable[None]], addresses: str) -> None:
+        self.name = name
+        self._stop = stop
+        self.addresses = addresses
+
+    async def stop(self) -> None:
+        await self._stop()
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def start_services(sandbox: Sandbox) -> list[Any]:
+    """Starts the trust authority and the directory node of the sandbox (when it has them):
+    they must be up before the operators, which fetch the list and CRLs at start."""
+    services: list[Any] = []
+    from caducee.sandbox.authority import AuthorityThread, open_sandbox_authority
+
+    auth = await asyncio.to_thread(open_sandbox_authority, sandbox.info)
+    if auth is not None:
+        server = AuthorityThread(auth, sandbox.info["authority"])
+        bound = await server.start()
+        where = ", ".join(f"{k} {h}:{p}" for k, (h, p) in bound.items())
+        services.append(_Service("authority", server.stop, where))
+    node = sandbox.info.get("directory_node")
+    if isinstance(node, dict):
+        from caducee.sandbox.directory import serve_directory
+
+        try:
+            dserver, dtask, store = await serve_directory(node)
+        except BaseException:
+            await stop_all(services)
+            raise
+
+        async def stop_directory() -> None:
+            dserver.should_exit = True
+            await asyncio.wait({dtask}, timeout=10)
+            await _cancel(dtask)
+            store.close()
+
+        services.append(_Service("directory", stop_directory, f"fhir {node['fhir_url']}"))
+    return services
+
+
 async def start_sandbox(directory: Path) -> tuple[Sandbox, list[Operator]]:
-    """Loads and starts every operator; on failure, stops those already started."""
+    """Loads and starts the authority, the directory and every operator; on failure, stops
+    those already started. The services come first in the returned list (stopped last)."""
     sandbox = load_sandbox(directory)
     configs = sandbox_configs(sandbox)
-    operators: list[Operator] = []
+    operators: list[Any] = await start_services(sandbox)
     from caducee.web.sandbox import start_idp
 
-    idp = await start_idp(directory, sandbox.info)  # the webmails' identity provider
+    try:
+        idp = await start_idp(directory, sandbox.info)  # the webmails' identity provider
+    except BaseException:
+        await stop_all(operators)
+        raise
+    if idp is not None:
+        operators.append(_Service("idp", idp.stop, f"issuer {sandbox.info['idp']['issuer']}"))
     try:
         for cfg in configs:
             op = Operator(cfg)
             await op.start()
             operators.append(op)
-        if idp is not None and operators:
-            operators[0].servers["idp"] = idp  # stopped with the first operator
-            idp = None
     except BaseException:
         await stop_all(operators)
-        if idp is not None:
-            await idp.stop()
         raise
     return sandbox, operators
 
 
-async def stop_all(operators: list[Operator]) -> None:
+async def stop_all(operators: list[Any]) -> None:
     for op in reversed(operators):
         try:
             await op.stop()
@@ -108,9 +163,12 @@ async def stop_all(operators: list[Operator]) -> None:
             log.exception("stopping %s failed", op.name)
 
 
-def describe(operators: list[Operator]) -> str:
+def describe(operators: list[Any]) -> str:
     lines = []
     for op in operators:
+        if isinstance(op, _Service):
+            lines.append(f"  {op.name}: {op.addresses}")
+            continue
         parts = [f"{name} {h}:{p}" for name, addrs in op.addresses.items() for h, p in addrs[:1]]
         lines.append(f"  {op.name} ({', '.join(op.cfg.domains)}): {'; '.join(parts)}")
     return "\n".join(lines)
@@ -125,7 +183,8 @@ def run_sandbox(directory: Path) -> None:
     async def start() -> None:
         _, started = await start_sandbox(directory)
         operators.extend(started)
-        print(f"sandbox {directory}: {len(operators)} operator(s) running", flush=True)
+        count = sum(1 for op in operators if isinstance(op, Operator))
+        print(f"sandbox {directory}: {count} operator(s) running", flush=True)
         print(describe(operators), flush=True)
         from caducee.web.sandbox import describe_web
 

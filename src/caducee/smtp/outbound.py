@@ -207,12 +207,22 @@ class OutboundSession:
     # -- I/O ----------------------------------------------------------------------------
 
     async def _read_reply(self) -> Reply:
+        # asyncio.timeout, not wait_for: no task per line read (several lines per reply,
+        # several replies per pipelined transaction).
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self._read_reply_lines()
+        except TimeoutError as exc:
+            self.broken = True
+            raise PeerError(f"reading reply from {self.host}: {exc!r}") from exc
+
+    async def _read_reply_lines(self) -> Reply:
         lines: list[str] = []
         code = 0
         while True:
             try:
-                raw = await asyncio.wait_for(self._reader.readline(), self.timeout)
-            except (TimeoutError, ValueError, OSError) as exc:
+                raw = await self._reader.readline()
+            except (ValueError, OSError) as exc:
                 self.broken = True
                 raise PeerError(f"reading reply from {self.host}: {exc!r}") from exc
             if not raw.endswith(b"\n"):
@@ -233,7 +243,9 @@ class OutboundSession:
     async def _write(self, data: bytes) -> None:
         try:
             self._writer.write(data)
-            await asyncio.wait_for(self._writer.drain(), self.timeout)
+            if self._writer.transport.get_write_buffer_size() > 0:
+                async with asyncio.timeout(self.timeout):
+                    await self._writer.drain()
         except (OSError, TimeoutError) as exc:
             self.broken = True
             raise PeerError(f"writing to {self.host}: {exc!r}") from exc

@@ -5,8 +5,9 @@ is a client certificate; the handshake uses ``TrustPolicy.relay_server_context()
 but bad certificate fails it: audit event); at MAIL FROM the policy checks the certificate's
 full subject DN against the liste blanche entry of the sender's domain
 (``check_inbound``), refusing with its precise code and text. RCPT only for local mailboxes
-(no relaying). Accepted mail is delivered with ``MessageStore.deliver`` (atomic, dedup key)
-before the ``250``. Every refusal and acceptance is an audit event (no bodies, no secrets).
+(no relaying). Accepted mail is delivered with ``MessageStore.accept`` (atomic, dedup key,
+with its audit event in the same transaction) before the ``250``. Every refusal and
+acceptance is an audit event (no bodies, no secrets).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from caducee.core.model import AuditEvent, BlobRef
 from caducee.smtp.protocol import HeaderCollector, MailFrom, RcptTo, Reply
 from caducee.smtp.server import Connection, Listener
 from caducee.smtp.session import Handler, Limits, Session, Transaction
-from caducee.storage.interfaces import BlobWriter, Storage
+from caducee.storage.interfaces import BlobWriter, Delivery, Storage
 
 __all__ = [
     "DeliveredMessage",
@@ -102,24 +103,37 @@ class OperatorHandler(Handler):
     def new_writer(self) -> BlobWriter:
         return self.storage.blobs.writer()
 
+    def event(
+        self, s: Session, what: str, outcome: str, target: str = "", **details: str
+    ) -> AuditEvent:
+        actor = s.state.get("actor") or (s.account.login if s.account else f"ip:{s.peer_ip}")
+        return AuditEvent(
+            kind=f"smtp.{self.kind}.{what}",
+            outcome=outcome,
+            actor=str(actor),
+            target=target,
+            details={"peer": s.peer_ip, **details},
+            node=self.cfg.name,
+        )
+
     async def audit(
         self, s: Session, what: str, outcome: str, target: str = "", **details: str
     ) -> None:
-        actor = s.state.get("actor") or (s.account.login if s.account else f"ip:{s.peer_ip}")
-        details = {"peer": s.peer_ip, **details}
         try:
-            await self.storage.audit.record(
-                AuditEvent(
-                    kind=f"smtp.{self.kind}.{what}",
-                    outcome=outcome,
-                    actor=str(actor),
-                    target=target,
-                    details=details,
-                    node=self.cfg.name,
-                )
-            )
+            await self.storage.audit.record(self.event(s, what, outcome, target, **details))
         except StorageError:
             log.exception("audit event could not be recorded")
+
+    def accepted_event(self, s: Session, tx: Transaction, ref: BlobRef) -> AuditEvent:
+        return self.event(
+            s,
+            "accepted",
+            "ok",
+            tx.queue_id,
+            sender=tx.mail.address,
+            recipients=",".join(r.address for r in tx.rcpts),
+            size=str(ref.size),
+        )
 
     async def on_tls_failed(self, s: Session, exc: BaseException) -> None:
         why = self.policy.describe_handshake_error(exc)
@@ -143,20 +157,12 @@ class OperatorHandler(Handler):
         tx.local[rcpt.address.lower()] = mbox.mailbox_id
         return Reply(250, "2.1.5", "Recipient ok")
 
-    async def store_local(
-        self, tx: Transaction, blob: BlobRef, dedup_key: str | None = None
-    ) -> Reply | None:
-        """Delivers to the local recipients; a refusal reply, or None when stored."""
-        ids = sorted(set(tx.local.values()))
+    def local_delivery(self, tx: Transaction, dedup_key: str | None = None) -> list[Delivery]:
+        """The delivery to the local recipients (none when there are none)."""
+        ids = tuple(sorted(set(tx.local.values())))
         if not ids:
-            return None
-        try:
-            await self.storage.messages.deliver(
-                blob, ids, dedup_key=dedup_key or f"smtp:{self.cfg.name}:{tx.queue_id}"
-            )
-        except QuotaExceeded:
-            return Reply(452, "4.2.2", "Mailbox full, try again later")
-        return None
+            return []
+        return [Delivery(ids, dedup_key=dedup_key or f"smtp:{self.cfg.name}:{tx.queue_id}")]
 
     async def notify_delivered(
         self, hook: OnDelivered | None, tx: Transaction, blob: BlobRef, locals_: list[RcptTo]
@@ -237,10 +243,16 @@ class RelayHandler(OperatorHandler):
             await blob.abort()
             log.exception("blob commit failed")
             return Reply(451, "4.3.0", "Local storage error, try again later")
+        refusal: Reply | None = None
         try:
-            refusal = await self.store_local(
-                tx, ref, relay_dedup_key(tx.mail.address, headers, ref.size)
+            # The delivery and its audit event: one transaction, one group commit.
+            await self.storage.messages.accept(
+                ref,
+                self.local_delivery(tx, relay_dedup_key(tx.mail.address, headers, ref.size)),
+                audit=[self.accepted_event(s, tx, ref)],
             )
+        except QuotaExceeded:
+            refusal = Reply(452, "4.2.2", "Mailbox full, try again later")
         except StorageError:
             log.exception("delivery failed for %s", tx.queue_id)
             refusal = Reply(451, "4.3.0", "Local storage error, try again later")
@@ -249,15 +261,6 @@ class RelayHandler(OperatorHandler):
             await self.on_data_refused(s, tx, refusal)
             return refusal
         await self.notify_delivered(self.on_delivered, tx, ref, tx.rcpts)
-        await self.audit(
-            s,
-            "accepted",
-            "ok",
-            tx.queue_id,
-            sender=tx.mail.address,
-            recipients=",".join(r.address for r in tx.rcpts),
-            size=str(ref.size),
-        )
         return Reply(250, "2.0.0", f"Ok: delivered as {tx.queue_id}")
 
 

@@ -62,6 +62,7 @@ class Connection(asyncio.Protocol):
         self._bio_out = ssl.MemoryBIO()
         self._handshake: asyncio.Future[None] | None = None
         self._broken = False  # TLS failed: nothing may be written any more
+        self._hold_out = False  # TLS 1.3 session ticket held for the next reply (one send)
 
     # -- asyncio.Protocol callbacks --------------------------------------------------------
 
@@ -220,6 +221,7 @@ class Connection(asyncio.Protocol):
         self._out.clear()
         if self._lost or self.transport.is_closing():
             return
+        self._hold_out = False
         if self._ssl is not None:
             try:
                 self._ssl.write(data)
@@ -278,7 +280,12 @@ class Connection(asyncio.Protocol):
             if not hs.done():
                 hs.set_exception(exc)
             return
-        self._tls_flush_out()  # Finished, session ticket
+        if self._ssl.version() == "TLSv1.3":
+            # Only the session ticket is left to send: it goes with our next reply (one
+            # send fewer per connection; a TLS 1.3 client never waits for a ticket).
+            self._hold_out = True
+        else:
+            self._tls_flush_out()  # TLS 1.2: our Finished, which the client waits for
         if not hs.done():
             hs.set_result(None)
 
@@ -302,7 +309,9 @@ class Connection(asyncio.Protocol):
         return b"".join(chunks)
 
     def _tls_flush_out(self) -> None:
-        if self._bio_out.pending and self.transport is not None and not self.transport.is_closing():
+        if self._hold_out or not self._bio_out.pending or self.transport is None:
+            return
+        if not self.transport.is_closing():
             self.transport.write(self._bio_out.read())
 
     def get_extra_info(self, name: str) -> object:
@@ -311,12 +320,19 @@ class Connection(asyncio.Protocol):
         return None if self.transport is None else self.transport.get_extra_info(name)
 
     async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.flush()
         if self._ssl is not None and not self._broken and not self._lost:
+            # The last reply and our close_notify in one send; we do not wait for the peer's.
+            data = b"".join(self._out)
+            self._out.clear()
+            self._hold_out = False
             with contextlib.suppress(ssl.SSLError, ValueError):
-                self._ssl.unwrap()  # our close_notify; we do not wait for the peer's
+                if data:
+                    self._ssl.write(data)
+                self._ssl.unwrap()
             self._tls_flush_out()
+        else:
+            with contextlib.suppress(Exception):
+                await self.flush()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 

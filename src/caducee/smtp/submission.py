@@ -12,6 +12,7 @@ all durable before the ``250``; then ``on_queued`` wakes the delivery worker.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Callable, Sequence
@@ -19,19 +20,19 @@ from datetime import UTC, datetime, timedelta
 
 from caducee.config.model import NodeConfig
 from caducee.core.errors import ConfigError, QuotaExceeded, StorageError
-from caducee.core.model import Account, BlobRef, Mailbox, QueueRecipient
+from caducee.core.model import Account, Mailbox, QueueRecipient
 from caducee.smtp.protocol import HeaderCollector, MailFrom, RcptTo, Reply, header_addresses
 from caducee.smtp.relay import OnDelivered, OperatorHandler, TrustView, limits_from_config
 from caducee.smtp.sasl import PlainMechanism, SaslMechanism, mechanisms_by_name
 from caducee.smtp.server import Connection, Listener
 from caducee.smtp.session import Limits, Session, Transaction
-from caducee.storage.interfaces import BlobWriter, Storage
+from caducee.storage.interfaces import BlobWriter, Delivery, Enqueue, Storage
 
 __all__ = ["SubmissionServer"]
 
 log = logging.getLogger("caducee.smtp.submission")
 
-_SEEN = "\\Seen"
+_SEEN_FLAGS = frozenset({"\\Seen"})
 
 
 class SubmissionHandler(OperatorHandler):
@@ -50,6 +51,7 @@ class SubmissionHandler(OperatorHandler):
         self.mechanisms = mechanisms_by_name(list(mechanisms))
         self.on_queued = on_queued
         self.on_delivered = on_delivered
+        self._background: set[asyncio.Future[None]] = set()
 
     def tls_context(self) -> ssl.SSLContext:
         return self.policy.submission_server_context()
@@ -63,7 +65,14 @@ class SubmissionHandler(OperatorHandler):
             await self.audit(s, "auth", "refused", mechanism=mechanism)
             return
         s.state["actor"] = account.login
-        await self.audit(s, "auth", "ok", account.login, mechanism=mechanism)
+        # Not awaited: the 235 need not wait for a commit (the event is queued now and
+        # committed with the next group commit; the acceptance event of any message of
+        # this session is in that message's own transaction). Refusals stay awaited.
+        task = asyncio.ensure_future(
+            self.audit(s, "auth", "ok", account.login, mechanism=mechanism)
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _mailboxes(self, s: Session) -> dict[str, Mailbox]:
         cached = s.state.get("mailboxes")
@@ -137,10 +146,27 @@ class SubmissionHandler(OperatorHandler):
             await blob.abort()
             log.exception("blob commit failed")
             return Reply(451, "4.3.0", "Local storage error, try again later")
+        deliveries = self.local_delivery(tx)
+        sender_id = s.state.get("sender_mailbox_id")
+        if isinstance(sender_id, int):
+            # The sender's own BAL full: the message still goes, without its copy.
+            deliveries.append(
+                Delivery(
+                    (sender_id,),
+                    "Sent",
+                    _SEEN_FLAGS,
+                    f"smtp-sent:{self.cfg.name}:{tx.queue_id}",
+                    skip_over_quota=True,
+                )
+            )
         try:
-            refusal = await self.store_local(tx, ref)
-            if refusal is None:
-                await self._store_rest(s, tx, ref)
+            # Local deliveries, Sent copy, queue items and the audit event: one transaction
+            # (all or nothing, so a client's retry never duplicates), one group commit.
+            done = await self.storage.messages.accept(
+                ref, deliveries, self._enqueues(tx), [self.accepted_event(s, tx, ref)]
+            )
+        except QuotaExceeded:
+            refusal = Reply(452, "4.2.2", "Mailbox full, try again later")
         except StorageError:
             log.exception("submission storage failed for %s", tx.queue_id)
             refusal = Reply(451, "4.3.0", "Local storage error, try again later")
@@ -149,50 +175,24 @@ class SubmissionHandler(OperatorHandler):
             return refusal
         if tx.remote and self.on_queued is not None:
             self.on_queued()
+        if done.over_quota:
+            log.warning("no Sent copy for %s: sender mailbox over quota", tx.queue_id)
+            await self.audit(s, "sent_copy", "error", tx.queue_id, reason="quota exceeded")
         local = [r for r in tx.rcpts if r.address.lower() in tx.local]
         await self.notify_delivered(self.on_delivered, tx, ref, local)
-        await self.audit(
-            s,
-            "accepted",
-            "ok",
-            tx.queue_id,
-            sender=tx.mail.address,
-            recipients=",".join(r.address for r in tx.rcpts),
-            size=str(ref.size),
-        )
         return Reply(250, "2.0.0", f"Ok: queued as {tx.queue_id}")
 
-    async def _store_rest(self, s: Session, tx: Transaction, ref: BlobRef) -> None:
-        sender_id = s.state.get("sender_mailbox_id")
-        if isinstance(sender_id, int):
-            try:
-                await self.storage.messages.deliver(
-                    ref,
-                    [sender_id],
-                    folder="Sent",
-                    flags=[_SEEN],
-                    dedup_key=f"smtp-sent:{self.cfg.name}:{tx.queue_id}",
-                )
-            except QuotaExceeded:
-                # The sender's own BAL is full: the message still goes, without its copy.
-                log.warning("no Sent copy for %s: sender mailbox over quota", tx.queue_id)
-                await self.audit(s, "sent_copy", "error", tx.queue_id, reason="quota exceeded")
+    def _enqueues(self, tx: Transaction) -> list[Enqueue]:
         by_domain: dict[str, list[QueueRecipient]] = {}
         for r in tx.remote:
             by_domain.setdefault(r.address.rpartition("@")[2], []).append(
                 QueueRecipient(r.address, notify=r.notify, orcpt=r.orcpt)
             )
         expires = datetime.now(UTC) + timedelta(seconds=self.cfg.smtp.queue_lifetime_seconds)
-        for domain, rcpts in by_domain.items():
-            await self.storage.queue.enqueue(
-                tx.mail.address,
-                rcpts,
-                ref,
-                domain,
-                expires=expires,
-                envid=tx.mail.envid,
-                ret=tx.mail.ret,
-            )
+        return [
+            Enqueue(tx.mail.address, tuple(rcpts), domain, expires, tx.mail.envid, tx.mail.ret)
+            for domain, rcpts in by_domain.items()
+        ]
 
 
 class SubmissionServer:

@@ -395,17 +395,22 @@ class OutboundWorker:
             await self._storage.queue.set_recipient_state(
                 item.item_id, r.address, RecipientState.FAILED, str(reply)[:500]
             )
+        events: list[AuditEvent] = []
         if delivered:
             self.delivered += 1
-            await self._audit(
-                "smtp.outbound.delivered",
-                "ok",
-                item.domain,
-                {
-                    "item": str(item.item_id),
-                    "peer": session.host,
-                    "recipients": str(len(delivered)),
-                },
+            events.append(
+                AuditEvent(
+                    "smtp.outbound.delivered",
+                    "ok",
+                    "system",
+                    item.domain,
+                    {
+                        "item": str(item.item_id),
+                        "peer": session.host,
+                        "recipients": str(len(delivered)),
+                    },
+                    node=self._node,
+                )
             )
         statuses: list[RecipientStatus] = []
         peer_does_dsn = "DSN" in session.extensions
@@ -423,6 +428,8 @@ class OutboundWorker:
                 )
             )
         if temporary:
+            for event in events:
+                await self._record(event)
             if statuses:
                 await self._notify(item, statuses, "partial")
             diag = "; ".join(f"{r.address}: {reply}" for r, reply in temporary)[:500]
@@ -430,14 +437,19 @@ class OutboundWorker:
                 item, [r for r, _ in temporary], diag, _status_of(temporary[0][1]), session.host
             )
             return
-        await self._complete(item, statuses, session)
+        await self._complete(item, statuses, session, events)
 
     async def _complete(
-        self, item: QueueItem, statuses: list[RecipientStatus], session: OutboundSession | None
+        self,
+        item: QueueItem,
+        statuses: list[RecipientStatus],
+        session: OutboundSession | None,
+        events: list[AuditEvent] | None = None,
     ) -> None:
         if statuses:
             await self._notify(item, statuses, "final")
-        await self._storage.queue.finish(item.item_id)
+        # The item goes with its audit event (one transaction) and its blob when unshared.
+        await self._storage.queue.finish(item.item_id, audit=events or ())
 
     async def _destination_failed(self, item: QueueItem, down: _DestinationDown) -> None:
         pending = list(_pending(item))
@@ -564,10 +576,11 @@ class OutboundWorker:
         return await read_headers(self._storage, item.blob)
 
     async def _audit(self, kind: str, outcome: str, target: str, details: dict[str, str]) -> None:
+        await self._record(AuditEvent(kind, outcome, "system", target, details, node=self._node))
+
+    async def _record(self, event: AuditEvent) -> None:
         try:
-            await self._storage.audit.record(
-                AuditEvent(kind, outcome, "system", target, details, node=self._node)
-            )
+            await self._storage.audit.record(event)
         except CaduceeError as exc:
             log.warning("outbound: audit failed: %s", exc)
 

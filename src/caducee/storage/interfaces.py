@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -26,12 +27,15 @@ from caducee.core.model import (
 )
 
 __all__ = [
+    "Acceptance",
     "AccountStore",
     "AuditStore",
     "BlobStore",
     "BlobWriter",
     "ChangeNotifier",
     "ChangeSubscription",
+    "Delivery",
+    "Enqueue",
     "FlagMode",
     "MessageStore",
     "QueueStore",
@@ -169,6 +173,41 @@ class FlagMode(enum.StrEnum):
     REPLACE = "replace"
 
 
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One ``deliver`` inside ``MessageStore.accept``. ``skip_over_quota``: a full BAL is
+    skipped (the delivery's index is then in ``Acceptance.over_quota``) instead of failing the
+    whole accept (the sender's Sent copy: the message still goes without it)."""
+
+    mailbox_ids: tuple[int, ...]
+    folder: str = "INBOX"
+    flags: frozenset[str] = frozenset()
+    dedup_key: str | None = None
+    skip_over_quota: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueue:
+    """One ``QueueStore.enqueue`` inside ``MessageStore.accept`` (same blob)."""
+
+    sender: str
+    recipients: tuple[QueueRecipient, ...]
+    domain: str
+    expires: datetime
+    envid: str | None = None
+    ret: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Acceptance:
+    """What ``MessageStore.accept`` did: messages stored per ``Delivery`` (in order), the
+    indexes of deliveries skipped over quota, the queue item ids per ``Enqueue``."""
+
+    messages: tuple[tuple[StoredMessage, ...], ...] = ()
+    over_quota: tuple[int, ...] = ()
+    queue_ids: tuple[int, ...] = ()
+
+
 class MessageStore(Protocol):
     """Folders and messages of BALs, with what IMAP needs (UIDs, MODSEQ, flags)."""
 
@@ -179,6 +218,13 @@ class MessageStore(Protocol):
         ...
 
     async def get_folder_by_id(self, folder_id: int) -> Folder | None: ...
+
+    async def claim_recent(self, folder_id: int, upto: int | None = None) -> int:
+        """RFC 3501 §2.3.2 ``\\Recent``: raises the folder's persistent mark (the highest UID
+        already recent for some session) to ``upto`` (default: UIDNEXT - 1; never lowered) and
+        returns the previous mark, atomically. Messages above the returned mark are recent
+        for the caller and for no one else. ``NotFound`` for an unknown folder."""
+        ...
 
     async def create_folder(
         self, mailbox_id: int, name: str, *, special_use: str | None = None
@@ -205,6 +251,20 @@ class MessageStore(Protocol):
         """Atomically adds the message to ``folder`` of every BAL (one transaction, durable on
         return). With ``dedup_key``, a BAL that already got that key is skipped: re-delivery
         after a crash never puts a message twice. Raises ``QuotaExceeded`` (nothing stored)."""
+        ...
+
+    async def accept(
+        self,
+        blob: BlobRef,
+        deliveries: Sequence[Delivery] = (),
+        enqueues: Sequence[Enqueue] = (),
+        audit: Sequence[AuditEvent] = (),
+    ) -> Acceptance:
+        """Everything an SMTP acceptance stores, in ONE transaction (durable on return; one
+        group commit on SQLite): local deliveries (as ``deliver``), queue items (as
+        ``QueueStore.enqueue``) and audit events. All or nothing, so a retry after a failure
+        never duplicates; raises ``QuotaExceeded`` (nothing stored) for a full BAL of a
+        delivery without ``skip_over_quota``."""
         ...
 
     async def append(
@@ -314,8 +374,9 @@ class QueueStore(Protocol):
 
     async def reschedule(self, item_id: int, next_attempt: datetime, error: str) -> None: ...
 
-    async def finish(self, item_id: int) -> None:
-        """Removes the item (its blob is deleted by the caller when no longer referenced)."""
+    async def finish(self, item_id: int, *, audit: Sequence[AuditEvent] = ()) -> None:
+        """Removes the item, records ``audit`` in the same transaction, and deletes its blob
+        when no message and no other queue item references it any more."""
         ...
 
     async def get(self, item_id: int) -> QueueItem | None: ...

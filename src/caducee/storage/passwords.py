@@ -69,6 +69,10 @@ class PasswordHasher:
     def hash(self, password: str) -> str:
         return hash_password(password, log2_n=self.log2_n)
 
+    def cache_key(self, login: str, stored: str, password: str) -> bytes:
+        """HMAC of the triple under a per-process secret (the password is never kept)."""
+        return self._key(login, stored, password)
+
     def _key(self, login: str, stored: str, password: str) -> bytes:
         msg = b"\0".join(s.encode("utf-8", "surrogatepass") for s in (login, stored, password))
         return hmac.new(self._secret, msg, hashlib.sha256).digest()

@@ -243,6 +243,7 @@ def run_outbound(
     wait_seconds: float = 10.0,
     timeout: float = 15.0,
     before_each: Callable[[str], None] | None = None,
+    submit: Callable[[str, str], None] | None = None,
 ) -> list[ScenarioResult]:
     """Does operator ``via`` refuse to deliver to a peer presenting each bad certificate?
 
@@ -252,13 +253,28 @@ def run_outbound(
     certificate passes when a TLS attempt was seen and no message arrived; ``cert-valide`` when
     the message arrived. An operator backing off from the peer after a failure makes no attempt
     (reported as such): restart it between scenarios (``before_each``) or run them one by one.
+    ``submit(rcpt, token)``, when given, injects the message into the operator under test (one
+    that is not a sandbox operator, e.g. another implementation) instead of ``via``'s submission.
     """
     peer = sandbox["operators"][0]
-    sender_op = next(op for op in sandbox["operators"] if op["name"] == via)
-    if sender_op is peer:
-        raise ValueError("the operator under test must not be the sandbox's first operator")
-    account = sender_op["accounts"][0]
     rcpt = peer["accounts"][0]["address"]
+    if submit is None:
+        sender_op = next(op for op in sandbox["operators"] if op["name"] == via)
+        if sender_op is peer:
+            raise ValueError("the operator under test must not be the sandbox's first operator")
+        account = sender_op["accounts"][0]
+
+        def submit(rcpt: str, token: str) -> None:
+            _submit(
+                sender_op["submission"],
+                account["login"],
+                account["password"],
+                account["address"],
+                rcpt,
+                token,
+                timeout,
+            )
+
     host, _, port = peer["relay"].rpartition(":")
     results = []
     for name in scenarios:
@@ -275,15 +291,7 @@ def run_outbound(
         token = f"{name}-{secrets.token_hex(6)}"
         want = name == "cert-valide"
         try:
-            _submit(
-                sender_op["submission"],
-                account["login"],
-                account["password"],
-                account["address"],
-                rcpt,
-                token,
-                timeout,
-            )
+            submit(rcpt, token)
             got, attempted = _watch(cap, token, want, wait_seconds)
         except (OSError, smtplib.SMTPException) as exc:
             results.append(

@@ -7,6 +7,8 @@ to the trust-space CA bundle (IGC-Santé-shaped), (3) it is within its validity 
 domain inbound, the recipient domain outbound). OpenSSL enforces (1)-(3) during the handshake;
 :meth:`TrustPolicy.check_inbound` / :meth:`TrustPolicy.check_outbound` enforce (4) and re-check
 (2)-(3) in Python (defence in depth: a CRL reloaded after a context was built still counts).
+When ``tls.ocsp_url`` names a responder, (3) also asks it (RFC 6960, ``caducee.trust.ocsp``):
+"revoked" refuses; other answers refuse only with ``tls.ocsp_strict``.
 
 Contexts are rebuilt by :meth:`TrustPolicy.reload_crls`; fetch them with the ``*_context()``
 methods for every new connection (they return a cached object, cheap), never keep one forever.
@@ -33,6 +35,7 @@ from caducee.core.errors import TrustError
 from caducee.trust.crl import CrlSet
 from caducee.trust.dn import DistinguishedName, dn_of_certificate
 from caducee.trust.listeblanche import ListeBlanche, normalise_domain
+from caducee.trust.ocsp import OcspChecker
 
 __all__ = ["PeerVerdict", "TrustPolicy", "describe_handshake_error"]
 
@@ -63,6 +66,18 @@ class _CertInfo:
     issuer_not_after: dt.datetime | None  # latest validity end among matching CA certs
     issuer_der: bytes
     issuer_revoked: bool  # the issuing CA is revoked per its own issuer's CRL
+
+
+def _ocsp_checker(tls: TlsConfig) -> OcspChecker | None:
+    """The OCSP checker of ``tls.ocsp_url`` (caducee.trust.ocsp), if one is configured."""
+    if not tls.ocsp_url:
+        return None
+    verify: ssl.SSLContext | bool = True
+    if tls.ocsp_url.startswith("https://"):
+        verify = ssl.create_default_context(cafile=str(tls.ca_bundle))
+    return OcspChecker(
+        tls.ocsp_url, timeout=tls.ocsp_timeout_seconds, strict=tls.ocsp_strict, verify=verify
+    )
 
 
 def _refuse(reason: str, dn: str | None, code: int = 550, enhanced: str = "5.7.1") -> PeerVerdict:
@@ -98,6 +113,7 @@ class TrustPolicy:
         self._relay_ctx: ssl.SSLContext
         self._submission_ctx: ssl.SSLContext
         self._client_ctx: ssl.SSLContext
+        self.ocsp = _ocsp_checker(tls)
         self.reload_crls()
 
     # -- state ------------------------------------------------------------------------------
@@ -130,6 +146,8 @@ class TrustPolicy:
             self._relay_ctx, self._submission_ctx, self._client_ctx = relay, submission, client
             self._cache.clear()
             self._generation += 1
+        if self.ocsp is not None:
+            self.ocsp.clear()  # a trust refresh re-asks the responder too
 
     # -- contexts ---------------------------------------------------------------------------
 
@@ -274,6 +292,19 @@ class TrustPolicy:
                 return problem
             if info.issuer_revoked:
                 return "issuing CA certificate revoked"
+        if self.ocsp is not None:
+            issuer = self._issuer_of(cert)
+            if issuer is not None:
+                return self.ocsp.problem(cert, issuer)
+        return None
+
+    def _issuer_of(self, cert: x509.Certificate) -> x509.Certificate | None:
+        for issuer in self._ca_by_subject.get(cert.issuer.public_bytes(), []):
+            try:
+                cert.verify_directly_issued_by(issuer)
+            except (ValueError, TypeError, InvalidSignature):
+                continue
+            return issuer
         return None
 
     def _check(self, der: bytes, domain: str, *, direction: str) -> PeerVerdict:

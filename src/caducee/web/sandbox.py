@@ -8,8 +8,9 @@ operators exist. It creates:
   account (login = the address, the same random password as the account, IDNPS from the account;
   no TOTP: a demo convenience, ``caducee idp`` creates TOTP users by default), and one public
   client per operator webmail (``<operator>-webmail``, PKCE, audience ``mssante-<operator>``);
-- ``directory.db``: a generated national directory holding every sandbox professional, for the
-  recipient autocomplete and the directory page;
+- the directory for the recipient autocomplete and the directory page: the sandbox's directory
+  node's store when it has one (``directory_node.store``), else ``directory.db``, generated with
+  every sandbox professional;
 - in each ``<operator>/node.toml``: the ``[web]`` section (listen on port ``+4``, the
   certificate, the directory, the PER account as administrator) and ``[auth]`` (the issuer);
 - in ``sandbox.json``: each operator's ``web`` URL and ``idp`` (issuer, CA file).
@@ -58,6 +59,9 @@ def add_web(directory: Path, info: dict[str, Any], host: str, port_base: int) ->
     cert, key = _self_signed(idp_dir, host)
     operators = info["operators"]
     port = idp_port(port_base, len(operators))
+    node = info.get("directory_node")
+    shared_db = Path(str(node["store"])) if isinstance(node, dict) and node.get("store") else None
+    directory_db = shared_db or directory / "directory.db"
     issuer = f"https://{host}:{port}"
     users: list[UserSpec] = []
     clients: list[ClientSpec] = []
@@ -95,7 +99,7 @@ def add_web(directory: Path, info: dict[str, Any], host: str, port_base: int) ->
             f"public_url = {_toml(url)}\n"
             f"cert_file = {_toml(str(cert))}\n"
             f"key_file = {_toml(str(key))}\n"
-            f"directory_db = {_toml(str(directory / 'directory.db'))}\n"
+            f"directory_db = {_toml(str(directory_db))}\n"
             f"admins = [{admins}]\n"
             "\n[auth]\n"
             f"oidc_issuer = {_toml(issuer)}\n"
@@ -108,8 +112,9 @@ def add_web(directory: Path, info: dict[str, Any], host: str, port_base: int) ->
         provision(store, users, clients)
     finally:
         store.close()
-    sd = build_sandbox_directory(directory / "directory.db", extra, persons=500, seed=1)
-    sd.store.close()
+    if shared_db is None:  # no directory node in this sandbox: a small one of our own
+        sd = build_sandbox_directory(directory_db, extra, persons=500, seed=1)
+        sd.store.close()
     info["idp"] = {"issuer": issuer, "ca_file": str(cert), "dir": str(idp_dir)}
 
 

@@ -62,8 +62,8 @@ class PostgresStorage:
         self.accounts: AccountStore = SqlAccountStore(
             self.runner, hasher or PasswordHasher(), freed
         )
-        self.messages: MessageStore = SqlMessageStore(self.runner, self.notifier, freed)
-        self.queue: QueueStore = SqlQueueStore(self.runner, freed)
+        self.messages: MessageStore = SqlMessageStore(self.runner, self.notifier, freed, node)
+        self.queue: QueueStore = SqlQueueStore(self.runner, freed, node)
         self.audit: AuditStore = SqlAuditStore(self.runner, node)
         self._opened = False
 

@@ -257,6 +257,9 @@ class SqlAccountStore:
         self._run = runner
         self._hasher = hasher
         self._freed = on_blobs_freed
+        # Checks in progress, keyed like the cache: concurrent logins with the same
+        # credentials (a client opening several sessions at once) share one scrypt.
+        self._inflight: dict[bytes, asyncio.Future[bool]] = {}
 
     async def create_account(
         self, login: str, password: str | None, *, display_name: str = "", idnps: str | None = None
@@ -291,7 +294,15 @@ class SqlAccountStore:
         account, stored = found[0], found[1]
         if self._hasher.cached(login.lower(), stored, password):
             return account
-        ok = await asyncio.to_thread(self._hasher.verify, login.lower(), stored, password)
+        key = self._hasher.cache_key(login.lower(), stored, password)
+        check = self._inflight.get(key)
+        if check is None:
+            check = asyncio.ensure_future(
+                asyncio.to_thread(self._hasher.verify, login.lower(), stored, password)
+            )
+            self._inflight[key] = check
+            check.add_done_callback(lambda _: self._inflight.pop(key, None))
+        ok = await asyncio.shield(check)
         return account if ok else None
 
     async def delete_account(self, login: str) -> None:

@@ -8,16 +8,17 @@ from datetime import UTC, datetime
 from caducee.core.model import AuditEvent
 from caducee.storage.sql.base import Op, Q, Row, Runner, from_us, to_us
 
-__all__ = ["SqlAuditStore"]
+__all__ = ["SqlAuditStore", "record_op"]
 
 
-def _record(event: AuditEvent, when: int, node: str) -> Op[None]:
+def record_op(event: AuditEvent, when: int, node: str, *, only: bool = True) -> Op[None]:
+    """Inserts one event; ``only=False`` inside a larger operation (one transaction)."""
     yield Q(
         "INSERT INTO audit (time, kind, outcome, actor, target, details, node)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
         (when, event.kind, event.outcome, event.actor, event.target,
          json.dumps(dict(event.details), sort_keys=True, ensure_ascii=False), node),
-        only=True,
+        only=only,
     )  # fmt: skip
 
 
@@ -62,7 +63,7 @@ class SqlAuditStore:
     async def record(self, event: AuditEvent) -> None:
         when = to_us(event.time or datetime.now(UTC))
         node = event.node or self._node
-        await self._run.write(lambda: _record(event, when, node))
+        await self._run.write(lambda: record_op(event, when, node))
 
     async def query(
         self,

@@ -14,6 +14,7 @@ from caducee.storage.sql.base import Op, Q, Row
 from caducee.storage.sql.messages import gc_blobs, lock_mailboxes, record_removed
 
 __all__ = [
+    "claim_recent_op",
     "create_folder_op",
     "delete_folder_op",
     "get_folder_op",
@@ -24,7 +25,7 @@ __all__ = [
 
 _FOLDER_COLS = (
     "f.folder_id, f.mailbox_id, f.name, f.uidvalidity, f.uidnext, f.highest_modseq,"
-    " f.special_use, f.subscribed,"
+    " f.special_use, f.subscribed, f.recent_uid,"
     " (SELECT COUNT(*) FROM messages m WHERE m.folder_id = f.folder_id),"
     " (SELECT COUNT(*) FROM messages m WHERE m.folder_id = f.folder_id AND m.seen = 0),"
     " (SELECT MIN(uid) FROM messages m WHERE m.folder_id = f.folder_id AND m.seen = 0)"
@@ -57,10 +58,29 @@ def _folder(row: Row) -> Folder:
         highest_modseq=int(row[5]),
         special_use=row[6],
         subscribed=bool(row[7]),
-        message_count=int(row[8]),
-        unseen_count=int(row[9]),
-        first_unseen=None if row[10] is None else int(row[10]),
+        recent_uid=int(row[8]),
+        message_count=int(row[9]),
+        unseen_count=int(row[10]),
+        first_unseen=None if row[11] is None else int(row[11]),
     )
+
+
+def claim_recent_op(folder_id: int, upto: int | None) -> Op[int]:
+    """Raises the folder's \\Recent mark to ``upto`` (default UIDNEXT - 1), never lowers it;
+    the previous mark. The first UPDATE locks the row (PostgreSQL: a concurrent claim waits,
+    then reads the mark this one set), so two sessions never both get the same messages."""
+    rows = yield Q(
+        "UPDATE folders SET recent_uid = recent_uid WHERE folder_id = ?"
+        " RETURNING recent_uid, uidnext",
+        (folder_id,),
+    )
+    if not rows:
+        raise NotFound(f"no folder {folder_id}")
+    old, uidnext = int(rows[0][0]), int(rows[0][1])
+    new = uidnext - 1 if upto is None else min(upto, uidnext - 1)
+    if new > old:
+        yield Q("UPDATE folders SET recent_uid = ? WHERE folder_id = ?", (new, folder_id))
+    return old
 
 
 def list_folders_op(mailbox_id: int) -> Op[list[Folder]]:

@@ -3,15 +3,48 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
-from caducee.core.model import BlobRef, Folder, StoredMessage
-from caducee.storage.interfaces import ChangeNotifier, FlagMode
+from caducee.core.model import AuditEvent, BlobRef, Folder, StoredMessage
+from caducee.storage.interfaces import Acceptance, ChangeNotifier, Delivery, Enqueue, FlagMode
 from caducee.storage.sql import folders
 from caducee.storage.sql import messages as ops
-from caducee.storage.sql.base import Op, Runner
+from caducee.storage.sql.audit import record_op
+from caducee.storage.sql.base import Dialect, Op, Runner, to_us
+from caducee.storage.sql.queue import enqueue_op
 
 __all__ = ["SqlMessageStore"]
+
+
+_Prepared = tuple[tuple[int, ...], str, frozenset[str], str | None, bool]
+
+
+def _accept_op(
+    blob: BlobRef,
+    deliveries: list[_Prepared],
+    enqueues: list[Enqueue],
+    audit: list[tuple[AuditEvent, int]],
+    idate: int,
+    node: str,
+    dialect: Dialect,
+) -> Op[tuple[list[list[tuple[int, StoredMessage]]], list[int], list[int]]]:
+    """``MessageStore.accept`` as one operation (one transaction). A delivery that may be
+    skipped over quota skips the full BALs (their dedup rows undone), nothing else."""
+    stored: list[list[tuple[int, StoredMessage]]] = []
+    skipped: list[int] = []
+    for i, (ids, folder, flags, dedup_key, optional) in enumerate(deliveries):
+        full: list[int] | None = [] if optional else None
+        stored.append((yield from ops.deliver_op(blob, ids, folder, flags, idate, dedup_key,
+                                                 dialect, full)))  # fmt: skip
+        if full:
+            skipped.append(i)
+    queued: list[int] = []
+    for e in enqueues:
+        queued.append((yield from enqueue_op(e.sender, list(e.recipients), blob, e.domain,
+                                             to_us(e.expires), e.envid, e.ret)))  # fmt: skip
+    for event, when in audit:
+        yield from record_op(event, when, event.node or node, only=False)
+    return stored, skipped, queued
 
 
 class SqlMessageStore:
@@ -20,10 +53,12 @@ class SqlMessageStore:
         runner: Runner,
         notifier: ChangeNotifier,
         on_blobs_freed: Callable[[list[str]], Awaitable[None]],
+        node: str = "",
     ) -> None:
         self._run = runner
         self._notify = notifier
         self._freed = on_blobs_freed
+        self._node = node
 
     async def list_folders(self, mailbox_id: int) -> list[Folder]:
         return await self._run.read(lambda: folders.list_folders_op(mailbox_id))
@@ -37,6 +72,9 @@ class SqlMessageStore:
     async def get_folder_by_id(self, folder_id: int) -> Folder | None:
         """The folder with fresh UIDNEXT, HIGHESTMODSEQ and counts (SELECT, STATUS)."""
         return await self._run.read(lambda: folders.get_folder_op("f.folder_id = ?", (folder_id,)))
+
+    async def claim_recent(self, folder_id: int, upto: int | None = None) -> int:
+        return await self._run.write(lambda: folders.claim_recent_op(folder_id, upto))
 
     async def create_folder(
         self, mailbox_id: int, name: str, *, special_use: str | None = None
@@ -87,6 +125,33 @@ class SqlMessageStore:
         for mid, msg in done:
             await self._notify.publish(mid, msg.folder_id)
         return [msg for _, msg in done]
+
+    async def accept(
+        self,
+        blob: BlobRef,
+        deliveries: Sequence[Delivery] = (),
+        enqueues: Sequence[Enqueue] = (),
+        audit: Sequence[AuditEvent] = (),
+    ) -> Acceptance:
+        prepared: list[_Prepared] = [
+            (tuple(d.mailbox_ids), ops.norm_folder(d.folder), ops.norm_flags(d.flags),
+             d.dedup_key, d.skip_over_quota)
+            for d in deliveries
+        ]  # fmt: skip
+        now = datetime.now(UTC)
+        events = [(e, to_us(e.time or now)) for e in audit]
+        idate = ops.idate_us(now)
+        enq = list(enqueues)
+        dialect = self._run.dialect
+        stored, skipped, queued = await self._run.write(
+            lambda: _accept_op(blob, prepared, enq, events, idate, self._node, dialect)
+        )
+        for done in stored:
+            for mid, msg in done:
+                await self._notify.publish(mid, msg.folder_id)
+        return Acceptance(
+            tuple(tuple(msg for _, msg in done) for done in stored), tuple(skipped), tuple(queued)
+        )
 
     async def append(
         self,

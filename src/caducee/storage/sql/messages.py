@@ -193,10 +193,14 @@ def deliver_op(
     idate: int,
     dedup_key: str | None,
     dialect: Dialect = "sqlite",
+    over_quota: list[int] | None = None,
 ) -> Op[list[tuple[int, StoredMessage]]]:
     """The hot path of SMTP, so few statements: the quota charge locks each mailbox row, in id
     order (no deadlock between deliveries); the message's foreign key proves the blob exists.
-    On PostgreSQL one statement per BAL does it all (data-modifying CTEs)."""
+    On PostgreSQL one statement per BAL does it all (data-modifying CTEs).
+
+    ``over_quota`` given: a full BAL is skipped (its id appended there, its dedup row undone)
+    instead of raising ``QuotaExceeded``."""
     size = blob.size
     text, seen, deleted = _flag_cols(flags)
     out: list[tuple[int, StoredMessage]] = []
@@ -213,7 +217,11 @@ def deliver_op(
                 continue
             if not n_charged:
                 yield from lock_mailboxes([mid])  # NotFound if the mailbox does not exist
-                raise QuotaExceeded("mailbox quota exceeded")
+                if over_quota is None:
+                    raise QuotaExceeded("mailbox quota exceeded")
+                yield from _undo_dedup(mid, dedup_key)
+                over_quota.append(mid)
+                continue
             if folder_id is None:
                 raise NotFound(f"no folder {folder!r} in mailbox id {mid}")
             msg = StoredMessage(int(folder_id), int(uid), int(modseq), flags, from_us(idate),
@@ -235,7 +243,11 @@ def deliver_op(
         )
         if not rows:
             yield from lock_mailboxes([mid])  # NotFound if the mailbox does not exist
-            raise QuotaExceeded("mailbox quota exceeded")
+            if over_quota is None:
+                raise QuotaExceeded("mailbox quota exceeded")
+            yield from _undo_dedup(mid, dedup_key)
+            over_quota.append(mid)
+            continue
         rows = yield Q(
             "UPDATE folders SET uidnext = uidnext + 1, highest_modseq = highest_modseq + 1"
             " WHERE mailbox_id = ? AND name = ? RETURNING folder_id, uidnext - 1, highest_modseq",
@@ -254,6 +266,11 @@ def deliver_op(
         msg = StoredMessage(folder_id, uid, modseq, flags, from_us(idate), size, blob)
         out.append((mid, msg))
     return out
+
+
+def _undo_dedup(mailbox_id: int, dedup_key: str | None) -> Op[None]:
+    if dedup_key is not None:
+        yield Q("DELETE FROM dedup WHERE mailbox_id = ? AND dedup_key = ?", (mailbox_id, dedup_key))
 
 
 def append_op(

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from caducee.core.errors import NotFound
-from caducee.core.model import BlobRef, QueueItem, QueueRecipient, RecipientState
+from caducee.core.model import AuditEvent, BlobRef, QueueItem, QueueRecipient, RecipientState
+from caducee.storage.sql.audit import record_op
 from caducee.storage.sql.base import Op, Q, Row, Runner, from_us, now_us, placeholders, to_us
+from caducee.storage.sql.messages import gc_blobs
 
-__all__ = ["SqlQueueStore"]
+__all__ = ["SqlQueueStore", "enqueue_op"]
 
 _ITEM_COLS = (
     "item_id, sender, blob_id, key_id, size, domain, created, next_attempt, expires,"
@@ -24,7 +26,7 @@ _ITEM_COLS = (
 )
 
 
-def _enqueue(
+def enqueue_op(
     sender: str,
     recipients: Sequence[QueueRecipient],
     blob: BlobRef,
@@ -136,20 +138,28 @@ def _set_state(item_id: int, address: str, state: RecipientState, diagnostic: st
         raise NotFound(f"no recipient {address!r} in queue item {item_id}")
 
 
-def _finish(item_id: int) -> Op[list[str]]:
+def _finish(item_id: int, audit: list[tuple[AuditEvent, int]], node: str) -> Op[list[str]]:
     rows = yield Q("DELETE FROM queue_items WHERE item_id = ? RETURNING blob_id", (item_id,))
     if not rows:
         raise NotFound(f"no queue item {item_id}")
     yield Q("DELETE FROM queue_recipients WHERE item_id = ?", (item_id,))
-    return []
+    for event, when in audit:
+        yield from record_op(event, when, event.node or node, only=False)
+    # The blob goes when nothing references it any more (it may be shared with the Sent copy,
+    # local deliveries or the items of other domains).
+    return (yield from gc_blobs([rows[0][0]]))
 
 
 class SqlQueueStore:
     def __init__(
-        self, runner: Runner, on_blobs_freed: Callable[[list[str]], Awaitable[None]]
+        self,
+        runner: Runner,
+        on_blobs_freed: Callable[[list[str]], Awaitable[None]],
+        node: str = "",
     ) -> None:
         self._run = runner
         self._freed = on_blobs_freed
+        self._node = node
 
     async def enqueue(
         self,
@@ -164,7 +174,7 @@ class SqlQueueStore:
     ) -> int:
         rc = list(recipients)
         exp = to_us(expires)
-        return await self._run.write(lambda: _enqueue(sender, rc, blob, domain, exp, envid, ret))
+        return await self._run.write(lambda: enqueue_op(sender, rc, blob, domain, exp, envid, ret))
 
     async def claim(self, node: str, *, limit: int, lease_seconds: float) -> list[QueueItem]:
         skip = self._run.dialect == "postgres"
@@ -204,8 +214,10 @@ class SqlQueueStore:
 
         return await self._run.write(op)
 
-    async def finish(self, item_id: int) -> None:
-        await self._run.write(lambda: _finish(item_id))
+    async def finish(self, item_id: int, *, audit: Sequence[AuditEvent] = ()) -> None:
+        events = [(e, to_us(e.time or datetime.now(UTC))) for e in audit]
+        freed = await self._run.write(lambda: _finish(item_id, events, self._node))
+        await self._freed(freed)
 
     async def get(self, item_id: int) -> QueueItem | None:
         return await self._run.read(lambda: _get(item_id))

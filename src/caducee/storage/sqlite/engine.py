@@ -52,9 +52,9 @@ class SqliteStorage:
             self.runner, hasher or PasswordHasher(), self.blob_store.remove_files
         )
         self.messages: MessageStore = SqlMessageStore(
-            self.runner, self.notifier, self.blob_store.remove_files
+            self.runner, self.notifier, self.blob_store.remove_files, node
         )
-        self.queue: QueueStore = SqlQueueStore(self.runner, self.blob_store.remove_files)
+        self.queue: QueueStore = SqlQueueStore(self.runner, self.blob_store.remove_files, node)
         self.audit: AuditStore = SqlAuditStore(self.runner, node)
 
     async def migrate(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import os
 import queue
@@ -59,11 +60,6 @@ def _map(exc: BaseException) -> BaseException:
     return exc
 
 
-def _log_failure(fut: asyncio.Future[Any]) -> None:
-    if not fut.cancelled() and fut.exception() is not None:
-        log.warning("a queued write failed: %s", fut.exception())
-
-
 def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     conn = sqlite3.connect(
         path, isolation_level=None, check_same_thread=False, timeout=30.0, cached_statements=256
@@ -78,7 +74,45 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     return conn
 
 
-_Job = tuple[Callable[[sqlite3.Connection], Any], concurrent.futures.Future[Any], bool]
+# (work, thread-side future, exclusive, caller's loop and future; None for write_nowait)
+_Job = tuple[
+    Callable[[sqlite3.Connection], Any],
+    concurrent.futures.Future[Any],
+    bool,
+    asyncio.AbstractEventLoop | None,
+    asyncio.Future[Any] | None,
+]
+
+
+def _settle(pairs: list[tuple[asyncio.Future[Any], concurrent.futures.Future[Any]]]) -> None:
+    """On the caller's loop: copies the outcome of finished jobs to their asyncio futures."""
+    for afut, cfut in pairs:
+        if afut.done():
+            continue
+        if cfut.cancelled():
+            afut.cancel()
+            continue
+        exc = cfut.exception()
+        if exc is not None:
+            afut.set_exception(exc)
+        else:
+            afut.set_result(cfut.result())
+
+
+def _wake_callers(jobs: list[_Job]) -> None:
+    """One ``call_soon_threadsafe`` per event loop for a whole batch (not one per job): each
+    wakes the loop through its self-pipe, a system call and a loop iteration."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+    for _, cfut, _, loop, afut in jobs:
+        if loop is None or afut is None:
+            exc = cfut.exception() if not cfut.cancelled() else None
+            if exc is not None:
+                log.warning("a queued write failed: %s", exc)
+            continue
+        by_loop.setdefault(loop, []).append((afut, cfut))
+    for loop, pairs in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop was closed: nobody waits any more
+            loop.call_soon_threadsafe(_settle, pairs)
 
 
 class SqliteRunner:
@@ -138,13 +172,15 @@ class SqliteRunner:
             conn.close()
 
     def _run_exclusive(self, conn: sqlite3.Connection, job: _Job) -> None:
-        fn, fut, _ = job
+        fn, fut = job[0], job[1]
         if not fut.set_running_or_notify_cancel():
+            _wake_callers([job])
             return  # the caller gave up before the job started: nothing was done
         try:
             fut.set_result(fn(conn))
         except BaseException as exc:
             fut.set_exception(_map(exc))
+        _wake_callers([job])
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         # A job whose caller was cancelled before it started is skipped (nothing was done, no
@@ -155,7 +191,7 @@ class SqliteRunner:
         results: list[tuple[bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for fn, _, _ in batch:
+            for fn, *_ in batch:
                 conn.execute("SAVEPOINT job")
                 try:
                     results.append((True, fn(conn)))
@@ -169,31 +205,39 @@ class SqliteRunner:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             err = StorageError(f"SQLite commit failed: {exc}")
-            for _, fut, _ in batch:
-                fut.set_exception(err)
+            for job in batch:
+                job[1].set_exception(err)
+            _wake_callers(batch)
             return
         self.batches += 1
         self.batched_jobs += len(batch)
-        for (ok, value), (_, fut, _) in zip(results, batch, strict=True):
+        for (ok, value), job in zip(results, batch, strict=True):
             if ok:
-                fut.set_result(value)
+                job[1].set_result(value)
             else:
-                fut.set_exception(value)
+                job[1].set_exception(value)
+        _wake_callers(batch)
 
     def _submit(self, fn: Callable[[sqlite3.Connection], T], exclusive: bool) -> asyncio.Future[T]:
         if self._closed:
             raise StorageError("storage is closed")
-        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._jobs.put((fn, fut, exclusive))
-        return asyncio.wrap_future(fut)
+        cfut: concurrent.futures.Future[T] = concurrent.futures.Future()
+        loop = asyncio.get_running_loop()
+        afut: asyncio.Future[T] = loop.create_future()
+        afut.add_done_callback(lambda f: cfut.cancel() if f.cancelled() else None)
+        self._jobs.put((fn, cfut, exclusive, loop, afut))
+        return afut
 
     async def write(self, factory: OpFactory[T]) -> T:
         return await self._submit(lambda conn: run_op(conn, factory()), False)
 
     def write_nowait(self, factory: OpFactory[Any]) -> None:
-        """Queues a write without waiting for its commit (see ``BlobWriter.commit``)."""
-        fut = self._submit(lambda conn: run_op(conn, factory()), False)
-        fut.add_done_callback(_log_failure)
+        """Queues a write without waiting for its commit (see ``BlobWriter.commit``): the
+        caller's event loop is not woken when it commits; a failure is logged."""
+        if self._closed:
+            raise StorageError("storage is closed")
+        cfut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._jobs.put((lambda conn: run_op(conn, factory()), cfut, False, None, None))
 
     async def exclusive(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Runs ``fn`` alone on the writer connection (migrations); it manages its transaction."""
