@@ -56,6 +56,11 @@ def _child_import(
     return elapsed, cpu, max(after.ru_maxrss, before.ru_maxrss) / 1024, proc.stdout.strip()
 
 
+def _lab(label: str, fn: Callable[[], Any]) -> Callable[[], Any]:
+    fn.label = label  # type: ignore[attr-defined]
+    return fn
+
+
 def _queries(store: DirectoryStore, rng: random.Random) -> dict[str, list[Callable[[], Any]]]:
     sample = store.get_persons(store.search_persons(PersonQuery(), 0, 2000))
     orgs = store.get_orgs(store.search_orgs(OrgQuery(text="ch"), 0, 500))
@@ -76,21 +81,30 @@ def _queries(store: DirectoryStore, rng: random.Random) -> dict[str, list[Callab
             org = store.get_orgs([a.org_key])
             dept = org[0].dept_code if org else ""
             combined.append(
-                lambda f=fam, pc=a.profession_code, d=dept: store.search_persons(
-                    PersonQuery(text=f, professions=(pc,), postal_code=d), 0, 50
+                _lab(
+                    f"text={fam!r} profession={a.profession_code} dept={dept}",
+                    lambda f=fam, pc=a.profession_code, d=dept: store.search_persons(
+                        PersonQuery(text=f, professions=(pc,), postal_code=d), 0, 50
+                    ),
                 )
             )
             if a.sf_code:
                 combined.append(
-                    lambda s=a.sf_code, d=dept: store.search_persons(
-                        PersonQuery(specialties=(s,), postal_code=d), 0, 50
+                    _lab(
+                        f"specialty={a.sf_code} dept={dept}",
+                        lambda s=a.sf_code, d=dept: store.search_persons(
+                            PersonQuery(specialties=(s,), postal_code=d), 0, 50
+                        ),
                     )
                 )
         if p.mailboxes:
             local = p.mailboxes[0].address.split("@")[0]
             mailbox.append(
-                lambda t=local[2:9]: store.search_persons(
-                    PersonQuery(mailbox=t, mailbox_match="contains"), 0, 50
+                _lab(
+                    f"mailbox contains {local[2:9]!r}",
+                    lambda t=local[2:9]: store.search_persons(
+                        PersonQuery(mailbox=t, mailbox_match="contains"), 0, 50
+                    ),
                 )
             )
     for o in orgs[:200]:
@@ -108,7 +122,7 @@ def _queries(store: DirectoryStore, rng: random.Random) -> dict[str, list[Callab
     }
 
 
-def _latency(store: DirectoryStore, seed: int) -> list[str]:
+def _latency(store: DirectoryStore, seed: int, slowest: int = 0) -> list[str]:
     rng = random.Random(seed)
     out = []
     for name, calls in _queries(store, rng).items():
@@ -116,15 +130,22 @@ def _latency(store: DirectoryStore, seed: int) -> list[str]:
             continue
         for call in calls[:50]:  # warm the caches
             call()
-        times = []
+        times, cpu = [], []
         for call in calls:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.thread_time()
             call()
+            cpu.append((time.thread_time() - c) * 1000)
             times.append((time.perf_counter() - t) * 1000)
         out.append(
             f"  {name:18s} n={len(times):5d}  p50={statistics.median(times):6.2f} ms"
             f"  p95={_pct(times, 0.95):6.2f} ms  p99={_pct(times, 0.99):6.2f} ms"
+            f"  (CPU of the thread: p50={statistics.median(cpu):6.2f} ms"
+            f"  p95={_pct(cpu, 0.95):6.2f} ms  p99={_pct(cpu, 0.99):6.2f} ms)"
         )
+        if slowest:
+            worst = sorted(zip(cpu, calls, strict=True), key=lambda x: -x[0])[:slowest]
+            for ms, call in worst:
+                out.append(f"      {ms:6.2f} ms CPU  {getattr(call, 'label', '?')}")
     return out
 
 
@@ -275,6 +296,8 @@ def main() -> int:
     ap.add_argument("--skip-generate", action="store_true")
     ap.add_argument("--skip-import", action="store_true")
     ap.add_argument("--skip-latency", action="store_true")
+    ap.add_argument("--skip-api", action="store_true")
+    ap.add_argument("--slowest", type=int, default=0, help="list the N slowest queries (CPU)")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     print("command:", " ".join([sys.executable, *sys.argv]))
@@ -311,7 +334,11 @@ def main() -> int:
     print(f"load average {os.getloadavg()[0]:.1f} before the queries")
     if not args.skip_latency:
         print("search latency (store API, one thread):")
-        print("\n".join(_latency(store, args.seed)))
+        print(f"search version {store.search_version()}")
+        print("\n".join(_latency(store, args.seed, args.slowest)))
+    if args.skip_api:
+        store.close()
+        return 0
     print(
         "\n".join(
             _throughput(

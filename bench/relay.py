@@ -71,6 +71,9 @@ def _serve(cfg_json: str) -> None:
     from caducee.app import Operator
 
     cfg = NodeConfig.model_validate_json(cfg_json)
+    # The bench runs the operators without the sandbox authority: no OCSP responder to ask
+    # (the CRLs written by `sandbox init` still decide revocation).
+    cfg = cfg.model_copy(update={"tls": cfg.tls.model_copy(update={"ocsp_url": None})})
 
     async def main() -> None:
         op = Operator(cfg)

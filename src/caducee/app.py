@@ -94,32 +94,36 @@ class Operator:
         self.storage = await self._storage_factory(cfg)
         self.policy = TrustPolicy(cfg.tls, await asyncio.to_thread(load_liste, cfg))
         self.worker = OutboundWorker(cfg, self.storage, self.policy, settings=self._worker_settings)
+        from caducee.auth.mechanisms import external_mechanism, sasl_mechanisms
         from caducee.smtp.relay import RelayServer
         from caducee.smtp.submission import SubmissionServer
+
+        # Submission and IMAP offer the same SASL mechanisms (from [auth]); EXTERNAL only on
+        # connections that presented a verified client certificate (certificate_logins).
+        mechs = sasl_mechanisms(cfg, self.storage.accounts)
+        external = external_mechanism(cfg, self.storage.accounts)
+        if external is not None:
+            mechs.append(external)
 
         if cfg.smtp.relay_listen:
             self.servers["relay"] = RelayServer(
                 cfg, self.storage, self.policy, on_delivered=self._receipt
             )
-        from caducee.auth.mechanisms import sasl_mechanisms
-
-        # OAUTHBEARER + XOAUTH2 with an [auth] issuer (Ref#2 ECO.1.2.1), PLAIN unless disabled
-        mechs = sasl_mechanisms(cfg, self.storage.accounts)
         if cfg.smtp.submission_listen:
             self.servers["submission"] = SubmissionServer(
                 cfg,
                 self.storage,
                 self.policy,
+                mechanisms=mechs,
                 on_queued=self.worker.wake,
                 on_delivered=self._receipt,
-                mechanisms=mechs,
             )
         imap_cls = _optional("caducee.imap.server", "ImapServer")
         if imap_cls is not None and (cfg.imap.listen or cfg.imap.listen_tls):
             self.servers["imap"] = imap_cls(
                 cfg,
                 self.storage,
-                self.policy.submission_server_context(),
+                self.policy.submission_server_context,  # asked per connection (CRL reloads)
                 self.storage.accounts,
                 mechanisms=mechs,
             )

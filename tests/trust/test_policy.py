@@ -280,11 +280,42 @@ def test_min_version_tls13_from_config(space: Space) -> None:
     assert ok.server_error is None
 
 
-def test_submission_context_requests_no_client_certificate(space: Space) -> None:
+def test_submission_context_requests_client_certificate_optionally(space: Space) -> None:
+    """Submission and IMAP (SASL EXTERNAL): a verified certificate reaches the session, none
+    is fine, one outside the trust space fails the handshake."""
     policy = space.policy()
-    out = handshake(policy.submission_server_context(), client_ctx_with(space.peer, space.ca))
+    ctx = policy.submission_server_context()
+    assert ctx is not policy.relay_server_context()
+    out = handshake(ctx, client_ctx_with(space.peer, space.ca))
+    assert out.server_error is None and out.client_error is None
+    assert out.peer_der_seen_by_server == space.peer.der
+    out = handshake(ctx, client_ctx_with(None, space.ca))
     assert out.server_error is None and out.client_error is None
     assert out.peer_der_seen_by_server is None
+    bad = space.other.issue_client("automate.labo.test")
+    out = handshake(ctx, client_ctx_with(bad, space.ca))
+    assert out.server_error is not None
+
+
+def test_submission_context_checks_client_certificate_crls(tmp_path: Path) -> None:
+    ca = TrustSpaceCA.create(tmp_path / "ca")
+    us = ca.issue_server("mx.a.test")
+    app = ca.issue_client("automate.labo.test")
+    crl_dir = tmp_path / "crl"
+    ca.write_crl(crl_dir / "aci.crl")
+    policy = TrustPolicy(
+        TlsConfig(
+            cert_file=us.chain_path, key_file=us.key_path, ca_bundle=ca.ca_bundle, crl_dir=crl_dir
+        ),
+        ListeBlanche(NOW, []),
+    )
+    ok = handshake(policy.submission_server_context(), client_ctx_with(app, ca))
+    assert ok.server_error is None and ok.peer_der_seen_by_server == app.der
+    ca.revoke(app)
+    ca.write_crl(crl_dir / "aci.crl")
+    policy.reload_crls()
+    out = handshake(policy.submission_server_context(), client_ctx_with(app, ca))
+    assert describe_handshake_error(out.server_error or Exception()) == "peer certificate revoked"
 
 
 # -- CRLs: reload, DER, fail closed ---------------------------------------------------------

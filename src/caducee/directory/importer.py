@@ -25,6 +25,7 @@ from caducee.directory.model import MAILBOX_TYPES, idnst
 from caducee.directory.progress import Progress
 from caducee.directory.rows import (
     HASH_MASK,
+    SEARCH_VERSION,
     activity_id,
     activity_row,
     line_hash,
@@ -53,6 +54,7 @@ class ImportReport:
     bad_count: int = 0
     bad: list[BadLine] = field(default_factory=list)
     orgs_pruned: int = 0
+    upgraded: int = 0  # search documents brought to the current version
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -61,6 +63,7 @@ class ImportReport:
             f"{self.kind}: {self.lines} lines; {entity}: {self.added} added, {self.changed}"
             f" changed, {self.removed} removed, {self.unchanged} unchanged; {self.bad_count}"
             f" bad lines skipped; {self.seconds:.1f}s"
+            + (f"; {self.upgraded} search documents upgraded" if self.upgraded else "")
         )
 
 
@@ -202,6 +205,8 @@ def import_extract(
     bar2 = Progress(total, "importing", enabled=progress)
     with store.importing(bulk=bulk) as session:
         if kind == ExtractKind.PS:
+            if store.search_version() < SEARCH_VERSION:  # imported by an earlier version
+                report.upgraded = session.upgrade_search()
             session.delete_persons(sorted(changed | set(removed)))
             if targets:  # nothing new: no second pass over the file
                 _write_persons(session, path, bar2, targets, counts, hashes, stamp, bulk)

@@ -9,7 +9,7 @@ name words (plain) and categorical tokens with a ``zz`` prefix (``zzp10`` profes
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from caducee.directory.model import Mailbox, idnst
@@ -17,16 +17,39 @@ from caducee.directory.text import compact, fold, name_tokens
 
 __all__ = [
     "HASH_MASK",
+    "SEARCH_VERSION",
     "activity_row",
+    "combo_tokens",
     "line_hash",
     "mailbox_org_row",
     "mailbox_row",
     "org_row",
     "person_doc",
     "person_row",
+    "upgrade_doc",
 ]
 
 HASH_MASK = (1 << 63) - 1
+# Version of the person search documents, stored as ``search_version`` in ``meta`` once every
+# document has it. 2: combined profession x department tokens (``zzx<profession>d<dept>``).
+# 3: on SQLite, FTS5 prefix indexes of 1 to 8 characters (were 1 to 3).
+SEARCH_VERSION = 3
+
+
+def combo_tokens(toks: Iterable[str]) -> list[str]:
+    """``zzx<profession>d<department>`` for every profession and department of a person (the
+    cross product over all their activities, so ``zzx60d75`` matches exactly the documents
+    that have both ``zzp60`` and ``zzd75``): one posting list instead of two large ones."""
+    seq = list(toks)
+    ps = [t[3:] for t in seq if t.startswith("zzp")]
+    ds = [t[3:] for t in seq if t.startswith("zzd")]
+    return [f"zzx{p}d{d}".lower() for p in ps for d in ds]
+
+
+def upgrade_doc(doc: str) -> str:
+    """A search document of version 1 brought to :data:`SEARCH_VERSION` (idempotent)."""
+    toks = [t for t in doc.split() if not t.startswith("zzx")]
+    return " ".join(toks + combo_tokens(toks))
 
 
 def line_hash(fields: Sequence[str]) -> int:
@@ -85,7 +108,7 @@ def person_doc(lines: Sequence[Sequence[str]]) -> tuple[str, str]:
             extra["zzf" + f[22]] = None
         if f[17]:
             extra["zzm" + f[17].lower()] = None
-    return " ".join(toks + list(extra)), names
+    return " ".join(toks + list(extra) + combo_tokens(extra)), names
 
 
 def person_row(lines: Sequence[Sequence[str]], hash_: int, updated: str) -> tuple[object, ...]:

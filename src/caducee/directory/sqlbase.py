@@ -23,13 +23,14 @@ from caducee.directory.model import (
     Organization,
     Person,
 )
-from caducee.directory.rows import mailbox_store_row
+from caducee.directory.rows import SEARCH_VERSION, mailbox_store_row
 from caducee.directory.store import ImportSession, MailboxMatch, OrgQuery, PersonQuery, RoleQuery
 from caducee.directory.text import compact, deletes, edit_distance_le1, fold, tokens
 
 __all__ = ["SqlStoreBase", "Term"]
 
 MAX_WORDS = 8  # a longer query is cut: each word costs index lookups
+DRIVE_MAX = 1000  # an exact token with at most this many documents drives a search
 MAX_HOLDERS = 500  # a mailbox pattern matching more holders is cut to these
 Term = tuple[str, bool]  # (token, is_prefix); a list of them is OR-ed
 Row = tuple[Any, ...]
@@ -46,6 +47,12 @@ def _mailbox(r: Row) -> Mailbox:
                    r[13] or "", r[14] or "")  # fmt: skip
 
 
+def _department(postal: str) -> str:
+    """The department code when ``postal`` is one (``75``, ``2a``, ``971``), else ``""``."""
+    pc = compact(postal)
+    return pc if len(pc) == 2 or (len(pc) == 3 and pc.startswith("97")) else ""
+
+
 def _strs(row: Row) -> list[str]:
     return [str(x) if x is not None else "" for x in row]
 
@@ -54,6 +61,7 @@ class SqlStoreBase(ABC):
     """Reads and searches common to both engines."""
 
     engine = "sql"
+    _search_version: int | None = None
 
     # -- engine hooks -------------------------------------------------------------------
     @abstractmethod
@@ -86,6 +94,30 @@ class SqlStoreBase(ABC):
         for table in ("person", "activity", "org", "mailbox"):
             out[table] = int(self._all(f"SELECT count(*) FROM {table}")[0][0])  # noqa: S608
         return out
+
+    def search_version(self) -> int:
+        """Version of the person search documents (1 when ``meta`` has none: a directory
+        imported before the combined tokens; its next import upgrades it)."""
+        cached: int | None = getattr(self, "_search_version", None)
+        if cached is None:
+            rows = self._all("SELECT v FROM meta WHERE k = 'search_version'")
+            cached = int(rows[0][0]) if rows else 1
+            self._search_version = cached
+        return cached
+
+    def _init_search_version(self) -> None:
+        """A directory without persons is created at the current version (every document it
+        will hold is written with the current tokens)."""
+        if not self._all("SELECT 1 FROM person LIMIT 1"):
+            with self._cursor() as cur:
+                cur.execute(
+                    self._q(
+                        "INSERT INTO meta (k, v) VALUES ('search_version', ?)"
+                        " ON CONFLICT (k) DO UPDATE SET v = excluded.v"
+                    ),
+                    (SEARCH_VERSION,),
+                )
+        self._search_version = None
 
     def person_hashes(self) -> dict[str, int]:
         return {r[0]: int(r[1]) for r in self._all("SELECT idnps, hash FROM person")}
@@ -186,21 +218,31 @@ class SqlStoreBase(ABC):
             if named is None:
                 return []
             groups += named
-        if q.professions:
-            groups.append([("zzp" + compact(p), False) for p in q.professions])
+        dept = _department(q.postal_code)
+        if q.professions and dept and self.search_version() >= 2:
+            # one posting list (profession x department) instead of two large ones
+            groups.append([(f"zzx{compact(p)}d{dept}", False) for p in q.professions])
+            self._place_groups(groups, "", q.city)
+        else:
+            if q.professions:
+                groups.append([("zzp" + compact(p), False) for p in q.professions])
+            self._place_groups(groups, q.postal_code, q.city)
         if q.specialties:
             groups.append([("zzs" + compact(s), False) for s in q.specialties])
-        self._place_groups(groups, q.postal_code, q.city)
         conds: list[str] = []
         params: list[object] = []
         if q.finess:
             groups.append([("zzf" + compact(q.finess), False)])
         source, order = "person t", "t.pk"
         if groups:
+            groups, checks = self._driving_groups(groups)
             c, p = self._fts_clause("person", groups)
             conds.append(c)
             params += p
             source, order = self._fts_from("person")
+            for group in checks:
+                conds.append("(" + " OR ".join(["(' ' || t.doc || ' ') LIKE ?"] * len(group)) + ")")
+                params += [f"% {tok}{'' if prefix else ' '}%" for tok, prefix in group]
         if q.family:
             conds.append("(' ' || t.names) LIKE ?")
             params.append("% " + fold(q.family) + "%")
@@ -225,6 +267,37 @@ class SqlStoreBase(ABC):
         where = " AND ".join(conds) or "1=1"
         sql = f"SELECT t.idnps FROM {source} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?"  # noqa: S608
         return [r[0] for r in self._all(sql, [*params, limit, offset])]
+
+    def _driving_groups(
+        self, groups: list[list[Term]]
+    ) -> tuple[list[list[Term]], list[list[Term]]]:
+        """(groups matched by the index, groups checked on the document text).
+
+        A prefix word longer than the engine's prefix index (``martin*``, ``francois*``) makes
+        the index merge the lists of every name it starts (12 ms for ``francois*`` nationally),
+        even with a rare token beside it. When an exact token (``zzx21d65``: the pharmacists
+        of one department) has at most :data:`DRIVE_MAX` documents, it alone is matched in the
+        index and the other groups are checked on those documents' text, where the document
+        is the same folded, space-separated tokens that the index holds: the same ids."""
+        if not any(prefix for g in groups for _, prefix in g):
+            return groups, []
+        best: tuple[int, int] | None = None
+        for i, g in enumerate(groups):
+            if len(g) != 1 or g[0][1]:
+                continue
+            c, p = self._fts_clause("person", [g])
+            source, _ = self._fts_from("person")
+            n = int(
+                self._all(
+                    f"SELECT count(*) FROM (SELECT 1 FROM {source} WHERE {c} LIMIT ?) x",  # noqa: S608
+                    [*p, DRIVE_MAX + 1],
+                )[0][0]
+            )
+            if n <= DRIVE_MAX and (best is None or n < best[0]):
+                best = (n, i)
+        if best is None:
+            return groups, []
+        return [groups[best[1]]], [g for i, g in enumerate(groups) if i != best[1]]
 
     def suggest(self, text: str, limit: int) -> list[tuple[str, str, str]]:
         """Autocomplete: ``(resource type, id, label)`` of persons then structures whose names
@@ -255,7 +328,7 @@ class SqlStoreBase(ABC):
     def _place_groups(groups: list[list[Term]], postal: str, city: str) -> None:
         pc = compact(postal)
         if pc:
-            if len(pc) == 2 or (len(pc) == 3 and pc.startswith("97")):
+            if _department(postal):
                 groups.append([("zzd" + pc, False)])
             else:
                 groups.append([("zzcp" + pc, len(pc) < 5)])

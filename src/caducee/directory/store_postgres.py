@@ -17,6 +17,7 @@ from psycopg_pool import ConnectionPool
 
 from caducee.core.errors import StorageError
 from caducee.directory.model import ACTIVITY_COLUMNS, MAILBOX_COLUMNS, ORG_COLUMNS, PERSON_COLUMNS
+from caducee.directory.rows import SEARCH_VERSION, upgrade_doc
 from caducee.directory.sqlbase import SqlStoreBase, Term
 from caducee.directory.store import ImportSession
 from caducee.directory.text import deletes, name_tokens
@@ -89,7 +90,8 @@ class PostgresDirectoryStore(SqlStoreBase):
                 conn.execute(SCHEMA)
                 for sql in SEARCH_INDEXES.values():
                     conn.execute(sql)
-        except (psycopg.Error, OSError) as exc:
+            self._init_search_version()
+        except (psycopg.Error, OSError, StorageError) as exc:
             raise StorageError(f"cannot open the directory database: {exc}") from exc
 
     def close(self) -> None:
@@ -127,6 +129,8 @@ class PostgresDirectoryStore(SqlStoreBase):
                 session.finish()
         except psycopg.Error as exc:
             raise StorageError(f"directory import failed: {exc}") from exc
+        finally:
+            self._search_version = None
 
 
 class _PgImport:
@@ -200,6 +204,23 @@ class _PgImport:
             " AND NOT EXISTS (SELECT 1 FROM mailbox m WHERE m.org_key = o.key)"
         )
         return cur.rowcount
+
+    def upgrade_search(self) -> int:
+        c = self.conn
+        c.execute("CREATE TEMP TABLE IF NOT EXISTS doc_stage (pk BIGINT PRIMARY KEY, doc TEXT)")
+        c.execute("TRUNCATE doc_stage")
+        with c.cursor() as cur:
+            cur.execute("SELECT pk, doc FROM person")
+            new = [(pk, d) for pk, doc in cur if (d := upgrade_doc(doc or "")) != doc]
+        self._copy("doc_stage", ["pk", "doc"], new)
+        c.execute("UPDATE person p SET doc = s.doc FROM doc_stage s WHERE p.pk = s.pk")
+        c.execute("TRUNCATE doc_stage")
+        c.execute(
+            "INSERT INTO meta (k, v) VALUES ('search_version', %s)"
+            " ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+            (SEARCH_VERSION,),
+        )
+        return len(new)
 
     def finish(self) -> None:
         self.conn.execute(

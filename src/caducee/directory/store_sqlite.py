@@ -15,20 +15,25 @@ from pathlib import Path
 from typing import Any
 
 from caducee.core.errors import StorageError
+from caducee.directory.rows import SEARCH_VERSION, upgrade_doc
 from caducee.directory.sqlbase import MAX_HOLDERS, SqlStoreBase, Term, insert_sql
 from caducee.directory.store import ImportSession, MailboxMatch
 from caducee.directory.text import deletes, name_tokens
 
 __all__ = ["SqliteDirectoryStore"]
 
-SCHEMA = """
+# Prefix indexes up to 8 characters: a prefix query of a length without its own index merges
+# the lists of every name it starts (``martin*``: 7.6 ms nationally with 1-3, 0.1 ms with 1-8).
+PERSON_FTS = """CREATE VIRTUAL TABLE IF NOT EXISTS person_fts USING fts5(
+  doc, content='person', content_rowid='pk', detail=none, columnsize=0,
+  tokenize='unicode61 remove_diacritics 2', prefix='1 2 3 4 5 6 7 8')"""
+
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS person (
   pk INTEGER PRIMARY KEY AUTOINCREMENT, idnps TEXT NOT NULL UNIQUE, id_type TEXT, id_pp TEXT,
   civ_ex_code TEXT, civ_ex_label TEXT, civ_code TEXT, civ_label TEXT, family TEXT, given TEXT,
   doc TEXT, names TEXT, hash INTEGER, updated TEXT);
-CREATE VIRTUAL TABLE IF NOT EXISTS person_fts USING fts5(
-  doc, content='person', content_rowid='pk', detail=none, columnsize=0,
-  tokenize='unicode61 remove_diacritics 2', prefix='1 2 3');
+{PERSON_FTS};
 CREATE TABLE IF NOT EXISTS activity (
   id TEXT PRIMARY KEY, idnps TEXT NOT NULL, profession_code TEXT, profession_label TEXT,
   category_code TEXT, category_label TEXT, sf_type_code TEXT, sf_type_label TEXT, sf_code TEXT,
@@ -95,7 +100,8 @@ class SqliteDirectoryStore(SqlStoreBase):
             conn.executescript(SCHEMA)
             for sql in BULK_INDEXES.values():
                 conn.execute(sql)
-        except sqlite3.Error as exc:
+            self._init_search_version()
+        except (sqlite3.Error, StorageError) as exc:
             raise StorageError(f"cannot open directory database {self.path}: {exc}") from exc
 
     def _connect(self) -> sqlite3.Connection:
@@ -176,6 +182,8 @@ class SqliteDirectoryStore(SqlStoreBase):
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            finally:
+                self._search_version = None
 
 
 class _SqliteImport:
@@ -259,6 +267,31 @@ class _SqliteImport:
         keys = [r[0] for r in self.conn.execute(f"SELECT key FROM org WHERE {cond}")]  # noqa: S608
         self._fts_delete("org", "doc", "key", keys)
         return len(keys)
+
+    def upgrade_search(self) -> int:
+        c = self.conn
+        n, last = 0, 0
+        while True:
+            rows = c.execute(
+                "SELECT pk, doc FROM person WHERE pk > ? ORDER BY pk LIMIT 50000", (last,)
+            ).fetchall()
+            if not rows:
+                break
+            last = rows[-1][0]
+            new = [(d, pk) for pk, doc in rows if (d := upgrade_doc(doc or "")) != doc]
+            c.executemany("UPDATE person SET doc = ? WHERE pk = ?", new)
+            n += len(new)
+        # external content: the index is rebuilt from the new docs, with its prefix indexes
+        c.execute("DROP TABLE IF EXISTS person_fts")
+        c.execute(PERSON_FTS)
+        if not self.bulk:
+            c.execute("INSERT INTO person_fts(person_fts) VALUES('rebuild')")
+        c.execute(
+            "INSERT INTO meta (k, v) VALUES ('search_version', ?)"
+            " ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+            (SEARCH_VERSION,),
+        )
+        return n
 
     def finish(self) -> None:
         c = self.conn

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from caducee.config.model import NodeConfig
@@ -46,12 +46,18 @@ class ImapSettings:
 @dataclass(slots=True)
 class ServerContext:
     storage: Storage
-    ssl_context: ssl.SSLContext
+    ssl_context: ssl.SSLContext | Callable[[], ssl.SSLContext]
     authenticator: Authenticator
     mechanisms: dict[str, SaslMechanism]
     settings: ImapSettings
     cache: MessageCache
     shared: SharedReads = field(default_factory=SharedReads)
+
+    def tls_context(self) -> ssl.SSLContext:
+        """The context for a new TLS connection: a callable (``TrustPolicy``'s, rebuilt when
+        CRLs are reloaded) is asked each time."""
+        ctx = self.ssl_context
+        return ctx if isinstance(ctx, ssl.SSLContext) else ctx()
 
 
 def _split_hostport(value: str) -> tuple[str, int]:
@@ -66,7 +72,7 @@ class ImapServer:
         self,
         cfg: NodeConfig | None,
         storage: Storage,
-        ssl_context: ssl.SSLContext,
+        ssl_context: ssl.SSLContext | Callable[[], ssl.SSLContext],
         authenticator: Authenticator,
         *,
         listen: str | None = None,

@@ -41,7 +41,7 @@ from caducee.imap.names import BalView, own_and_shared
 from caducee.imap.parser import AuthArgs, Command, LoginArgs, parse_command
 from caducee.imap.search import BadCharset
 from caducee.imap.view import SelectedView, SharedFolderReader
-from caducee.smtp.sasl import SaslCancelled
+from caducee.smtp.sasl import SaslCancelled, for_connection
 from caducee.storage.interfaces import BlobWriter, ChangeSubscription
 
 if TYPE_CHECKING:
@@ -91,6 +91,8 @@ class Session:
             max_line=st.max_line, max_literal=st.max_literal, inline_literal=st.inline_literal
         )
         self.state = NOT_AUTH
+        # what this connection offers: EXTERNAL only once a verified client cert is known
+        self.mechanisms = for_connection(ctx.mechanisms, None)
         self.account: Account | None = None
         self.views: list[BalView] = []
         self.selected: SelectedView | None = None
@@ -138,7 +140,7 @@ class Session:
             caps.append("STARTTLS")
             caps.append("LOGINDISABLED")
         elif self.state == NOT_AUTH:
-            caps += [f"AUTH={name}" for name in self.ctx.mechanisms]
+            caps += [f"AUTH={name}" for name in self.mechanisms]
         if self.state != NOT_AUTH:
             caps += [
                 "NAMESPACE",
@@ -166,6 +168,10 @@ class Session:
             ]
         return " ".join(caps)
 
+    def tls_started(self) -> None:
+        """Binds the mechanisms to the verified client certificate (SASL EXTERNAL)."""
+        self.mechanisms = for_connection(self.ctx.mechanisms, self.conn.peer_certificate())
+
     # -- output -----------------------------------------------------------------------------
     def untagged(self, line: bytes) -> None:
         self.out += b"* " + line + b"\r\n"
@@ -181,7 +187,8 @@ class Session:
     async def run(self) -> None:
         try:
             if self.implicit_tls:
-                await self.conn.start_tls(self.ctx.ssl_context)
+                await self.conn.start_tls(self.ctx.tls_context())
+                self.tls_started()
             self.out += b"* OK [CAPABILITY " + self.capabilities().encode() + b"] "
             self.out += self.ctx.settings.greeting.encode() + b"\r\n"
             await self.flush()
@@ -427,7 +434,8 @@ async def _starttls(s: Session, cmd: Command) -> bytes:
     s.out += cmd.tag.encode() + b" OK Begin TLS negotiation now\r\n"
     await s.flush()
     s.framer.reset()
-    await s.conn.start_tls(s.ctx.ssl_context)
+    await s.conn.start_tls(s.ctx.tls_context())
+    s.tls_started()
     raise _Silent
 
 
@@ -473,7 +481,7 @@ async def _authenticate(s: Session, cmd: Command) -> bytes:
     args = cmd.args
     if not isinstance(args, AuthArgs):
         raise bad("AUTHENTICATE needs a mechanism")
-    mech = s.ctx.mechanisms.get(args.mechanism)
+    mech = s.mechanisms.get(args.mechanism)
     if mech is None:
         raise no("CANNOT", "Unsupported authentication mechanism")
     if mech.needs_tls and not s.conn.is_tls:

@@ -4,13 +4,16 @@ A front-end owns the framing (``334``/``+`` lines, base64, cancellation with ``*
 :class:`SaslMechanism` owns the exchange and returns the authenticated :class:`Account`.
 Mechanisms get credentials checked by an :class:`Authenticator` (``AccountStore`` satisfies it:
 it verifies passwords off the event loop). New mechanisms (XOAUTH2, OAUTHBEARER, EXTERNAL) plug
-in by implementing :class:`SaslMechanism`. Nothing here logs credentials.
+in by implementing :class:`SaslMechanism`. A mechanism that needs the connection's verified TLS
+client certificate (EXTERNAL, RFC 4422 Appendix A) implements :class:`TlsBoundMechanism`; a
+front-end binds its list per connection with :func:`for_connection` after the handshake.
+Nothing here logs credentials.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from caducee.core.errors import AuthenticationFailed, InvalidInput
 from caducee.core.model import Account
@@ -21,6 +24,8 @@ __all__ = [
     "PlainMechanism",
     "SaslCancelled",
     "SaslMechanism",
+    "TlsBoundMechanism",
+    "for_connection",
     "mechanisms_by_name",
 ]
 
@@ -96,4 +101,28 @@ def mechanisms_by_name(mechs: list[SaslMechanism]) -> dict[str, SaslMechanism]:
     out: dict[str, SaslMechanism] = {}
     for m in mechs:
         out.setdefault(m.name.upper(), m)
+    return out
+
+
+@runtime_checkable
+class TlsBoundMechanism(Protocol):
+    """A mechanism that authenticates with the connection's TLS client certificate."""
+
+    def for_connection(self, peer_cert_der: bytes) -> SaslMechanism:
+        """The mechanism bound to one connection's verified peer certificate (DER)."""
+        ...
+
+
+def for_connection(
+    mechs: dict[str, SaslMechanism], peer_cert_der: bytes | None
+) -> dict[str, SaslMechanism]:
+    """The mechanisms one connection offers: certificate-bound ones are bound to the verified
+    client certificate, and left out (neither advertised nor accepted) without one."""
+    out: dict[str, SaslMechanism] = {}
+    for name, mech in mechs.items():
+        if isinstance(mech, TlsBoundMechanism):
+            if peer_cert_der:
+                out[name] = mech.for_connection(peer_cert_der)
+        else:
+            out[name] = mech
     return out

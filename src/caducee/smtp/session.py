@@ -36,7 +36,7 @@ from caducee.smtp.protocol import (
     parse_mail,
     parse_rcpt,
 )
-from caducee.smtp.sasl import SaslCancelled, SaslMechanism
+from caducee.smtp.sasl import SaslCancelled, SaslMechanism, for_connection
 from caducee.smtp.server import Connection, LineTooLong
 from caducee.storage.interfaces import BlobWriter
 
@@ -137,6 +137,8 @@ class Session:
         self.tls = False
         self.tls_info: str | None = None
         self.peer_cert_der: bytes | None = None
+        # what this connection offers: EXTERNAL only once a verified client cert is known
+        self.mechanisms = for_connection(handler.mechanisms, None)
         self.account: Account | None = None
         self.tx: Transaction | None = None
         self.errors = 0
@@ -243,8 +245,8 @@ class Session:
         ]
         if not self.tls:
             lines.append("STARTTLS")
-        elif self.handler.mechanisms and self.account is None:
-            lines.append("AUTH " + " ".join(self.handler.mechanisms))
+        elif self.mechanisms and self.account is None:
+            lines.append("AUTH " + " ".join(self.mechanisms))
         self.reply(Reply(250, "", tuple(lines)))
 
     async def cmd_starttls(self, arg: str) -> None:
@@ -269,13 +271,14 @@ class Session:
             cipher = obj.cipher()
             self.tls_info = f"using {obj.version()} with cipher {cipher[0] if cipher else '?'}"
             self.peer_cert_der = obj.getpeercert(binary_form=True)
+        self.mechanisms = for_connection(self.handler.mechanisms, self.peer_cert_der)
         # RFC 3207 §4.2: forget everything learnt before TLS.
         self.helo = None
         self.esmtp = False
         self.tx = None
 
     async def cmd_auth(self, arg: str) -> None:
-        mechs = self.handler.mechanisms
+        mechs = self.mechanisms
         if not mechs:
             raise SmtpSyntaxError(502, "5.5.1", "AUTH not available on this service")
         if self.helo is None or not self.esmtp:

@@ -139,7 +139,9 @@ class TrustPolicy:
         crls = CrlSet.load_dir(self._tls.crl_dir, self._ca_certs)
         crl_pem = crls.pem()
         relay = self._build_server(crl_pem, request_client_cert=True)
-        submission = self._build_server(b"", request_client_cert=False)
+        # Submission and IMAP: a client certificate is requested but optional (SASL EXTERNAL
+        # for APP mailboxes); a presented bad one fails the handshake, none is fine.
+        submission = self._build_server(crl_pem, request_client_cert=True)
         client = self._build_client(crl_pem)
         with self._lock:
             self._crls = crls
@@ -185,7 +187,8 @@ class TrustPolicy:
         if request_client_cert:
             self._load_trust(ctx, crl_pem)
             # A presented but bad certificate fails the handshake; a missing one is allowed by
-            # TLS and refused at SMTP level (check_inbound), with a precise reply.
+            # TLS and refused at SMTP level on the relay (check_inbound), with a precise reply;
+            # on submission and IMAP it only means no SASL EXTERNAL.
             ctx.verify_mode = ssl.CERT_OPTIONAL
         else:
             ctx.verify_mode = ssl.CERT_NONE
@@ -209,7 +212,9 @@ class TrustPolicy:
         return self._relay_ctx
 
     def submission_server_context(self) -> ssl.SSLContext:
-        """Submission (587) and IMAP: our certificate, no client certificate requested."""
+        """Submission (587) and IMAP (143/993): our certificate; a client certificate is
+        requested but optional (CA bundle and CRLs; RFC 4422 Appendix A EXTERNAL). Only a
+        verified certificate reaches the session; a bad one fails the handshake."""
         return self._submission_ctx
 
     def client_context(self) -> ssl.SSLContext:
