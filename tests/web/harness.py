@@ -31,7 +31,7 @@ from caducee.config.model import NodeConfig
 from caducee.core.model import MailboxType
 from caducee.directory.sandbox import ExtraPerson, build_sandbox_directory
 from caducee.smtp.worker import WorkerSettings
-from e2e.harness import free_port, make_trust_space
+from e2e.harness import make_trust_space
 
 PASSWORD = "Mot-de-passe-de-test-1"
 
@@ -120,21 +120,11 @@ async def world(root: Path, *, admins: dict[str, list[str]] | None = None) -> As
     idp_cert, idp_key = _self_signed(idp_dir, "127.0.0.1")
     idp = IdpServer(idp_dir, IdpTls(idp_cert, idp_key), settings=IdpSettings(issuer=""))
     await idp.start()
-    web_ports = {name: free_port() for name in DOMAINS}
-    urls = {name: f"https://127.0.0.1:{p}" for name, p in web_ports.items()}
-    specs, clients = [], []
+    urls: dict[str, str] = {}  # known once each webmail is bound (port 0)
+    specs: list[UserSpec] = []
     for key, (given, family, prof, _sm, _op, addr) in USERS.items():
         specs.append(UserSpec(key, _idnps(key), PASSWORD, True, given, family, prof, addr))
-    for name in DOMAINS:
-        clients.append(
-            ClientSpec(
-                f"{name}-webmail",
-                (f"mssante-{name}",),
-                (f"{urls[name]}/auth/callback",),
-                name=f"Messagerie {name}",
-            )
-        )
-    made = provision(idp.store, specs, clients)
+    made = provision(idp.store, specs)
     users = {
         k: User(k, k, _idnps(k), v[5], v[4], made.totp_secrets[k], v[0], v[1])
         for k, v in USERS.items()
@@ -154,7 +144,7 @@ async def world(root: Path, *, admins: dict[str, list[str]] | None = None) -> As
             web_cert, web_key = idp_cert, idp_key  # one self-signed certificate for 127.0.0.1
             raw: dict[str, Any] = space.config_dict(name, None, 0.2, 3600)
             raw["web"] = {
-                "listen": f"127.0.0.1:{web_ports[name]}",
+                "listen": "127.0.0.1:0",
                 "cert_file": str(web_cert),
                 "key_file": str(web_key),
                 "directory_db": str(directory_db),
@@ -171,6 +161,14 @@ async def world(root: Path, *, admins: dict[str, list[str]] | None = None) -> As
             )
             await op.start()
             ops[name] = op
+            urls[name] = op.servers["web"].public_url  # type: ignore[attr-defined]
+            client = ClientSpec(
+                f"{name}-webmail",
+                (f"mssante-{name}",),
+                (f"{urls[name]}/auth/callback",),
+                name=f"Messagerie {name}",
+            )
+            provision(idp.store, [], [client])  # fmt: skip
             assert op.storage is not None
             acc = op.storage.accounts
             for u in users.values():
