@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 import httpx
+import pytest
 
 from caducee.sandbox.init import create_sandbox
 from caducee.sandbox.run import start_sandbox, stop_all
@@ -21,14 +22,22 @@ _HIDDEN = re.compile(r'<input type="hidden" name="(csrf|query)" value="([^"]*)"'
 
 
 async def test_sandbox_webmail_login(tmp_path: Path) -> None:
-    base = random.randrange(30000, 60000, 100)  # a port range, not a secret
-    info = await create_sandbox(tmp_path / "sb", operators=2, port_base=base)
+    for attempt in range(3):  # fixed sandbox ports: another run on this machine may hold some
+        base = random.randrange(30000, 60000, 100)  # a port range, not a secret
+        d = tmp_path / f"sb{attempt}"
+        info = await create_sandbox(d, operators=2, port_base=base)
+        try:
+            _, ops = await start_sandbox(d)
+            break
+        except OSError:
+            continue
+    else:
+        pytest.fail("no free port range for the sandbox")
     assert info["operators"][0]["web"] == f"https://127.0.0.1:{base + 4}"
     text = describe_web(info)
     per = next(a for a in info["operators"][0]["accounts"] if a["type"] == "PER")
     assert per["login"] in text and per["password"] in text
     org = next(a for a in info["operators"][0]["accounts"] if a["type"] == "ORG")
-    _, ops = await start_sandbox(tmp_path / "sb")
     try:
         ctx = ssl.create_default_context(cafile=info["idp"]["ca_file"])
         async with httpx.AsyncClient(
