@@ -11,6 +11,7 @@ check mbsync isync
 check fetchmail fetchmail
 check offlineimap offlineimap3
 check openssl openssl
+check chromium chromium  # the webmail's browser tests (Playwright drives /usr/bin/chromium)
 [ -x /usr/sbin/postfix ] || need+=(postfix)
 [ -x /usr/sbin/dovecot ] || need+=(dovecot-imapd)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi

@@ -127,6 +127,17 @@ class Operator:
                 self.storage.accounts,
                 mechanisms=mechs,
             )
+        if cfg.web.listen:
+            from caducee.web.server import WebServer
+
+            policy = self.policy
+            self.servers["web"] = WebServer(
+                cfg,
+                self.storage,
+                is_listed=policy.is_listed,
+                liste=lambda: policy.liste,
+                wake=self.worker.wake,
+            )
         await self.worker.start()
         for name, server in self.servers.items():
             self.addresses[name] = await server.start()

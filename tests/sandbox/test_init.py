@@ -46,7 +46,7 @@ def test_sandbox_json_schema_and_mode(sandbox: tuple[Path, dict[str, Any]]) -> N
         assert op["submission"] == f"127.0.0.1:{base + 1}"
         assert op["imap"] == f"127.0.0.1:{base + 2}"
         assert op["imaps"] == f"127.0.0.1:{base + 3}"
-        assert op["web"] is None
+        assert op["web"] == f"https://127.0.0.1:{base + 4}"  # the webmail (caducee.web)
         for key in ("client_cert", "client_key", "server_cert", "server_key", "config"):
             assert Path(op[key]).is_file(), key
         assert Path(op["data_dir"]).is_dir()

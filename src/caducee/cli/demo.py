@@ -258,6 +258,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         config_b = str(b.get("config") or directory / b["name"] / "node.toml")
         print(_howto(ca_bundle, a, sender, recipient, op_a, op_b, config_b), flush=True)
         print(_services_howto(sandbox.info, ca_bundle, recipient), flush=True)
+        from caducee.web.sandbox import describe_web
+
+        print(describe_web(sandbox.info), flush=True)
         if args.no_wait:
             raise _Done
         print("\nThe sandbox keeps running; Ctrl-C to stop.", flush=True)

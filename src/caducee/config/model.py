@@ -101,7 +101,20 @@ class ImapConfig(_Strict):
 
 
 class WebConfig(_Strict):
+    """The webmail (``caducee.web``): HTTPS, login through the OpenID Connect issuer of
+    ``[auth]`` (authorization code + PKCE), this operator's storage used directly."""
+
     listen: str | None = None
+    public_url: str | None = None  # https://host:port as users reach it (default: from listen)
+    client_id: str | None = None  # the webmail's client at the issuer (default: "<name>-webmail")
+    client_secret_file: Path | None = None  # only for a confidential client
+    cert_file: Path | None = None  # HTTPS certificate chain (default: tls.cert_file)
+    key_file: Path | None = None
+    directory_db: Path | None = None  # the national directory (SQLite) for search/autocomplete
+    admins: list[str] = Field(default_factory=list)  # logins allowed on /admin
+    session_idle_seconds: int = Field(default=1800, ge=60)
+    session_max_seconds: int = Field(default=8 * 3600, ge=300)
+    login_rate_limit: int = Field(default=20, ge=1)  # login attempts per address per minute
 
 
 class AuthConfig(_Strict):
@@ -179,6 +192,14 @@ def _resolve_paths(cfg: NodeConfig, base: Path) -> NodeConfig:
         update={"dsn_password_file": fix(cfg.storage.dsn_password_file)}
     )
     auth = cfg.auth.model_copy(update={"ca_file": fix(cfg.auth.ca_file)})
+    web = cfg.web.model_copy(
+        update={
+            "cert_file": fix(cfg.web.cert_file),
+            "key_file": fix(cfg.web.key_file),
+            "client_secret_file": fix(cfg.web.client_secret_file),
+            "directory_db": fix(cfg.web.directory_db),
+        }
+    )
     trust = cfg.trust.model_copy(
         update={"ca_bundle": fix(cfg.trust.ca_bundle), "cache_file": fix(cfg.trust.cache_file)}
     )
@@ -192,6 +213,7 @@ def _resolve_paths(cfg: NodeConfig, base: Path) -> NodeConfig:
             "storage": storage,
             "trust": trust,
             "auth": auth,
+            "web": web,
         }
     )
 

@@ -299,6 +299,9 @@ async def create_sandbox(
     info["directory_node"] = await asyncio.to_thread(
         _build_directory, info, populate, host, port_base
     )
+    from caducee.web.sandbox import add_web  # the IdP and the webmails (docs/webmail.md)
+
+    await asyncio.to_thread(add_web, Path(info["directory"]), info, host, port_base)
     # sandbox.json last: its presence means "complete"
     data = (json.dumps(info, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
     await asyncio.to_thread(_write_private, Path(info["directory"]) / "sandbox.json", data)
@@ -399,6 +402,7 @@ def _build(
                         "password": a["password"],
                         "address": a["address"],
                         "type": str(a["type"]),
+                        "idnps": a["holder"] if a["type"] == MailboxType.PER else None,
                     }
                     for a in accounts
                 ],

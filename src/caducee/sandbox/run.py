@@ -135,6 +135,15 @@ async def start_sandbox(directory: Path) -> tuple[Sandbox, list[Operator]]:
     sandbox = load_sandbox(directory)
     configs = sandbox_configs(sandbox)
     operators: list[Any] = await start_services(sandbox)
+    from caducee.web.sandbox import start_idp
+
+    try:
+        idp = await start_idp(directory, sandbox.info)  # the webmails' identity provider
+    except BaseException:
+        await stop_all(operators)
+        raise
+    if idp is not None:
+        operators.append(_Service("idp", idp.stop, f"issuer {sandbox.info['idp']['issuer']}"))
     try:
         for cfg in configs:
             op = Operator(cfg)
@@ -177,6 +186,9 @@ def run_sandbox(directory: Path) -> None:
         count = sum(1 for op in operators if isinstance(op, Operator))
         print(f"sandbox {directory}: {count} operator(s) running", flush=True)
         print(describe(operators), flush=True)
+        from caducee.web.sandbox import describe_web
+
+        print(describe_web(load_sandbox(directory).info), flush=True)
         print("Ctrl-C to stop.", flush=True)
 
     async def stop() -> None:
