@@ -14,8 +14,9 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from functools import partial
 
-from caducee.core.errors import ConfigError, NotFound, StorageError
+from caducee.core.errors import NotFound, StorageError
 from caducee.core.model import BlobRef
+from caducee.storage.blobbase import BlobStoreBase
 from caducee.storage.blobcrypto import (
     SEGMENT,
     SEGMENT_CT,
@@ -173,29 +174,15 @@ class _Writer:
         self._wrote_chunks = False
 
 
-class PgBlobStore:
+class PgBlobStore(BlobStoreBase):
+    put_chunk = SEGMENT * _BATCH_SEGMENTS
+
     def __init__(self, runner: PgRunner, keyring: Keyring) -> None:
         self.runner = runner
         self.keyring = keyring
 
-    def _key(self, key_id: str) -> bytes:
-        try:
-            return self.keyring.key(key_id)
-        except ConfigError as exc:
-            raise StorageError(f"blob key {key_id!r} is not in the keyring") from exc
-
     def writer(self) -> _Writer:
         return _Writer(self)
-
-    async def put(self, data: bytes, *, durable: bool = True) -> BlobRef:
-        w = self.writer()
-        view = memoryview(data)
-        for start in range(0, len(data), SEGMENT * _BATCH_SEGMENTS):
-            await w.write(bytes(view[start : start + SEGMENT * _BATCH_SEGMENTS]))
-        return await w.commit(durable=durable)
-
-    async def get(self, ref: BlobRef) -> bytes:
-        return b"".join([part async for part in self.stream(ref)])
 
     async def stream(
         self, ref: BlobRef, start: int = 0, end: int | None = None

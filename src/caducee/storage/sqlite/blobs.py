@@ -16,8 +16,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from caducee.core.errors import ConfigError, NotFound, StorageError
+from caducee.core.errors import NotFound, StorageError
 from caducee.core.model import BlobRef
+from caducee.storage.blobbase import BlobStoreBase
 from caducee.storage.blobcrypto import (
     SEGMENT,
     SEGMENT_CT,
@@ -174,7 +175,9 @@ class _Writer:
         await asyncio.to_thread(self._discard)
 
 
-class SqliteBlobStore:
+class SqliteBlobStore(BlobStoreBase):
+    put_chunk = SEGMENT
+
     """``BlobStore`` for the SQLite engine."""
 
     def __init__(self, runner: SqliteRunner, keyring: Keyring, data_dir: Path) -> None:
@@ -184,24 +187,8 @@ class SqliteBlobStore:
         self.tmp_dir = self.blob_dir / "tmp"
         self.tmp_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
 
-    def _key(self, key_id: str) -> bytes:
-        try:
-            return self.keyring.key(key_id)
-        except ConfigError as exc:
-            raise StorageError(f"blob key {key_id!r} is not in the keyring") from exc
-
     def writer(self) -> _Writer:
         return _Writer(self)
-
-    async def put(self, data: bytes, *, durable: bool = True) -> BlobRef:
-        w = self.writer()
-        view = memoryview(data)
-        for start in range(0, len(data), SEGMENT):
-            await w.write(bytes(view[start : start + SEGMENT]))
-        return await w.commit(durable=durable)
-
-    async def get(self, ref: BlobRef) -> bytes:
-        return b"".join([part async for part in self.stream(ref)])
 
     async def stream(
         self, ref: BlobRef, start: int = 0, end: int | None = None
