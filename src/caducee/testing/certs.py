@@ -162,6 +162,54 @@ class CertificateAuthority:
         return builder.sign(self.key, hashes.SHA256())
 
 
+def _builder(
+    subject: x509.Name,
+    issuer_name: x509.Name,
+    key: PrivateKey,
+    issuer_key: PrivateKey | None,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    *,
+    ca: bool,
+    path_length: int | None = None,
+    key_encipherment: bool = False,
+) -> x509.CertificateBuilder:
+    """The fields and extensions every certificate here shares (RFC 5280 §4.2.1): basic
+    constraints, key usage (certificate and CRL signing for a CA, digital signature for a leaf),
+    subject key id and, when issued by another key, authority key id."""
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=path_length), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=not ca,
+                content_commitment=False,
+                key_encipherment=key_encipherment,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=ca,
+                crl_sign=ca,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    )
+    if issuer_key is not None:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+            critical=False,
+        )
+    return builder
+
+
 def _ca_cert(
     subject: x509.Name,
     key: PrivateKey,
@@ -170,36 +218,16 @@ def _ca_cert(
     not_before: dt.datetime,
     not_after: dt.datetime,
 ) -> x509.Certificate:
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.cert.subject if issuer else subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    builder = _builder(
+        subject,
+        issuer.cert.subject if issuer else subject,
+        key,
+        issuer.key if issuer else None,
+        not_before,
+        not_after,
+        ca=True,
+        path_length=path_length,
     )
-    if issuer is not None:
-        builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),
-            critical=False,
-        )
     return builder.sign(issuer.key if issuer else key, hashes.SHA256())
 
 
@@ -339,41 +367,16 @@ class TrustSpaceCA:
             ekus.append(ExtendedKeyUsageOID.SERVER_AUTH)
         if client:
             ekus.append(ExtendedKeyUsageOID.CLIENT_AUTH)
-        is_rsa = isinstance(key, rsa.RSAPrivateKey)
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(_subject(cn, ou, o, st, c))
-            .issuer_name(self.intermediate.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(not_before)
-            .not_valid_after(not_after)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=is_rsa,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.ExtendedKeyUsage(ekus), critical=False)
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-            )
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                    self.intermediate.key.public_key()
-                ),
-                critical=False,
-            )
-        )
+        builder = _builder(
+            _subject(cn, ou, o, st, c),
+            self.intermediate.cert.subject,
+            key,
+            self.intermediate.key,
+            not_before,
+            not_after,
+            ca=False,
+            key_encipherment=isinstance(key, rsa.RSAPrivateKey),
+        ).add_extension(x509.ExtendedKeyUsage(ekus), critical=False)
         sans = dns_names if dns_names is not None else ([cn] if "." in cn else [])
         if sans:
             general: list[x509.GeneralName] = []
