@@ -11,6 +11,10 @@ check mbsync isync
 check fetchmail fetchmail
 check offlineimap offlineimap3
 check openssl openssl
+# swaks needs these Perl modules for STARTTLS and AUTH (only "Recommends", which we skip)
+perl -MNet::SSLeay -e1 >/dev/null 2>&1 || need+=(libnet-ssleay-perl)
+perl -MIO::Socket::SSL -e1 >/dev/null 2>&1 || need+=(libio-socket-ssl-perl)
+perl -MAuthen::SASL -e1 >/dev/null 2>&1 || need+=(libauthen-sasl-perl)
 check chromium chromium  # the webmail's browser tests (Playwright drives /usr/bin/chromium)
 [ -x /usr/sbin/postfix ] || need+=(postfix)
 [ -x /usr/sbin/dovecot ] || need+=(dovecot-imapd)

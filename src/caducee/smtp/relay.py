@@ -284,7 +284,30 @@ def relay_dedup_key(sender: str, headers: HeaderCollector | None, size: int) -> 
     return f"smtp-resend:{digest}"
 
 
-class RelayServer:
+class SmtpFrontEnd:
+    """A listening SMTP server: one :class:`Session` per connection, driven by ``handler``."""
+
+    handler: Handler
+
+    def __init__(self, addr: str, handler: Handler, hostname: str, limits: Limits) -> None:
+        self.handler = handler
+        self.hostname = hostname
+        self.limits = limits
+        self._listener = Listener(addr, self._session, max_sessions=limits.max_sessions)
+
+    async def _session(self, conn: Connection) -> None:
+        await Session(conn, self.handler, hostname=self.hostname, limits=self.limits).run()
+
+    async def start(self) -> list[tuple[str, int]]:
+        """Binds and listens; returns the bound (host, port) pairs (port 0 picks one)."""
+        return await self._listener.start()
+
+    async def stop(self) -> None:
+        """Stops listening and aborts open sessions (messages in DATA are not stored)."""
+        await self._listener.stop()
+
+
+class RelayServer(SmtpFrontEnd):
     """The relay-in SMTP server of one operator node (``cfg.smtp.relay_listen``).
 
     ``on_delivered`` is awaited after local delivery when a recipient asked NOTIFY=SUCCESS.
@@ -303,18 +326,5 @@ class RelayServer:
         addr = listen or cfg.smtp.relay_listen
         if addr is None:
             raise ConfigError(["smtp.relay_listen: the relay server needs a listen address"])
-        self.limits = limits or limits_from_config(cfg)
-        self.handler = RelayHandler(cfg, storage, policy, on_delivered)
-        self.hostname = cfg.smtp.hostname
-        self._listener = Listener(addr, self._session, max_sessions=self.limits.max_sessions)
-
-    async def _session(self, conn: Connection) -> None:
-        await Session(conn, self.handler, hostname=self.hostname, limits=self.limits).run()
-
-    async def start(self) -> list[tuple[str, int]]:
-        """Binds and listens; returns the bound (host, port) pairs (port 0 picks one)."""
-        return await self._listener.start()
-
-    async def stop(self) -> None:
-        """Stops listening and aborts open sessions (messages in DATA are not stored)."""
-        await self._listener.stop()
+        self.handler: RelayHandler = RelayHandler(cfg, storage, policy, on_delivered)
+        super().__init__(addr, self.handler, cfg.smtp.hostname, limits or limits_from_config(cfg))

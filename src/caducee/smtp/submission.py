@@ -22,9 +22,14 @@ from caducee.config.model import NodeConfig
 from caducee.core.errors import ConfigError, QuotaExceeded, StorageError
 from caducee.core.model import Account, Mailbox, QueueRecipient
 from caducee.smtp.protocol import HeaderCollector, MailFrom, RcptTo, Reply, header_addresses
-from caducee.smtp.relay import OnDelivered, OperatorHandler, TrustView, limits_from_config
+from caducee.smtp.relay import (
+    OnDelivered,
+    OperatorHandler,
+    SmtpFrontEnd,
+    TrustView,
+    limits_from_config,
+)
 from caducee.smtp.sasl import PlainMechanism, SaslMechanism, mechanisms_by_name
-from caducee.smtp.server import Connection, Listener
 from caducee.smtp.session import Limits, Session, Transaction
 from caducee.storage.interfaces import BlobWriter, Delivery, Enqueue, Storage
 
@@ -195,7 +200,7 @@ class SubmissionHandler(OperatorHandler):
         ]
 
 
-class SubmissionServer:
+class SubmissionServer(SmtpFrontEnd):
     """The submission SMTP server of one operator node (``cfg.smtp.submission_listen``).
 
     ``mechanisms`` defaults to PLAIN checked by ``storage.accounts`` (passwords verified off
@@ -220,19 +225,8 @@ class SubmissionServer:
             raise ConfigError(
                 ["smtp.submission_listen: the submission server needs a listen address"]
             )
-        self.limits = limits or limits_from_config(cfg)
         mechs = list(mechanisms) if mechanisms is not None else [PlainMechanism(storage.accounts)]
-        self.handler = SubmissionHandler(cfg, storage, policy, mechs, on_queued, on_delivered)
-        self.hostname = cfg.smtp.hostname
-        self._listener = Listener(addr, self._session, max_sessions=self.limits.max_sessions)
-
-    async def _session(self, conn: Connection) -> None:
-        await Session(conn, self.handler, hostname=self.hostname, limits=self.limits).run()
-
-    async def start(self) -> list[tuple[str, int]]:
-        """Binds and listens; returns the bound (host, port) pairs (port 0 picks one)."""
-        return await self._listener.start()
-
-    async def stop(self) -> None:
-        """Stops listening and aborts open sessions (messages in DATA are not stored)."""
-        await self._listener.stop()
+        self.handler: SubmissionHandler = SubmissionHandler(
+            cfg, storage, policy, mechs, on_queued, on_delivered
+        )
+        super().__init__(addr, self.handler, cfg.smtp.hostname, limits or limits_from_config(cfg))
