@@ -20,7 +20,14 @@ from caducee.auth.idp import store as store_module
 from caducee.auth.idp.oauth import IdpSettings
 from caducee.auth.idp.server import IdpServer, IdpTls
 from caducee.auth.passwords import hash_password
+from caducee.auth.sasl_mechs import OAuthBearerMechanism, XOAuth2Mechanism
+from caducee.auth.tokens import TokenValidator
 from caducee.auth.totp import generate_secret, totp
+from caducee.config.model import NodeConfig, TlsConfig
+from caducee.core.model import MailboxType
+from caducee.storage import open_sqlite
+from caducee.storage.interfaces import Storage
+from caducee.storage.keyring import create_keyring
 
 from .pki import Issued, Pki
 
@@ -187,3 +194,67 @@ async def exchange(client: httpx.AsyncClient, code: str, verifier: str) -> httpx
             "code_verifier": verifier,
         },
     )
+
+
+# -- a node "b" (domain b.test) for the end-to-end login tests -------------------------------
+
+
+async def node_b_storage(tmp_path: Path) -> tuple[Storage, Path]:
+    """A fresh SQLite store of node "b" under ``tmp_path/data`` and its keyring file."""
+    keyring = tmp_path / "keyring"
+    create_keyring(keyring)
+    return await open_sqlite(tmp_path / "data", keyring, node="b"), keyring
+
+
+async def add_jeanne(storage: Storage, welcome: bool = False) -> None:
+    """Jeanne Dupont (IDNPS ``IDNPS``) with her PER mailbox, optionally one message in it."""
+    acc = storage.accounts
+    await acc.create_account("jdupont", None, display_name="Jeanne Dupont", idnps=IDNPS)
+    await acc.create_mailbox("jeanne.dupont@b.test", MailboxType.PER, IDNPS)
+    await acc.grant("jdupont", "jeanne.dupont@b.test", "lrswipkxtea")
+    if welcome:
+        blob = await storage.blobs.put(b"From: a@b.test\r\nSubject: bienvenue\r\n\r\nbonjour\r\n")
+        mbox = await acc.get_mailbox("jeanne.dupont@b.test")
+        assert mbox is not None
+        await storage.messages.deliver(blob, [mbox.mailbox_id])
+
+
+def node_b_config(tmp_path: Path, keyring: Path, tls: TlsConfig, **extra: object) -> NodeConfig:
+    """Node "b" with submission on a free port and no relay listener; ``extra`` adds sections."""
+    return NodeConfig.model_validate(
+        {
+            "name": "b",
+            "data_dir": str(tmp_path / "data"),
+            "domains": ["b.test"],
+            "crypto": {"keyring_file": str(keyring)},
+            "tls": tls.model_dump(),
+            "trust": {"liste_blanche": str(tmp_path / "liste.xml")},
+            "smtp": {
+                "hostname": "mx.b.test",
+                "relay_listen": None,
+                "submission_listen": "127.0.0.1:0",
+            },
+            **extra,
+        }
+    )
+
+
+def token_mechanisms(
+    idp: RunningIdp, storage: Storage
+) -> dict[str, OAuthBearerMechanism | XOAuth2Mechanism]:
+    """OAUTHBEARER and XOAUTH2 validating the IdP's tokens for ``AUDIENCE``."""
+    validator = TokenValidator(
+        idp.base, audience=AUDIENCE, jwks_url=f"{idp.base}/jwks", verify=idp.client_ctx()
+    )
+    return {
+        "OAUTHBEARER": OAuthBearerMechanism(validator, storage.accounts),
+        "XOAUTH2": XOAuth2Mechanism(validator, storage.accounts),
+    }
+
+
+async def token_of(idp: RunningIdp) -> str:
+    """An access token for Jeanne, through the real login, code and PKCE exchange."""
+    verifier, challenge = pkce()
+    async with idp.http() as c:
+        tok = (await exchange(c, await login_and_get_code(idp, c, challenge), verifier)).json()
+    return str(tok["access_token"])

@@ -23,17 +23,17 @@ from pathlib import Path
 import pytest
 
 from caducee.auth.mechanisms import external_mechanism, sasl_mechanisms
-from caducee.config.model import NodeConfig, TlsConfig
+from caducee.config.model import TlsConfig
 from caducee.core.model import MailboxType
 from caducee.imap.server import ImapServer, ImapSettings
 from caducee.smtp.sasl import SaslMechanism
 from caducee.smtp.submission import SubmissionServer
-from caducee.storage import open_sqlite
 from caducee.storage.interfaces import Storage
-from caducee.storage.keyring import create_keyring
 from caducee.testing.certs import IssuedCert, TrustSpaceCA
 from caducee.trust.listeblanche import DomainEntry, ListeBlanche
 from caducee.trust.policy import TrustPolicy
+
+from .conftest import node_b_config, node_b_storage
 
 pytestmark = pytest.mark.e2e
 
@@ -56,9 +56,7 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
     ca = TrustSpaceCA.create(tmp_path / "ca")
     server_cert = ca.issue_server("mx.b.test", "22222222222222", "OPERATEUR B", "Rhône (69)")
     app_cert = ca.issue_client("automate.labo.test", SIRET, "LABO BIOLOGIE", "Paris (75)")
-    keyring = tmp_path / "keyring"
-    create_keyring(keyring)
-    storage = await open_sqlite(tmp_path / "data", keyring, node="b")
+    storage, keyring = await node_b_storage(tmp_path)
     acc = storage.accounts
     await acc.create_account("labo-automate", None, display_name="Automate du labo")
     await acc.create_mailbox(APP, MailboxType.APP, SIRET)
@@ -71,25 +69,9 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
     tls = TlsConfig(
         cert_file=server_cert.chain_path, key_file=server_cert.key_path, ca_bundle=ca.ca_bundle
     )
-    cfg = NodeConfig.model_validate(
-        {
-            "name": "b",
-            "data_dir": str(tmp_path / "data"),
-            "domains": ["b.test"],
-            "crypto": {"keyring_file": str(keyring)},
-            "tls": tls.model_dump(),
-            "trust": {"liste_blanche": str(tmp_path / "liste.xml")},
-            "smtp": {
-                "hostname": "mx.b.test",
-                "relay_listen": None,
-                "submission_listen": "127.0.0.1:0",
-            },
-            # the DN as an operator writes it (spacing differs from the certificate's)
-            "auth": {
-                "certificate_logins": {app_cert.subject_dn.replace(",", ", "): "labo-automate"}
-            },
-        }
-    )
+    # the DN as an operator writes it (spacing differs from the certificate's)
+    logins = {app_cert.subject_dn.replace(",", ", "): "labo-automate"}
+    cfg = node_b_config(tmp_path, keyring, tls, auth={"certificate_logins": logins})
     liste = ListeBlanche(
         generated=dt.datetime.now(dt.UTC),
         entries=[DomainEntry(name="b.test", dn=server_cert.subject_dn)],

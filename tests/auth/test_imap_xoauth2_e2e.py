@@ -17,22 +17,18 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from caducee.auth.sasl_mechs import OAuthBearerMechanism, XOAuth2Mechanism
-from caducee.auth.tokens import TokenValidator
-from caducee.core.model import MailboxType
 from caducee.imap.server import ImapServer
-from caducee.storage import open_sqlite
-from caducee.storage.keyring import create_keyring
 from caducee.testing.certs import TrustSpaceCA
 
 from .conftest import (
-    AUDIENCE,
-    IDNPS,
     RunningIdp,
+    add_jeanne,
     authorize_query,
-    exchange,
     login_and_get_code,
+    node_b_storage,
     pkce,
+    token_mechanisms,
+    token_of,
 )
 
 pytestmark = pytest.mark.e2e
@@ -51,26 +47,11 @@ async def imap(
     offered: list[str] = getattr(request, "param", ["OAUTHBEARER", "XOAUTH2"])
     ca = TrustSpaceCA.create(tmp_path / "ca")
     cert = ca.issue_server("imap.b.test", "22222222222222", "OPERATEUR B", "Rhône (69)")
-    keyring = tmp_path / "keyring"
-    create_keyring(keyring)
-    storage = await open_sqlite(tmp_path / "data", keyring, node="b")
-    acc = storage.accounts
-    await acc.create_account("jdupont", None, display_name="Jeanne Dupont", idnps=IDNPS)
-    await acc.create_mailbox("jeanne.dupont@b.test", MailboxType.PER, IDNPS)
-    await acc.grant("jdupont", "jeanne.dupont@b.test", "lrswipkxtea")
-    blob = await storage.blobs.put(b"From: a@b.test\r\nSubject: bienvenue\r\n\r\nbonjour\r\n")
-    mbox = await acc.get_mailbox("jeanne.dupont@b.test")
-    assert mbox is not None
-    await storage.messages.deliver(blob, [mbox.mailbox_id])
+    storage, _keyring = await node_b_storage(tmp_path)
+    await add_jeanne(storage, welcome=True)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert.chain_path, cert.key_path)
-    validator = TokenValidator(
-        idp.base, audience=AUDIENCE, jwks_url=f"{idp.base}/jwks", verify=idp.client_ctx()
-    )
-    mechs = {
-        "OAUTHBEARER": OAuthBearerMechanism(validator, storage.accounts),
-        "XOAUTH2": XOAuth2Mechanism(validator, storage.accounts),
-    }
+    mechs = token_mechanisms(idp, storage)
     server = ImapServer(
         None,
         storage,
@@ -85,13 +66,6 @@ async def imap(
     finally:
         await server.stop()
         await storage.close()
-
-
-async def _token(idp: RunningIdp) -> str:
-    verifier, challenge = pkce()
-    async with idp.http() as c:
-        tok = (await exchange(c, await login_and_get_code(idp, c, challenge), verifier)).json()
-    return str(tok["access_token"])
 
 
 def _imaplib_login(imap: Imap, mech: str, auth: bytes) -> tuple[str, list[bytes]]:
@@ -110,7 +84,7 @@ def _imaplib_login(imap: Imap, mech: str, auth: bytes) -> tuple[str, list[bytes]
 
 
 async def test_imaplib_xoauth2(idp: RunningIdp, imap: Imap) -> None:
-    token = await _token(idp)
+    token = await token_of(idp)
     auth = f"user=jeanne.dupont@b.test\x01auth=Bearer {token}\x01\x01".encode()
     status, data = await asyncio.to_thread(_imaplib_login, imap, "XOAUTH2", auth)
     assert status == "OK OK"
@@ -118,7 +92,7 @@ async def test_imaplib_xoauth2(idp: RunningIdp, imap: Imap) -> None:
 
 
 async def test_imaplib_oauthbearer(idp: RunningIdp, imap: Imap) -> None:
-    token = await _token(idp)
+    token = await token_of(idp)
     auth = f"n,a=jeanne.dupont@b.test,\x01auth=Bearer {token}\x01\x01".encode()
     status, _ = await asyncio.to_thread(_imaplib_login, imap, "OAUTHBEARER", auth)
     assert status == "OK OK"
@@ -158,7 +132,7 @@ async def test_imaplib_xoauth2_refused_for_wrong_audience_token(
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 @pytest.mark.parametrize("imap", [["XOAUTH2"]], indirect=True)
 async def test_curl_imap_xoauth2(idp: RunningIdp, imap: Imap) -> None:
-    token = await _token(idp)
+    token = await token_of(idp)
     host, port = imap.addr
     proc = await asyncio.create_subprocess_exec(
         "curl", "--silent", "--show-error", "--verbose",

@@ -16,19 +16,22 @@ from pathlib import Path
 
 import pytest
 
-from caducee.auth.sasl_mechs import OAuthBearerMechanism, XOAuth2Mechanism
-from caducee.auth.tokens import TokenValidator
-from caducee.config.model import NodeConfig, TlsConfig
+from caducee.config.model import TlsConfig
 from caducee.core.model import MailboxType
 from caducee.smtp.submission import SubmissionServer
-from caducee.storage import open_sqlite
 from caducee.storage.interfaces import Storage
-from caducee.storage.keyring import create_keyring
 from caducee.testing.certs import TrustSpaceCA
 from caducee.trust.listeblanche import DomainEntry, ListeBlanche
 from caducee.trust.policy import TrustPolicy
 
-from .conftest import AUDIENCE, IDNPS, RunningIdp, exchange, login_and_get_code, pkce
+from .conftest import (
+    RunningIdp,
+    add_jeanne,
+    node_b_config,
+    node_b_storage,
+    token_mechanisms,
+    token_of,
+)
 
 pytestmark = [
     pytest.mark.e2e,
@@ -50,14 +53,9 @@ async def submission(
     offered: list[str] = getattr(request, "param", ["OAUTHBEARER", "XOAUTH2"])
     ca = TrustSpaceCA.create(tmp_path / "ca")
     server_cert = ca.issue_server("mx.b.test", "22222222222222", "OPERATEUR B", "Rhône (69)")
-    keyring = tmp_path / "keyring"
-    create_keyring(keyring)
-    storage = await open_sqlite(tmp_path / "data", keyring, node="b")
-    acc = storage.accounts
-    await acc.create_account("jdupont", None, display_name="Jeanne Dupont", idnps=IDNPS)
-    await acc.create_mailbox("jeanne.dupont@b.test", MailboxType.PER, IDNPS)
-    await acc.create_mailbox("bob@b.test", MailboxType.PER, "810000000001")
-    await acc.grant("jdupont", "jeanne.dupont@b.test", "lrswipkxtea")
+    storage, keyring = await node_b_storage(tmp_path)
+    await add_jeanne(storage)
+    await storage.accounts.create_mailbox("bob@b.test", MailboxType.PER, "810000000001")
     tls = TlsConfig(
         cert_file=server_cert.chain_path, key_file=server_cert.key_path, ca_bundle=ca.ca_bundle
     )
@@ -65,28 +63,8 @@ async def submission(
         generated=dt.datetime.now(dt.UTC),
         entries=[DomainEntry(name="b.test", dn=server_cert.subject_dn)],
     )
-    cfg = NodeConfig.model_validate(
-        {
-            "name": "b",
-            "data_dir": str(tmp_path / "data"),
-            "domains": ["b.test"],
-            "crypto": {"keyring_file": str(keyring)},
-            "tls": tls.model_dump(),
-            "trust": {"liste_blanche": str(tmp_path / "liste.xml")},
-            "smtp": {
-                "hostname": "mx.b.test",
-                "relay_listen": None,
-                "submission_listen": "127.0.0.1:0",
-            },
-        }
-    )
-    validator = TokenValidator(
-        idp.base, audience=AUDIENCE, jwks_url=f"{idp.base}/jwks", verify=idp.client_ctx()
-    )
-    mechs = {
-        "OAUTHBEARER": OAuthBearerMechanism(validator, storage.accounts),
-        "XOAUTH2": XOAuth2Mechanism(validator, storage.accounts),
-    }
+    cfg = node_b_config(tmp_path, keyring, tls)
+    mechs = token_mechanisms(idp, storage)
     server = SubmissionServer(
         cfg, storage, TrustPolicy(tls, liste), mechanisms=[mechs[m] for m in offered]
     )
@@ -96,13 +74,6 @@ async def submission(
     finally:
         await server.stop()
         await storage.close()
-
-
-async def _token(idp: RunningIdp) -> str:
-    verifier, challenge = pkce()
-    async with idp.http() as c:
-        tok = (await exchange(c, await login_and_get_code(idp, c, challenge), verifier)).json()
-    return str(tok["access_token"])
 
 
 async def _curl_send(sub: Submission, tmp_path: Path, token: str, mech: str) -> tuple[int, str]:
@@ -144,7 +115,7 @@ async def test_curl_sends_with_bearer_token(
     idp: RunningIdp, submission: Submission, tmp_path: Path, mech: str
 ) -> None:
     """curl picks OAUTHBEARER when offered; the XOAUTH2 case offers XOAUTH2 only."""
-    token = await _token(idp)
+    token = await token_of(idp)
     code, out = await _curl_send(submission, tmp_path, token, mech)
     assert code == 0, out
     assert f"> AUTH {mech}" in out and "< 235 " in out
@@ -156,7 +127,7 @@ async def test_curl_sends_with_bearer_token(
 async def test_curl_with_forged_token_is_refused(
     idp: RunningIdp, submission: Submission, tmp_path: Path
 ) -> None:
-    token = await _token(idp)
+    token = await token_of(idp)
     head, payload, sig = token.split(".")
     code, out = await _curl_send(submission, tmp_path, f"{head}.{payload}.{sig[::-1]}", "XOAUTH2")
     assert code != 0
