@@ -16,7 +16,6 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
-import os
 import re
 import ssl
 import tempfile
@@ -29,6 +28,7 @@ from cryptography import x509
 
 from caducee.config.model import NodeConfig, TrustConfig
 from caducee.core.errors import ConfigError, TrustError
+from caducee.trust.atomic import atomic_write
 from caducee.trust.cms import verify_detached
 from caducee.trust.crl import CrlSet, load_crl_file
 from caducee.trust.listeblanche import ListeBlanche, ListeBlancheError, parse_liste_blanche
@@ -102,21 +102,6 @@ def _fetch_verified(trust: TrustConfig) -> tuple[bytes, ListeBlanche]:
     return data, parse_liste_blanche(data)
 
 
-def _install(data: bytes, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".lb-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        Path(tmp).chmod(0o644)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _last_good(trust: TrustConfig, path: Path | None) -> tuple[ListeBlanche, float]:
     if path is None or not path.is_file():
         raise TrustError("no last good copy of the liste blanche on disk")
@@ -157,7 +142,7 @@ def fetch_liste_blanche(
         log.warning("liste blanche refresh from %s failed: %s", trust.liste_blanche, exc)
         return _last_good(trust, path)[0]
     if path is not None:
-        _install(data, path)
+        atomic_write(path, data)
     return liste
 
 
@@ -179,7 +164,7 @@ def fetch_crls(cfg: NodeConfig) -> int:
             probe.write_bytes(data)
             load_crl_file(probe)
             CrlSet.load_dir(Path(tmp), ca_certs)  # issuer known, signature valid
-        _install(data, crl_dir / name)
+        atomic_write(crl_dir / name, data)
         installed += 1
     return installed
 
@@ -230,7 +215,7 @@ def refresh_once(cfg: NodeConfig) -> RefreshOutcome:
             f"{crl_note}{exc}; last good copy kept ({age / 3600:.1f} h old)",
         )
     if path is not None:
-        _install(data, path)
+        atomic_write(path, data)
     return RefreshOutcome(
         True, len(liste.entries), liste.generated, f"{crl_note}installed in {path}"
     )

@@ -20,9 +20,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +29,7 @@ from typing import Any, Literal
 from lxml import etree
 
 from caducee.core.errors import InvalidInput
+from caducee.trust.atomic import atomic_write
 from caducee.trust.dn import DistinguishedName, DnSyntaxError
 
 __all__ = [
@@ -473,16 +472,4 @@ def serialise_liste_blanche(
 
 def save_liste_blanche(liste: ListeBlanche, path: Path) -> None:
     """Writes the list atomically (temporary file in the same directory, fsync, rename)."""
-    data = serialise_liste_blanche(liste)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".lb-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        Path(tmp).chmod(0o644)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, serialise_liste_blanche(liste))

@@ -16,8 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +28,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from caducee.core.errors import Conflict, InvalidInput, NotFound, TrustError
 from caducee.testing.certs import CertificateAuthority, TrustSpaceCA, generate_key
+from caducee.trust.atomic import atomic_write
 from caducee.trust.cms import sign_detached
 from caducee.trust.dn import dn_of_certificate
 from caducee.trust.listeblanche import DomainEntry, ListeBlanche, serialise_liste_blanche
@@ -45,21 +44,6 @@ _EC_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
-
-
-def _atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        Path(tmp).chmod(mode)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _load_key(path: Path, passphrase: bytes) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
@@ -78,7 +62,7 @@ def _save_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, path: Path, p
         serialization.PrivateFormat.PKCS8,
         serialization.BestAvailableEncryption(pw),
     )
-    _atomic_write(path, data, 0o600)
+    atomic_write(path, data, 0o600)
 
 
 @dataclass
@@ -124,7 +108,7 @@ class Authority:
             None,
             name="list-signer",
         )
-        _atomic_write(
+        atomic_write(
             directory / "ca" / "list-signer.pem",
             signer.cert.public_bytes(serialization.Encoding.PEM),
         )
@@ -137,7 +121,7 @@ class Authority:
             dns_names=list(https_names),
             name="https",
         )
-        _atomic_write(directory / "ca" / "https.chain.pem", https.chain_path.read_bytes())
+        atomic_write(directory / "ca" / "https.chain.pem", https.chain_path.read_bytes())
         _save_key(https.key, directory / "ca" / "private" / "https.key.enc.pem", passphrase)
         for leftover in (directory / "ca" / "issued").glob("*"):
             leftover.unlink()
@@ -170,7 +154,7 @@ class Authority:
 
     def _save(self) -> None:
         data = json.dumps(self.state, ensure_ascii=False, indent=2).encode("utf-8")
-        _atomic_write(self.directory / "authority.json", data, 0o600)
+        atomic_write(self.directory / "authority.json", data, 0o600)
 
     def _audit(self, author: str, action: str, target: str, **details: str) -> None:
         self.state["audit"].append(
@@ -412,20 +396,20 @@ class Authority:
         pub = self.directory / "public"
         data = serialise_liste_blanche(self.liste())
         signature = sign_detached(data, self.signer_cert, self.signer_key)
-        _atomic_write(pub / LIST_NAME, data)
-        _atomic_write(
+        atomic_write(pub / LIST_NAME, data)
+        atomic_write(
             pub / "checksum", f"{hashlib.sha256(data).hexdigest()}  {LIST_NAME}\n".encode()
         )
-        _atomic_write(pub / f"{LIST_NAME}.p7s", signature)
+        atomic_write(pub / f"{LIST_NAME}.p7s", signature)
         pem = serialization.Encoding.PEM
-        _atomic_write(pub / "aci.crl", self.crl().public_bytes(pem))
+        atomic_write(pub / "aci.crl", self.crl().public_bytes(pem))
         now = _now()
         arl = self.root.crl(
             last_update=now - dt.timedelta(minutes=5), next_update=now + dt.timedelta(days=30)
         )
-        _atomic_write(pub / "acr.crl", arl.public_bytes(pem))
+        atomic_write(pub / "acr.crl", arl.public_bytes(pem))
         bundle = self.root.cert.public_bytes(pem) + self.intermediate.cert.public_bytes(pem)
-        _atomic_write(pub / "ca-bundle.pem", bundle)
+        atomic_write(pub / "ca-bundle.pem", bundle)
 
     # -- OCSP -------------------------------------------------------------------------------------
 
