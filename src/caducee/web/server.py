@@ -11,17 +11,16 @@ HTTPS only (the session cookie is ``Secure`` and ``__Host-``): the certificate i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import socket
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import uvicorn
 
 from caducee.config.model import NodeConfig, read_secret
 from caducee.directory.store import DirectoryStore
+from caducee.embedded_http import EmbeddedHttp
 from caducee.storage.interfaces import Storage
 from caducee.trust.listeblanche import ListeBlanche
 from caducee.web.app import build_app
@@ -30,12 +29,6 @@ from caducee.web.context import WebContext
 __all__ = ["WebServer"]
 
 log = logging.getLogger("caducee.web")
-
-
-class _Embedded(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 def _split(listen: str) -> tuple[str, int]:
@@ -66,24 +59,12 @@ class WebServer:
         self._wake = wake
         self._directory = directory
         self.ctx: WebContext | None = None
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._sock: socket.socket | None = None
+        self._http: EmbeddedHttp | None = None
 
     async def start(self) -> list[tuple[str, int]]:
         cfg = self.cfg
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        sock.listen(128)
-        sock.setblocking(False)
-        self._sock = sock
-        host, port = sock.getsockname()[:2]
-        public = (
-            cfg.web.public_url
-            or f"https://{host if family == socket.AF_INET else f'[{host}]'}:{port}"
-        )
+        http = self._http = EmbeddedHttp(self.host, self.port)
+        public = cfg.web.public_url or http.base_url
         directory = self._directory
         if directory is None and cfg.web.directory_db is not None and cfg.web.directory_db.exists():
             from caducee.directory.open import open_store
@@ -127,14 +108,9 @@ class WebServer:
             timeout_keep_alive=30,
             h11_max_incomplete_event_size=64 * 1024,
         )
-        self._server = _Embedded(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.01)
+        await http.serve(config)
         log.info("%s: webmail on %s", cfg.name, public)
-        return [(str(host), int(port))]
+        return [(http.host, http.port)]
 
     @property
     def public_url(self) -> str:
@@ -143,12 +119,6 @@ class WebServer:
         return self.ctx.public_url
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(self._task, timeout=10)
-            self._task = None
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        if self._http is not None:
+            await self._http.stop()
+            self._http = None

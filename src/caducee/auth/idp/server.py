@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from caducee.auth.idp.oauth import IdpSettings, OAuthCore
 from caducee.auth.idp.store import IdpStore
 from caducee.auth.idp.tls import PeerCertProtocol, server_context
 from caducee.core.errors import ConfigError
+from caducee.embedded_http import EmbeddedHttp
 
 __all__ = ["IdpServer", "IdpTls"]
 
@@ -35,14 +34,6 @@ class IdpTls:
     key_file: Path
     client_ca: Path | None = None  # CA bundle of the cards; None: no certificate login
     crl_file: Path | None = None
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without its signal handlers: the process that embeds the IdP owns them."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 class IdpServer:
@@ -63,9 +54,7 @@ class IdpServer:
         self.store = IdpStore(data_dir)
         self.keys = SigningKeys(data_dir / "signing-keys.json")
         self.core: OAuthCore | None = None
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._sock: socket.socket | None = None
+        self._http: EmbeddedHttp | None = None
         self._purger: asyncio.Task[None] | None = None
 
     @property
@@ -76,15 +65,8 @@ class IdpServer:
 
     async def start(self) -> tuple[str, int]:
         """Binds, starts serving, returns the bound (host, port)."""
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        sock.listen(128)
-        sock.setblocking(False)
-        self._sock = sock
-        host, port = sock.getsockname()[:2]
-        default_issuer = f"https://{host if family == socket.AF_INET else f'[{host}]'}:{port}"
+        http = self._http = EmbeddedHttp(self.host, self.port)
+        default_issuer = http.base_url
         settings = self._settings or IdpSettings(issuer=default_issuer)
         if not settings.issuer:
             settings = replace(settings, issuer=default_issuer)
@@ -104,15 +86,10 @@ class IdpServer:
             ssl_context_factory=lambda _cfg, _default: ctx,
             server_header=False,
         )
-        self._server = _EmbeddedServer(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.01)
+        await http.serve(config)
         self._purger = asyncio.create_task(self._purge_loop())
-        log.info("IdP listening on %s:%d, issuer %s", host, port, settings.issuer)
-        return str(host), int(port)
+        log.info("IdP listening on %s:%d, issuer %s", http.host, http.port, settings.issuer)
+        return http.host, http.port
 
     async def _purge_loop(self, every: float = 600.0) -> None:
         """Drops expired codes, refresh tokens, sessions and revocation marks."""
@@ -125,16 +102,11 @@ class IdpServer:
             self._purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._purger
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(self._task, timeout=10)
-        if self._sock is not None:
-            self._sock.close()
+        if self._http is not None:
+            await self._http.stop()
         self.store.close()
 
     async def serve_forever(self) -> None:
         await self.start()
-        assert self._task is not None  # noqa: S101 - set by start()
-        await self._task
+        assert self._http is not None and self._http.task is not None  # noqa: S101 - by start()
+        await self._http.task
