@@ -9,6 +9,7 @@ check curl curl
 check msmtp msmtp
 check mbsync isync
 check fetchmail fetchmail
+check getmail getmail6
 check offlineimap offlineimap3
 check openssl openssl
 # swaks needs these Perl modules for STARTTLS and AUTH (only "Recommends", which we skip)
