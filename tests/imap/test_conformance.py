@@ -23,3 +23,32 @@ def test_system_flags_are_case_insensitive(client: Transcript, server: ServerThr
     assert client.until_tagged("c").endswith(b"] APPEND completed\r\n")
     out = client.cmd("d FETCH 2 FLAGS")
     assert out == b"* 2 FETCH (FLAGS (\\Recent \\Draft))\r\nd OK FETCH completed\r\n"
+
+
+def test_status_recent_counts_messages_no_session_has_seen(
+    client: Transcript, server: ServerThread
+) -> None:
+    # RFC 3501 §6.3.10: STATUS RECENT is the number of messages with \Recent. EXAMINE does
+    # not take them, SELECT does (in that session only); a later session sees none.
+    server.deliver(ALICE, PLAIN)
+    server.deliver(ALICE, PLAIN)
+    assert client.cmd("a STATUS INBOX (RECENT MESSAGES)") == (
+        b"* STATUS INBOX (RECENT 2 MESSAGES 2)\r\na OK STATUS completed\r\n"
+    )
+    client.cmd("b EXAMINE INBOX")
+    assert client.cmd("c STATUS INBOX (RECENT)") == (
+        b"* STATUS INBOX (RECENT 2)\r\nc OK STATUS completed\r\n"
+    )
+    client.cmd("d SELECT INBOX")
+    # the selecting session holds them
+    assert client.cmd("e STATUS INBOX (RECENT)") == (
+        b"* STATUS INBOX (RECENT 2)\r\ne OK STATUS completed\r\n"
+    )
+    client.cmd("f CLOSE")
+    assert client.cmd("g STATUS INBOX (RECENT)") == (
+        b"* STATUS INBOX (RECENT 0)\r\ng OK STATUS completed\r\n"
+    )
+    server.deliver(ALICE, PLAIN)
+    assert client.cmd("h STATUS INBOX (RECENT)") == (
+        b"* STATUS INBOX (RECENT 1)\r\nh OK STATUS completed\r\n"
+    )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from caducee.core.errors import Conflict
-from caducee.core.model import BlobRef, Folder
+from caducee.core.model import BlobRef, Folder, StoredMessage
 from caducee.imap.append import append_all
 from caducee.imap.names import (
     DELIM,
@@ -262,7 +262,7 @@ async def _status_line(
         if item == "MESSAGES":
             n = len(msgs)
         elif item == "RECENT":
-            n = 0
+            n = _recent_count(s, folder, msgs)
         elif item == "UIDNEXT":
             n = max(folder.uidnext, (msgs[-1].uid + 1) if msgs else 1)
         elif item == "UIDVALIDITY":
@@ -282,6 +282,18 @@ async def _status_line(
             continue
         values.append(f"{item} {n}")
     s.untagged(b"STATUS " + mailbox_name(s, name) + b" (" + " ".join(values).encode() + b")")
+
+
+def _recent_count(s: Session, folder: Folder, msgs: list[StoredMessage]) -> int:
+    """RFC 3501 §6.3.10 STATUS RECENT: the messages above the folder's persistent mark (no
+    session has seen them yet), plus those recent in this session if it has the folder
+    selected. IMAP4rev2 sessions have no \\Recent."""
+    if s.rev2:
+        return 0
+    mine: set[int] = set()
+    if s.selected is not None and s.selected.folder.folder_id == folder.folder_id:
+        mine = s.selected.recent
+    return sum(1 for m in msgs if m.uid > folder.recent_uid or m.uid in mine)
 
 
 async def _status(s: Session, cmd: Command) -> bytes:
