@@ -197,8 +197,9 @@ def _fetch_att(cur: Cursor) -> list[FetchAtt]:
             if name == "BODY":
                 return [FetchAtt("BODY", label="BODY")]
             raise ParseError(f"{name} needs a section")
-        binary = name.startswith("BINARY")
-        spec, fields = _section(cur, binary)
+        # RFC 3516 allows only part numbers after BINARY; a section text (HEADER, TEXT,
+        # MIME, HEADER.FIELDS) is accepted too, as mature servers do, and served undecoded
+        spec, fields = _section(cur, False)
         partial: tuple[int, int] | None = None
         if cur.take(b"<"):
             if name == "BINARY.SIZE":

@@ -163,7 +163,8 @@ class SqlMessageStore:
     ) -> StoredMessage:
         fl = ops.norm_flags(flags)
         idate = ops.idate_us(internal_date)
-        mid, msg = await self._run.write(lambda: ops.append_op(folder_id, blob, fl, idate))
+        tz = ops.zone_minutes(internal_date)
+        mid, msg = await self._run.write(lambda: ops.append_op(folder_id, blob, fl, idate, tz))
         await self._notify.publish(mid, folder_id)
         return msg
 
