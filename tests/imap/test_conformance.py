@@ -211,3 +211,25 @@ def test_binary_whole_message_and_section_texts(client: Transcript, server: Serv
         b"* 1 FETCH (BINARY[HEADER.FIELDS (FROM)] {16}\r\nFrom: a@b.fr\r\n\r\n)\r\n"
         b"d OK FETCH completed\r\n"
     )
+
+
+def test_a_new_message_is_recent_in_one_selected_session_only(
+    server: ServerThread, pki: Pki
+) -> None:
+    # RFC 3501 §2.3.2: \Recent belongs to the first session told of the message. Two
+    # sessions have INBOX selected when it arrives; a third asks STATUS.
+    first, second, third = (Transcript.connect(server.tls_port, pki) for _ in range(3))
+    for t in (first, second, third):
+        t.readline()
+        t.login()
+    first.cmd("s SELECT INBOX")
+    second.cmd("s SELECT INBOX")
+    server.deliver(ALICE, PLAIN)
+    assert first.cmd("a NOOP") == b"* 1 EXISTS\r\n* 1 RECENT\r\na OK NOOP completed\r\n"
+    assert second.cmd("a NOOP") == b"* 1 EXISTS\r\n* 0 RECENT\r\na OK NOOP completed\r\n"
+    assert second.cmd("b FETCH 1 FLAGS") == b"* 1 FETCH (FLAGS ())\r\nb OK FETCH completed\r\n"
+    assert third.cmd("a STATUS INBOX (RECENT)") == (
+        b"* STATUS INBOX (RECENT 0)\r\na OK STATUS completed\r\n"
+    )
+    for t in (first, second, third):
+        t.close()
