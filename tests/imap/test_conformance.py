@@ -233,3 +233,26 @@ def test_a_new_message_is_recent_in_one_selected_session_only(
     )
     for t in (first, second, third):
         t.close()
+
+
+def test_list_extended_options_and_subscription_tree(client: Transcript) -> None:
+    # RFC 5258 §3: unknown options are BAD, RECURSIVEMATCH alone is BAD; CREATE does not
+    # subscribe; LSUB "%" shows an unsubscribed parent of a subscribed name as \Noselect
+    # (RFC 3501 §6.3.9); LIST (SUBSCRIBED RECURSIVEMATCH) gives such a parent CHILDINFO.
+    assert client.cmd('a LIST (FROBNICATE) "" ""').startswith(b"a BAD ")
+    assert client.cmd('b LIST (RECURSIVEMATCH) "" "*"').startswith(b"b BAD ")
+    assert client.cmd('c LIST "" "*" RETURN (FROBNICATE)').startswith(b"c BAD ")
+    for name in ("Dossiers", "Dossiers/Patient", "Dossiers/Patient/2026"):
+        client.cmd(f"d CREATE {name}")
+    assert client.cmd('e LSUB "" Dossiers*') == b"e OK LSUB completed\r\n"
+    client.cmd("f SUBSCRIBE Dossiers/Patient/2026")
+    assert client.cmd('g LSUB "" Dossiers/%') == (
+        b'* LSUB (\\Noselect) "/" Dossiers/Patient\r\ng OK LSUB completed\r\n'
+    )
+    assert client.cmd('h LSUB "" Dossiers/*') == (
+        b'* LSUB () "/" Dossiers/Patient/2026\r\nh OK LSUB completed\r\n'
+    )
+    assert client.cmd('i LIST (SUBSCRIBED RECURSIVEMATCH) "" Dossiers/%') == (
+        b'* LIST (\\HasChildren) "/" Dossiers/Patient ("CHILDINFO" ("SUBSCRIBED"))\r\n'
+        b"i OK LIST completed\r\n"
+    )

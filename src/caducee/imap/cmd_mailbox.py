@@ -9,6 +9,7 @@ does not exist, get the very same ``NO [NONEXISTENT]``.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from caducee.core.errors import Conflict
@@ -103,12 +104,15 @@ async def _create(s: Session, cmd: Command) -> bytes:
     uses = list(args.extra)
     if any(u not in _SPECIAL_USES for u in uses) or len(uses) > 1:
         raise _reply("NO", "USEATTR", "Unsupported special-use attribute")
+    mid = resolved.bal.mailbox.mailbox_id
     try:
         await s.ctx.storage.messages.create_folder(
-            resolved.bal.mailbox.mailbox_id, resolved.folder, special_use=uses[0] if uses else None
+            mid, resolved.folder, special_use=uses[0] if uses else None
         )
     except Conflict:
         raise _reply("NO", "ALREADYEXISTS", "Mailbox already exists") from None
+    # RFC 9051 §6.3.4 / §6.3.6: CREATE does not subscribe (the operator's default folders are)
+    await s.ctx.storage.messages.set_subscribed(mid, resolved.folder, False)
     return b"OK CREATE completed"
 
 
@@ -230,10 +234,21 @@ async def _list(s: Session, cmd: Command) -> bytes:
     special_only = "SPECIAL-USE" in args.select_opts
     show_sub = subscribed_only or "SUBSCRIBED" in args.return_opts
     keyword = b"LSUB" if args.lsub else b"LIST"
-    for e in await _entries(s):
+    entries = await _entries(s)
+    recursive = "RECURSIVEMATCH" in args.select_opts and subscribed_only and not args.lsub
+    for e in entries:
         if not any(rx.match(e.name) for rx in regexes):
             continue
         if subscribed_only and not e.subscribed:
+            line = _subscribed_below(e, entries, regexes, args.lsub, recursive)
+            if line is not None:
+                attrs = [a for a in e.attrs if a != "\\Noselect" or args.lsub]
+                if args.lsub:
+                    attrs = ["\\Noselect"]
+                s.untagged(
+                    keyword + b" (" + " ".join(attrs).encode() + b') "/" '
+                    + mailbox_name(s, e.name) + line
+                )  # fmt: skip
             continue
         if special_only and not (e.folder and e.folder.special_use):
             continue
@@ -251,6 +266,22 @@ async def _list(s: Session, cmd: Command) -> bytes:
         ):
             await _status_line(s, e.name, e.view, e.folder, args.status_atts)
     return b"OK " + keyword + b" completed"
+
+
+def _subscribed_below(
+    e: _Entry, entries: list[_Entry], regexes: list[re.Pattern[str]], lsub: bool, recursive: bool
+) -> bytes | None:
+    """An unsubscribed name with a subscribed descendant: LSUB shows it ``\\Noselect``
+    (RFC 3501 §6.3.9) when the descendant does not match the pattern itself; LIST
+    (SUBSCRIBED RECURSIVEMATCH) shows it with CHILDINFO (RFC 5258 §3.5) when some
+    subscribed descendant does not match the pattern. None: not shown."""
+    if not lsub and not recursive:
+        return None
+    below = [d for d in entries if d.subscribed and d.name.startswith(e.name + DELIM)]
+    outside = [d for d in below if not any(rx.match(d.name) for rx in regexes)]
+    if not outside:
+        return None
+    return b"" if lsub else b' ("CHILDINFO" ("SUBSCRIBED"))'
 
 
 async def _status_line(

@@ -325,9 +325,19 @@ def _list(cur: Cursor) -> ListArgs:
                 if cur.take(b")"):
                     break
                 cur.sp()
+    # RFC 5258 §3: an unknown option is BAD, and RECURSIVEMATCH needs a base option
+    unknown = (select - _LIST_SELECT) | (ret - _LIST_RETURN)
+    if unknown:
+        raise ParseError(f"unknown LIST option {sorted(unknown)[0]}")
+    if "RECURSIVEMATCH" in select and not select - {"RECURSIVEMATCH", "REMOTE"}:
+        raise ParseError("RECURSIVEMATCH needs another selection option")
     return ListArgs(
         ref, tuple(patterns), frozenset(select), frozenset(ret), status, False, extended
     )
+
+
+_LIST_SELECT = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
+_LIST_RETURN = frozenset({"SUBSCRIBED", "CHILDREN", "STATUS", "SPECIAL-USE"})
 
 
 _STATUS_ITEMS = frozenset(
