@@ -256,3 +256,21 @@ def test_list_extended_options_and_subscription_tree(client: Transcript) -> None
         b'* LIST (\\HasChildren) "/" Dossiers/Patient ("CHILDINFO" ("SUBSCRIBED"))\r\n'
         b"i OK LIST completed\r\n"
     )
+
+
+def test_move_into_the_selected_folder_renumbers_the_message(
+    client: Transcript, server: ServerThread
+) -> None:
+    # RFC 6851 does not forbid MOVE to the selected mailbox: the message gets a new UID
+    # (COPYUID first), the old one is expunged, and the new one arrives.
+    server.deliver(ALICE, PLAIN)
+    server.deliver(ALICE, PLAIN)
+    sel = client.cmd("s SELECT INBOX")
+    validity = sel.split(b"[UIDVALIDITY ")[1].split(b"]")[0]
+    assert client.cmd("a MOVE 1 INBOX") == (
+        b"* OK [COPYUID " + validity + b" 1 3] Moved\r\n* 1 EXPUNGE\r\n"
+        b"* 2 EXISTS\r\n* 2 RECENT\r\na OK MOVE completed\r\n"
+    )
+    assert client.cmd("b FETCH 1:* UID") == (
+        b"* 1 FETCH (UID 2)\r\n* 2 FETCH (UID 3)\r\nb OK FETCH completed\r\n"
+    )

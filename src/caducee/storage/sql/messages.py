@@ -413,8 +413,7 @@ def expunge_op(folder_id: int, uids: Sequence[int] | None) -> Op[tuple[int, list
 def copy_op(
     folder_id: int, uids: Sequence[int], dest_id: int, move: bool
 ) -> Op[tuple[int, int, list[tuple[int, int]]]]:
-    if folder_id == dest_id and move:
-        raise InvalidInput("cannot move messages to the same folder")
+    # MOVE into the same folder (RFC 6851 allows it): new UIDs, then the old ones go
     rows = yield Q(
         "SELECT folder_id, mailbox_id FROM folders WHERE folder_id IN (?, ?)", (folder_id, dest_id)
     )
