@@ -353,19 +353,14 @@ def _result_modseq(found: list[tuple[int, int, int]], opts: tuple[str, ...] | No
     return max(m for _, _, m in found)
 
 
-async def search(s: Session, cmd: Command) -> bytes:
-    args = cmd.args
-    if not isinstance(args, SearchArgs):
-        raise _reply("BAD", "", "invalid arguments")
-    view = selected(s)
-    key = args.key
+async def matching(
+    s: Session, view: SelectedView, key: SearchKey
+) -> list[tuple[int, int, StoredMessage]]:
+    """(seq, uid, message) of the messages of the view that match a search program."""
     content = needs_content(key)
-    uses_modseq = _uses(key, "MODSEQ")
-    if uses_modseq:
-        enable_condstore(s, view)
     max_seq = view.exists
     max_uid = view.uids[-1] if view.uids else 0
-    found: list[tuple[int, int, int]] = []  # (seq, uid, modseq)
+    found: list[tuple[int, int, StoredMessage]] = []
     for i, uid in enumerate(view.uids):
         msg = view.live(uid)
         if msg is None:
@@ -387,7 +382,20 @@ async def search(s: Session, cmd: Command) -> bytes:
             facts.data = data
             facts._root = root
         if matches(key, facts):
-            found.append((i + 1, uid, msg.modseq))
+            found.append((i + 1, uid, msg))
+    return found
+
+
+async def search(s: Session, cmd: Command) -> bytes:
+    args = cmd.args
+    if not isinstance(args, SearchArgs):
+        raise _reply("BAD", "", "invalid arguments")
+    view = selected(s)
+    key = args.key
+    uses_modseq = _uses(key, "MODSEQ")
+    if uses_modseq:
+        enable_condstore(s, view)
+    found = [(q, u, m.modseq) for q, u, m in await matching(s, view, key)]
     nums = [u if cmd.uid else q for q, u, _ in found]
     opts = args.return_opts
     if opts is not None and "SAVE" in opts:

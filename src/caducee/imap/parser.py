@@ -26,6 +26,7 @@ from caducee.imap.commands import (
     SearchArgs,
     SelectArgs,
     SeqSet,
+    SortArgs,
     StatusArgs,
     StoreArgs,
 )
@@ -428,24 +429,61 @@ def _select(cur: Cursor) -> SelectArgs:
     return SelectArgs(mailbox, condstore, qresync)
 
 
+SORT_KEYS = frozenset(
+    {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
+)
+
+
+def _sort(cur: Cursor) -> SortArgs:
+    """``SORT [RETURN (...)] (criteria) charset search-key...`` (RFC 5256 §3, RFC 5267 §3.2)."""
+    cur.sp()
+    return_opts = _return_opts(cur, ("MIN", "MAX", "ALL", "COUNT"))
+    cur.expect(b"(")
+    criteria: list[tuple[str, bool]] = []
+    reverse = False
+    while True:
+        word = cur.atom().upper()
+        if word == "REVERSE":
+            reverse = True
+        elif word in SORT_KEYS:
+            criteria.append((word, reverse))
+            reverse = False
+        else:
+            raise ParseError(f"unknown sort key {word!r}")
+        if cur.take(b")"):
+            break
+        cur.sp()
+    if reverse:
+        raise ParseError("REVERSE needs a sort key after it")
+    cur.sp()
+    charset = cur.astring().decode("ascii", "replace").upper()
+    cur.sp()
+    key = parse_search_program(cur, charset)
+    return SortArgs(tuple(criteria), SearchArgs(key, charset, return_opts))
+
+
+def _return_opts(cur: Cursor, allowed: tuple[str, ...]) -> tuple[str, ...] | None:
+    if not cur.take(b"RETURN "):
+        return None
+    cur.expect(b"(")
+    opts: list[str] = []
+    if not cur.take(b")"):
+        while True:
+            opts.append(cur.atom().upper())
+            if cur.take(b")"):
+                break
+            cur.sp()
+    bad = [o for o in opts if o not in allowed]
+    if bad:
+        raise ParseError(f"unknown search return option {bad[0]!r}")
+    cur.sp()
+    return tuple(opts)
+
+
 def _search(cur: Cursor) -> SearchArgs:
     cur.sp()
-    return_opts: tuple[str, ...] | None = None
+    return_opts = _return_opts(cur, ("MIN", "MAX", "ALL", "COUNT", "SAVE"))
     charset: str | None = None
-    if cur.take(b"RETURN "):
-        cur.expect(b"(")
-        opts: list[str] = []
-        if not cur.take(b")"):
-            while True:
-                opts.append(cur.atom().upper())
-                if cur.take(b")"):
-                    break
-                cur.sp()
-        bad = [o for o in opts if o not in ("MIN", "MAX", "ALL", "COUNT", "SAVE")]
-        if bad:
-            raise ParseError(f"unknown search return option {bad[0]!r}")
-        return_opts = tuple(opts)
-        cur.sp()
     if cur.take(b"CHARSET "):
         charset = cur.astring().decode("ascii", "replace").upper()
         cur.sp()
@@ -536,6 +574,8 @@ def _parse_body(cur: Cursor, tag: str) -> Command:
             return Command(tag, sub, True, _copy(cur))
         if sub == "SEARCH":
             return Command(tag, sub, True, _search(cur))
+        if sub == "SORT":
+            return Command(tag, sub, True, _sort(cur))
         if sub == "EXPUNGE":
             cur.sp()
             return Command(tag, sub, True, parse_seqset(cur))
@@ -599,6 +639,8 @@ def _parse_body(cur: Cursor, tag: str) -> Command:
         return Command(tag, name, args=_append(cur))
     if name == "SEARCH":
         return Command(tag, name, args=_search(cur))
+    if name == "SORT":
+        return Command(tag, name, args=_sort(cur))
     if name == "FETCH":
         return Command(tag, name, args=_fetch(cur, False))
     if name == "STORE":

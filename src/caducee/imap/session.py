@@ -75,7 +75,7 @@ Handler = Callable[["Session", Command], Awaitable[bytes]]
 _ANY = frozenset({"CAPABILITY", "NOOP", "LOGOUT", "ID"})
 _NOT_AUTH = frozenset({"STARTTLS", "AUTHENTICATE", "LOGIN"})
 _SELECTED = frozenset(
-    {"CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE", "CHECK"}
+    {"CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "SORT", "FETCH", "STORE", "COPY", "MOVE", "CHECK"}
 )
 
 
@@ -154,6 +154,9 @@ class Session:
                 "LIST-STATUS",
                 "ESEARCH",
                 "SEARCHRES",
+                "SORT",
+                "SORT=DISPLAY",
+                "ESORT",
                 "CONDSTORE",
                 "QRESYNC",
                 "QUOTA",
