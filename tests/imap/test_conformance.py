@@ -56,6 +56,14 @@ def test_status_recent_counts_messages_no_session_has_seen(
     )
 
 
+def _connected(server: ServerThread, pki: Pki) -> Transcript:
+    """Connected over implicit TLS and logged in as alice."""
+    t = Transcript.connect(server.tls_port, pki)
+    t.readline()
+    t.login()
+    return t
+
+
 def _append(t: Transcript, tag: str, date: str, body: bytes = PLAIN) -> bytes:
     t.send(f'{tag} APPEND INBOX "{date}" {{{len(body)}}}\r\n'.encode())
     assert t.readline().startswith(b"+ ")
@@ -71,9 +79,7 @@ def test_internaldate_keeps_the_appended_zone_and_search_uses_its_date(
     # the 1st is the 2nd in UTC, but ON 1-Mar matches it). Delivered mail is +0000.
     server = ServerThread(tmp_path, pki, pg_dsn=engine_dsn).start()
     try:
-        t = Transcript.connect(server.tls_port, pki)
-        t.readline()
-        t.login()
+        t = _connected(server, pki)
         _append(t, "a", "01-Mar-2026 23:30:00 -0500")
         _append(t, "b", "02-Mar-2026 00:15:00 +0130")
         server.deliver(ALICE, PLAIN)
@@ -99,9 +105,7 @@ def test_internaldate_keeps_the_appended_zone_and_search_uses_its_date(
         server.stop()
     again = server.restart()
     try:
-        t = Transcript.connect(again.tls_port, pki)
-        t.readline()
-        t.login()
+        t = _connected(again, pki)
         t.cmd("s EXAMINE Kept")
         assert t.cmd("a FETCH 1 INTERNALDATE") == (
             b'* 1 FETCH (INTERNALDATE "01-Mar-2026 23:30:00 -0500")\r\na OK FETCH completed\r\n'
@@ -218,10 +222,7 @@ def test_a_new_message_is_recent_in_one_selected_session_only(
 ) -> None:
     # RFC 3501 §2.3.2: \Recent belongs to the first session told of the message. Two
     # sessions have INBOX selected when it arrives; a third asks STATUS.
-    first, second, third = (Transcript.connect(server.tls_port, pki) for _ in range(3))
-    for t in (first, second, third):
-        t.readline()
-        t.login()
+    first, second, third = (_connected(server, pki) for _ in range(3))
     first.cmd("s SELECT INBOX")
     second.cmd("s SELECT INBOX")
     server.deliver(ALICE, PLAIN)
@@ -274,3 +275,34 @@ def test_move_into_the_selected_folder_renumbers_the_message(
     assert client.cmd("b FETCH 1:* UID") == (
         b"* 1 FETCH (UID 2)\r\n* 2 FETCH (UID 3)\r\nb OK FETCH completed\r\n"
     )
+
+
+def test_a_subscription_outlives_its_folder(
+    tmp_path: Path, pki: Pki, engine_dsn: str | None
+) -> None:
+    # RFC 3501 §6.3.6: DELETE does not unsubscribe. RFC 5258 §3.4: LIST (SUBSCRIBED) shows
+    # the name \NonExistent; a folder created again under it is subscribed; UNSUBSCRIBE of
+    # the orphan name drops it.
+    server = ServerThread(tmp_path, pki, pg_dsn=engine_dsn).start()
+    try:
+        t = _connected(server, pki)
+        t.cmd("a CREATE Archives")
+        t.cmd("b SUBSCRIBE Archives")
+        t.cmd("c DELETE Archives")
+        assert t.cmd('d LIST (SUBSCRIBED) "" Arch*') == (
+            b'* LIST (\\NonExistent \\Subscribed) "/" Archives\r\nd OK LIST completed\r\n'
+        )
+        assert t.cmd('e LSUB "" Arch*') == (
+            b'* LSUB (\\Noselect) "/" Archives\r\ne OK LSUB completed\r\n'
+        )
+        assert t.cmd('f LIST "" Arch*') == b"f OK LIST completed\r\n"
+        t.cmd("g CREATE Archives")
+        assert t.cmd('h LSUB "" Arch*') == b'* LSUB () "/" Archives\r\nh OK LSUB completed\r\n'
+        t.cmd("i DELETE Archives")
+        assert t.cmd("j UNSUBSCRIBE Archives") == b"j OK UNSUBSCRIBE completed\r\n"
+        assert t.cmd('k LSUB "" Arch*') == b"k OK LSUB completed\r\n"
+        t.cmd("l CREATE Archives")
+        assert t.cmd('m LSUB "" Arch*') == b"m OK LSUB completed\r\n"
+        t.close()
+    finally:
+        server.stop()

@@ -9,10 +9,11 @@ does not exist, get the very same ``NO [NONEXISTENT]``.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import TYPE_CHECKING
 
-from caducee.core.errors import Conflict
+from caducee.core.errors import Conflict, NotFound
 from caducee.core.model import BlobRef, Folder, StoredMessage
 from caducee.imap.append import append_all
 from caducee.imap.names import (
@@ -105,14 +106,16 @@ async def _create(s: Session, cmd: Command) -> bytes:
     if any(u not in _SPECIAL_USES for u in uses) or len(uses) > 1:
         raise _reply("NO", "USEATTR", "Unsupported special-use attribute")
     mid = resolved.bal.mailbox.mailbox_id
+    store = s.ctx.storage.messages
+    kept = resolved.folder in await store.orphan_subscriptions(mid)
     try:
-        await s.ctx.storage.messages.create_folder(
-            mid, resolved.folder, special_use=uses[0] if uses else None
-        )
+        await store.create_folder(mid, resolved.folder, special_use=uses[0] if uses else None)
     except Conflict:
         raise _reply("NO", "ALREADYEXISTS", "Mailbox already exists") from None
-    # RFC 9051 §6.3.4 / §6.3.6: CREATE does not subscribe (the operator's default folders are)
-    await s.ctx.storage.messages.set_subscribed(mid, resolved.folder, False)
+    # RFC 9051 §6.3.4 / §6.3.6: CREATE does not subscribe (the operator's default folders are),
+    # but a name that stayed subscribed after its folder was deleted is subscribed again
+    if not kept:
+        await store.set_subscribed(mid, resolved.folder, False)
     return b"OK CREATE completed"
 
 
@@ -172,9 +175,34 @@ async def _subscribe(s: Session, cmd: Command) -> bytes:
         try:
             resolved, folder = await find(s, args.mailbox)
         except Exception:
+            await _drop_orphan(s, args.mailbox)
             return b"OK UNSUBSCRIBE completed"
     await s.ctx.storage.messages.set_subscribed(resolved.bal.mailbox.mailbox_id, folder.name, on)
     return b"OK " + cmd.name.encode() + b" completed"
+
+
+async def _drop_orphan(s: Session, wire: bytes) -> None:
+    """UNSUBSCRIBE of a name whose folder is gone (RFC 3501 §6.3.6 keeps it subscribed)."""
+    try:
+        name = _decode_name(s, wire)
+    except Exception:  # a bad name has no subscription to drop
+        return
+    resolved = resolve_name(await s.load_views(), name)
+    if resolved is None or "l" not in resolved.bal.rights:
+        return
+    with contextlib.suppress(NotFound):
+        await s.ctx.storage.messages.set_subscribed(
+            resolved.bal.mailbox.mailbox_id, resolved.folder, False
+        )
+
+
+async def _orphans(s: Session) -> list[str]:
+    out: list[str] = []
+    for view in await s.load_views():
+        if "l" in view.rights:
+            orphans = await s.ctx.storage.messages.orphan_subscriptions(view.mailbox.mailbox_id)
+            out.extend(view.prefix + name for name in orphans)
+    return out
 
 
 class _Entry:
@@ -265,6 +293,12 @@ async def _list(s: Session, cmd: Command) -> bytes:
             and "r" in e.view.rights
         ):
             await _status_line(s, e.name, e.view, e.folder, args.status_atts)
+    if subscribed_only:
+        # RFC 5258 §3.4: still subscribed, the folder is gone
+        attrs_b = b"(\\Noselect)" if args.lsub else b"(\\NonExistent \\Subscribed)"
+        for name in await _orphans(s):
+            if any(rx.match(name) for rx in regexes):
+                s.untagged(keyword + b" " + attrs_b + b' "/" ' + mailbox_name(s, name))
     return b"OK " + keyword + b" completed"
 
 

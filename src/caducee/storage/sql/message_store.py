@@ -104,6 +104,9 @@ class SqlMessageStore:
         norm = ops.norm_folder(name)
         await self._run.write(lambda: folders.subscribe_op(mailbox_id, norm, subscribed))
 
+    async def orphan_subscriptions(self, mailbox_id: int) -> list[str]:
+        return await self._run.read(lambda: folders.orphan_subscriptions_op(mailbox_id))
+
     async def deliver(
         self,
         blob: BlobRef,
