@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from caducee.imap.mime import Part
     from caducee.imap.session import Session
 
-__all__ = ["base_subject", "sort"]
+__all__ = ["base_subject", "sent_date", "sort"]
 
 _NEEDS_HEADERS = frozenset({"CC", "DATE", "FROM", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"})
 _WSP = re.compile(r"[ \t\r\n]+")
@@ -76,7 +76,8 @@ def _first_address(root: Part, name: str, display: bool) -> str:
     return ""
 
 
-def _sent(root: Part, msg: StoredMessage) -> datetime:
+def sent_date(root: Part, msg: StoredMessage) -> datetime:
+    """The Date header as an instant, else the INTERNALDATE (RFC 5256 §3 DATE)."""
     raw = root.header("date")
     if raw is not None:
         try:
@@ -97,7 +98,7 @@ def _key(name: str, msg: StoredMessage, root: Part | None) -> Any:
     if root is None:  # header keys always get the parsed message
         return ""
     if name == "DATE":
-        return _sent(root, msg)
+        return sent_date(root, msg)
     if name == "SUBJECT":
         raw = root.header("subject")
         return base_subject(decode_header_value(raw) if raw is not None else "").upper()

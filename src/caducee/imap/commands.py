@@ -138,6 +138,14 @@ class SortArgs:
 
 
 @dataclass(frozen=True, slots=True)
+class ThreadArgs:
+    """THREAD (RFC 5256): ``algorithm`` is ORDEREDSUBJECT or REFERENCES."""
+
+    algorithm: str
+    search: SearchArgs
+
+
+@dataclass(frozen=True, slots=True)
 class FetchAtt:
     """One fetch attribute. ``section`` is e.g. ``"1.2.HEADER.FIELDS"``; ``partial`` (start,
     length); ``fields`` for HEADER.FIELDS(.NOT)."""
@@ -190,6 +198,7 @@ Args = (
     | AppendArgs
     | SearchArgs
     | SortArgs
+    | ThreadArgs
     | FetchArgs
     | StoreArgs
     | CopyArgs

@@ -29,6 +29,7 @@ from caducee.imap.commands import (
     SortArgs,
     StatusArgs,
     StoreArgs,
+    ThreadArgs,
 )
 from caducee.imap.lexer import Cursor, Literal, ParseError
 from caducee.imap.search import parse_search_program
@@ -462,6 +463,19 @@ def _sort(cur: Cursor) -> SortArgs:
     return SortArgs(tuple(criteria), SearchArgs(key, charset, return_opts))
 
 
+def _thread(cur: Cursor) -> ThreadArgs:
+    """``THREAD algorithm charset search-key...`` (RFC 5256 §3)."""
+    cur.sp()
+    algorithm = cur.atom().upper()
+    if algorithm not in ("ORDEREDSUBJECT", "REFERENCES"):
+        raise ParseError(f"unknown threading algorithm {algorithm!r}")
+    cur.sp()
+    charset = cur.astring().decode("ascii", "replace").upper()
+    cur.sp()
+    key = parse_search_program(cur, charset)
+    return ThreadArgs(algorithm, SearchArgs(key, charset))
+
+
 def _return_opts(cur: Cursor, allowed: tuple[str, ...]) -> tuple[str, ...] | None:
     if not cur.take(b"RETURN "):
         return None
@@ -576,6 +590,8 @@ def _parse_body(cur: Cursor, tag: str) -> Command:
             return Command(tag, sub, True, _search(cur))
         if sub == "SORT":
             return Command(tag, sub, True, _sort(cur))
+        if sub == "THREAD":
+            return Command(tag, sub, True, _thread(cur))
         if sub == "EXPUNGE":
             cur.sp()
             return Command(tag, sub, True, parse_seqset(cur))
@@ -641,6 +657,8 @@ def _parse_body(cur: Cursor, tag: str) -> Command:
         return Command(tag, name, args=_search(cur))
     if name == "SORT":
         return Command(tag, name, args=_sort(cur))
+    if name == "THREAD":
+        return Command(tag, name, args=_thread(cur))
     if name == "FETCH":
         return Command(tag, name, args=_fetch(cur, False))
     if name == "STORE":

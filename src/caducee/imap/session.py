@@ -75,7 +75,19 @@ Handler = Callable[["Session", Command], Awaitable[bytes]]
 _ANY = frozenset({"CAPABILITY", "NOOP", "LOGOUT", "ID"})
 _NOT_AUTH = frozenset({"STARTTLS", "AUTHENTICATE", "LOGIN"})
 _SELECTED = frozenset(
-    {"CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "SORT", "FETCH", "STORE", "COPY", "MOVE", "CHECK"}
+    {
+        "CLOSE",
+        "UNSELECT",
+        "EXPUNGE",
+        "SEARCH",
+        "SORT",
+        "THREAD",
+        "FETCH",
+        "STORE",
+        "COPY",
+        "MOVE",
+        "CHECK",
+    }
 )
 
 
@@ -157,6 +169,8 @@ class Session:
                 "SORT",
                 "SORT=DISPLAY",
                 "ESORT",
+                "THREAD=ORDEREDSUBJECT",
+                "THREAD=REFERENCES",
                 "CONDSTORE",
                 "QRESYNC",
                 "QUOTA",
