@@ -5,7 +5,9 @@ that its view stays consistent (RFC 9051 §7.4.1, §7.5.1, §5.5):
 - EXISTS never goes down except through EXPUNGEs it was told of;
 - an EXPUNGE names a sequence number it has, and a FETCH's UID matches its sequence map;
 - the flags it sees for a message carry its own keyword exactly when it last stored it
-  (each session owns one keyword that no other session touches).
+  (each session owns one keyword that no other session touches);
+
+and, across sessions, that no message is \\Recent in two of them (RFC 3501 §2.3.2).
 
 The interleaving varies from run to run; the operations each session picks do not (fixed
 seeds), and the invariants must hold for every interleaving."""
@@ -51,6 +53,7 @@ class View:
         self.errors: list[str] = []
         self.seen = 0  # log entries consumed
         self.pending: tuple[int, bool] | None = None  # a STORE of our keyword under way
+        self.recent: set[int] = set()  # UIDs this session was shown as \\Recent
 
     def absorb(self, m: Recorder) -> None:
         for typ, dat in m.log[self.seen :]:
@@ -89,6 +92,8 @@ class View:
         flags_mo = _FLAGS.search(mo.group(2))
         if flags_mo is None or uid is None:
             return
+        if b"\\Recent" in flags_mo.group(1).split():
+            self.recent.add(uid)
         has = self.keyword.encode() in flags_mo.group(1).split()
         if self.pending is not None and self.pending[0] == uid and has == self.pending[1]:
             self.mine[uid] = has
@@ -97,7 +102,9 @@ class View:
             self.errors.append(f"{self.name}: UID {uid} flags {flags_mo.group(1)!r}")
 
 
-def _session(server: ServerThread, pki: Pki, idx: int, errors: list[str]) -> None:
+def _session(
+    server: ServerThread, pki: Pki, idx: int, errors: list[str], recent: list[set[int]]
+) -> None:
     rng = random.Random(1000 + idx)  # fixed seeds: a reproducible choice of operations
     view = View(f"s{idx}", f"$S{idx}")
     m = Recorder("localhost", server.tls_port, ssl_context=pki.client_context(), timeout=30)
@@ -137,6 +144,7 @@ def _session(server: ServerThread, pki: Pki, idx: int, errors: list[str]) -> Non
     except Exception as exc:  # reported to the test thread
         errors.append(f"{view.name}: {type(exc).__name__}: {exc}")
     errors.extend(view.errors)
+    recent.append(view.recent)
 
 
 @pytest.mark.slow
@@ -154,8 +162,10 @@ def _stress(server: ServerThread, pki: Pki) -> None:
     for _ in range(5):
         server.deliver(ALICE, MSG)
     errors: list[str] = []
+    recent: list[set[int]] = []
     threads = [
-        threading.Thread(target=_session, args=(server, pki, i, errors)) for i in range(SESSIONS)
+        threading.Thread(target=_session, args=(server, pki, i, errors, recent))
+        for i in range(SESSIONS)
     ]
     for t in threads:
         t.start()
@@ -163,6 +173,8 @@ def _stress(server: ServerThread, pki: Pki) -> None:
         t.join(120)
     assert not any(t.is_alive() for t in threads)
     assert errors == [], "\n".join(errors)
+    shown = [uid for seen in recent for uid in seen]
+    assert shown and len(shown) == len(set(shown))  # each \\Recent in one session at most
     # and the sessions agree with the store at the end
     m = imaplib.IMAP4_SSL("localhost", server.tls_port, ssl_context=pki.client_context())
     m.login(ALICE, PASSWORD)
