@@ -306,3 +306,21 @@ def test_a_subscription_outlives_its_folder(
         t.close()
     finally:
         server.stop()
+
+
+def test_an_appended_message_is_recent_in_the_appending_session_only(
+    server: ServerThread, pki: Pki
+) -> None:
+    # RFC 3501 §2.3.2 again, when the first session told of the message is the one that
+    # appended it into its selected folder
+    writer, reader = _connected(server, pki), _connected(server, pki)
+    writer.cmd("s SELECT INBOX")
+    reader.cmd("s SELECT INBOX")
+    out = _append(writer, "a", "01-Mar-2026 10:00:00 +0000")
+    assert out.startswith(b"* 1 EXISTS\r\n* 1 RECENT\r\na OK [APPENDUID ")
+    assert reader.cmd("b NOOP") == b"* 1 EXISTS\r\n* 0 RECENT\r\nb OK NOOP completed\r\n"
+    assert reader.cmd("c STATUS INBOX (RECENT)") == (
+        b"* STATUS INBOX (RECENT 0)\r\nc OK STATUS completed\r\n"
+    )
+    writer.close()
+    reader.close()

@@ -394,10 +394,14 @@ async def _append(s: Session, cmd: Command) -> bytes:
     view = s.selected
     if view is not None and view.folder.folder_id == folder.folder_id:
         for stored in appended:  # our own change: announce it now, without re-reading
+            before = set(view.recent)
             lines = view.own_append(stored, rev1=not s.rev2)
             if lines is None:
                 s.dirty = True
                 break
+            arrived = view.recent - before
+            if arrived and not s.rev2 and not view.readonly:  # \Recent in one session only
+                lines = await s.claim_arrived(view, arrived, lines)
             s.out += b"".join(lines)
         await s.sync(allow_expunge=False)
     code = f"[APPENDUID {folder.uidvalidity} {format_uids(uids, keep_order=True)}] "

@@ -369,11 +369,11 @@ class Session:
         )
         arrived = view.recent - before
         if arrived and not self.rev2 and not view.readonly:
-            lines = await self._claim_arrived(view, arrived, lines)
+            lines = await self.claim_arrived(view, arrived, lines)
         for line in lines:
             self.out += line
 
-    async def _claim_arrived(
+    async def claim_arrived(
         self, view: SelectedView, arrived: set[int], lines: list[bytes]
     ) -> list[bytes]:
         """RFC 3501 §2.3.2: a message is \\Recent only in the first session told of it. The
