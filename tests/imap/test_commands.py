@@ -180,8 +180,8 @@ def test_append_and_multiappend(client: Transcript) -> None:
     )
     client.cmd("s SELECT Drafts")
     assert client.cmd("c FETCH 1 (FLAGS INTERNALDATE)") == (
-        # the instant is kept (stored in UTC)
-        b'* 1 FETCH (FLAGS (\\Recent \\Draft) INTERNALDATE "05-Mar-2026 08:08:07 +0000")\r\n'
+        # the instant and the zone APPEND gave are kept
+        b'* 1 FETCH (FLAGS (\\Recent \\Draft) INTERNALDATE "05-Mar-2026 09:08:07 +0100")\r\n'
         b"c OK FETCH completed\r\n"
     )
     assert client.cmd("d FETCH 2 BODY.PEEK[]") == (
@@ -273,7 +273,7 @@ def test_status_items(client: Transcript, server: ServerThread) -> None:
     out = client.cmd("a STATUS INBOX (MESSAGES RECENT UIDNEXT UNSEEN DELETED SIZE)")
     assert (
         out
-        == b"* STATUS INBOX (MESSAGES 2 RECENT 0 UIDNEXT 3 UNSEEN 2 DELETED 0 SIZE %d)\r\n"
+        == b"* STATUS INBOX (MESSAGES 2 RECENT 2 UIDNEXT 3 UNSEEN 2 DELETED 0 SIZE %d)\r\n"
         % (len(MSG1) + len(MSG2))
         + b"a OK STATUS completed\r\n"
     )

@@ -151,15 +151,18 @@ def _render(
         origin, content = _partial(content, att)
         return att.label.encode() + origin + b" " + _literal(content)
     try:
-        decoded = binary_bytes(data, root, section)
+        if section and not section[-1].isdigit():  # a section text: nothing to decode
+            decoded = section_bytes(data, root, section, att.fields)
+        else:
+            decoded = binary_bytes(data, root, section)
     except UnknownCte:
         raise _reply("NO", "UNKNOWN-CTE", "Cannot decode this part") from None
     except SectionError:
         decoded = b""
     if name == "BINARY.SIZE":
-        return b"BINARY.SIZE[" + section.encode() + b"] %d" % len(decoded)
+        return att.label.encode() + b" %d" % len(decoded)
     origin, content = _partial(decoded, att)
-    return b"BINARY[" + section.encode() + b"]" + origin + b" " + _literal(content, True)
+    return att.label.encode() + origin + b" " + _literal(content, True)
 
 
 async def fetch(s: Session, cmd: Command) -> bytes:
@@ -167,9 +170,8 @@ async def fetch(s: Session, cmd: Command) -> bytes:
     if not isinstance(args, FetchArgs):
         raise _reply("BAD", "", "invalid arguments")
     view = selected(s)
-    if args.changedsince is not None:
-        s.enabled.add("CONDSTORE")
-        view.condstore = True
+    if args.changedsince is not None or any(a.name == "MODSEQ" for a in args.atts):
+        enable_condstore(s, view)
     pairs = targets(view, args.seqset, cmd.uid)
     atts = list(args.atts)
     if s.condstore and args.changedsince is not None and not any(a.name == "MODSEQ" for a in atts):
@@ -291,8 +293,7 @@ async def store(s: Session, cmd: Command) -> bytes:
         if need not in rights:
             raise _reply("NO", "NOPERM", "Permission denied")
     if args.unchangedsince is not None:
-        s.enabled.add("CONDSTORE")
-        view.condstore = True
+        enable_condstore(s, view)
     pairs = targets(view, args.seqset, cmd.uid)
     uids = [u for _, u in pairs if view.live(u) is not None]
     mode = {"+": FlagMode.ADD, "-": FlagMode.REMOVE, "": FlagMode.REPLACE}[args.mode]
@@ -329,20 +330,37 @@ async def store(s: Session, cmd: Command) -> bytes:
     return b"OK " + verb + b" completed"
 
 
-async def search(s: Session, cmd: Command) -> bytes:
-    args = cmd.args
-    if not isinstance(args, SearchArgs):
-        raise _reply("BAD", "", "invalid arguments")
-    view = selected(s)
-    key = args.key
+def enable_condstore(s: Session, view: SelectedView) -> None:
+    """A CONDSTORE-enabling command (RFC 7162 §3.1) in the selected state: the first one
+    reports the folder's HIGHESTMODSEQ in an untagged OK before its own responses."""
+    if not s.condstore:
+        s.untagged(b"OK [HIGHESTMODSEQ %d] Highest" % view.highest_modseq)
+    s.enabled.add("CONDSTORE")
+    view.condstore = True
+
+
+def _result_modseq(found: list[tuple[int, int, int]], opts: tuple[str, ...] | None) -> int:
+    """RFC 7162 §3.1.5 with RFC 4731: the highest MODSEQ of the messages *returned*; with
+    only MIN and/or MAX asked, those are the only messages returned."""
+    if not found:
+        return 0
+    wanted = set(opts or ()) - {"SAVE"}
+    if wanted and wanted <= {"MIN", "MAX"}:
+        picked = ([found[0][2]] if "MIN" in wanted else []) + (
+            [found[-1][2]] if "MAX" in wanted else []
+        )
+        return max(picked)
+    return max(m for _, _, m in found)
+
+
+async def matching(
+    s: Session, view: SelectedView, key: SearchKey
+) -> list[tuple[int, int, StoredMessage]]:
+    """(seq, uid, message) of the messages of the view that match a search program."""
     content = needs_content(key)
-    uses_modseq = _uses(key, "MODSEQ")
-    if uses_modseq:
-        s.enabled.add("CONDSTORE")
-        view.condstore = True
     max_seq = view.exists
     max_uid = view.uids[-1] if view.uids else 0
-    found: list[tuple[int, int, int]] = []  # (seq, uid, modseq)
+    found: list[tuple[int, int, StoredMessage]] = []
     for i, uid in enumerate(view.uids):
         msg = view.live(uid)
         if msg is None:
@@ -364,7 +382,20 @@ async def search(s: Session, cmd: Command) -> bytes:
             facts.data = data
             facts._root = root
         if matches(key, facts):
-            found.append((i + 1, uid, msg.modseq))
+            found.append((i + 1, uid, msg))
+    return found
+
+
+async def search(s: Session, cmd: Command) -> bytes:
+    args = cmd.args
+    if not isinstance(args, SearchArgs):
+        raise _reply("BAD", "", "invalid arguments")
+    view = selected(s)
+    key = args.key
+    uses_modseq = _uses(key, "MODSEQ")
+    if uses_modseq:
+        enable_condstore(s, view)
+    found = [(q, u, m.modseq) for q, u, m in await matching(s, view, key)]
     nums = [u if cmd.uid else q for q, u, _ in found]
     opts = args.return_opts
     if opts is not None and "SAVE" in opts:
@@ -378,7 +409,7 @@ async def search(s: Session, cmd: Command) -> bytes:
             if "MAX" in opts and found:
                 keep.add(found[-1][1])
             view.saved = frozenset(keep)
-    modseq = max((m for _, _, m in found), default=0)
+    modseq = _result_modseq(found, opts)
     if opts is not None or s.rev2:
         wanted = [o for o in (opts or ()) if o != "SAVE"] or (["ALL"] if opts != ("SAVE",) else [])
         if opts is None:

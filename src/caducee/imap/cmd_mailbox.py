@@ -9,10 +9,12 @@ does not exist, get the very same ``NO [NONEXISTENT]``.
 
 from __future__ import annotations
 
+import contextlib
+import re
 from typing import TYPE_CHECKING
 
-from caducee.core.errors import Conflict
-from caducee.core.model import BlobRef, Folder
+from caducee.core.errors import Conflict, NotFound
+from caducee.core.model import BlobRef, Folder, StoredMessage
 from caducee.imap.append import append_all
 from caducee.imap.names import (
     DELIM,
@@ -103,12 +105,17 @@ async def _create(s: Session, cmd: Command) -> bytes:
     uses = list(args.extra)
     if any(u not in _SPECIAL_USES for u in uses) or len(uses) > 1:
         raise _reply("NO", "USEATTR", "Unsupported special-use attribute")
+    mid = resolved.bal.mailbox.mailbox_id
+    store = s.ctx.storage.messages
+    kept = resolved.folder in await store.orphan_subscriptions(mid)
     try:
-        await s.ctx.storage.messages.create_folder(
-            resolved.bal.mailbox.mailbox_id, resolved.folder, special_use=uses[0] if uses else None
-        )
+        await store.create_folder(mid, resolved.folder, special_use=uses[0] if uses else None)
     except Conflict:
         raise _reply("NO", "ALREADYEXISTS", "Mailbox already exists") from None
+    # RFC 9051 §6.3.4 / §6.3.6: CREATE does not subscribe (the operator's default folders are),
+    # but a name that stayed subscribed after its folder was deleted is subscribed again
+    if not kept:
+        await store.set_subscribed(mid, resolved.folder, False)
     return b"OK CREATE completed"
 
 
@@ -168,9 +175,34 @@ async def _subscribe(s: Session, cmd: Command) -> bytes:
         try:
             resolved, folder = await find(s, args.mailbox)
         except Exception:
+            await _drop_orphan(s, args.mailbox)
             return b"OK UNSUBSCRIBE completed"
     await s.ctx.storage.messages.set_subscribed(resolved.bal.mailbox.mailbox_id, folder.name, on)
     return b"OK " + cmd.name.encode() + b" completed"
+
+
+async def _drop_orphan(s: Session, wire: bytes) -> None:
+    """UNSUBSCRIBE of a name whose folder is gone (RFC 3501 §6.3.6 keeps it subscribed)."""
+    try:
+        name = _decode_name(s, wire)
+    except Exception:  # a bad name has no subscription to drop
+        return
+    resolved = resolve_name(await s.load_views(), name)
+    if resolved is None or "l" not in resolved.bal.rights:
+        return
+    with contextlib.suppress(NotFound):
+        await s.ctx.storage.messages.set_subscribed(
+            resolved.bal.mailbox.mailbox_id, resolved.folder, False
+        )
+
+
+async def _orphans(s: Session) -> list[str]:
+    out: list[str] = []
+    for view in await s.load_views():
+        if "l" in view.rights:
+            orphans = await s.ctx.storage.messages.orphan_subscriptions(view.mailbox.mailbox_id)
+            out.extend(view.prefix + name for name in orphans)
+    return out
 
 
 class _Entry:
@@ -230,10 +262,21 @@ async def _list(s: Session, cmd: Command) -> bytes:
     special_only = "SPECIAL-USE" in args.select_opts
     show_sub = subscribed_only or "SUBSCRIBED" in args.return_opts
     keyword = b"LSUB" if args.lsub else b"LIST"
-    for e in await _entries(s):
+    entries = await _entries(s)
+    recursive = "RECURSIVEMATCH" in args.select_opts and subscribed_only and not args.lsub
+    for e in entries:
         if not any(rx.match(e.name) for rx in regexes):
             continue
         if subscribed_only and not e.subscribed:
+            line = _subscribed_below(e, entries, regexes, args.lsub, recursive)
+            if line is not None:
+                attrs = [a for a in e.attrs if a != "\\Noselect" or args.lsub]
+                if args.lsub:
+                    attrs = ["\\Noselect"]
+                s.untagged(
+                    keyword + b" (" + " ".join(attrs).encode() + b') "/" '
+                    + mailbox_name(s, e.name) + line
+                )  # fmt: skip
             continue
         if special_only and not (e.folder and e.folder.special_use):
             continue
@@ -250,7 +293,29 @@ async def _list(s: Session, cmd: Command) -> bytes:
             and "r" in e.view.rights
         ):
             await _status_line(s, e.name, e.view, e.folder, args.status_atts)
+    if subscribed_only:
+        # RFC 5258 §3.4: still subscribed, the folder is gone
+        attrs_b = b"(\\Noselect)" if args.lsub else b"(\\NonExistent \\Subscribed)"
+        for name in await _orphans(s):
+            if any(rx.match(name) for rx in regexes):
+                s.untagged(keyword + b" " + attrs_b + b' "/" ' + mailbox_name(s, name))
     return b"OK " + keyword + b" completed"
+
+
+def _subscribed_below(
+    e: _Entry, entries: list[_Entry], regexes: list[re.Pattern[str]], lsub: bool, recursive: bool
+) -> bytes | None:
+    """An unsubscribed name with a subscribed descendant: LSUB shows it ``\\Noselect``
+    (RFC 3501 §6.3.9) when the descendant does not match the pattern itself; LIST
+    (SUBSCRIBED RECURSIVEMATCH) shows it with CHILDINFO (RFC 5258 §3.5) when some
+    subscribed descendant does not match the pattern. None: not shown."""
+    if not lsub and not recursive:
+        return None
+    below = [d for d in entries if d.subscribed and d.name.startswith(e.name + DELIM)]
+    outside = [d for d in below if not any(rx.match(d.name) for rx in regexes)]
+    if not outside:
+        return None
+    return b"" if lsub else b' ("CHILDINFO" ("SUBSCRIBED"))'
 
 
 async def _status_line(
@@ -262,7 +327,7 @@ async def _status_line(
         if item == "MESSAGES":
             n = len(msgs)
         elif item == "RECENT":
-            n = 0
+            n = _recent_count(s, folder, msgs)
         elif item == "UIDNEXT":
             n = max(folder.uidnext, (msgs[-1].uid + 1) if msgs else 1)
         elif item == "UIDVALIDITY":
@@ -282,6 +347,18 @@ async def _status_line(
             continue
         values.append(f"{item} {n}")
     s.untagged(b"STATUS " + mailbox_name(s, name) + b" (" + " ".join(values).encode() + b")")
+
+
+def _recent_count(s: Session, folder: Folder, msgs: list[StoredMessage]) -> int:
+    """RFC 3501 §6.3.10 STATUS RECENT: the messages above the folder's persistent mark (no
+    session has seen them yet), plus those recent in this session if it has the folder
+    selected. IMAP4rev2 sessions have no \\Recent."""
+    if s.rev2:
+        return 0
+    mine: set[int] = set()
+    if s.selected is not None and s.selected.folder.folder_id == folder.folder_id:
+        mine = s.selected.recent
+    return sum(1 for m in msgs if m.uid > folder.recent_uid or m.uid in mine)
 
 
 async def _status(s: Session, cmd: Command) -> bytes:
@@ -317,10 +394,14 @@ async def _append(s: Session, cmd: Command) -> bytes:
     view = s.selected
     if view is not None and view.folder.folder_id == folder.folder_id:
         for stored in appended:  # our own change: announce it now, without re-reading
+            before = set(view.recent)
             lines = view.own_append(stored, rev1=not s.rev2)
             if lines is None:
                 s.dirty = True
                 break
+            arrived = view.recent - before
+            if arrived and not s.rev2 and not view.readonly:  # \Recent in one session only
+                lines = await s.claim_arrived(view, arrived, lines)
             s.out += b"".join(lines)
         await s.sync(allow_expunge=False)
     code = f"[APPENDUID {folder.uidvalidity} {format_uids(uids, keep_order=True)}] "

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 from caducee.core.errors import QuotaExceeded
 from caducee.imap.cmd_fetch import fetch, search, selected, store, targets
 from caducee.imap.cmd_mailbox import find, mailbox_name
+from caducee.imap.cmd_sort import sort
+from caducee.imap.cmd_thread import thread
 from caducee.imap.parser import CopyArgs, SelectArgs, SeqSet
 from caducee.imap.uidset import format_uids
 from caducee.imap.view import SelectedView, flag_list
@@ -216,4 +218,6 @@ HANDLERS: dict[str, Handler] = {
     "FETCH": fetch,
     "STORE": store,
     "SEARCH": search,
+    "SORT": sort,
+    "THREAD": thread,
 }

@@ -130,6 +130,22 @@ class SearchArgs:
 
 
 @dataclass(frozen=True, slots=True)
+class SortArgs:
+    """SORT (RFC 5256) / ESORT (RFC 5267): ``criteria`` as (key, reverse) pairs."""
+
+    criteria: tuple[tuple[str, bool], ...]
+    search: SearchArgs
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadArgs:
+    """THREAD (RFC 5256): ``algorithm`` is ORDEREDSUBJECT or REFERENCES."""
+
+    algorithm: str
+    search: SearchArgs
+
+
+@dataclass(frozen=True, slots=True)
 class FetchAtt:
     """One fetch attribute. ``section`` is e.g. ``"1.2.HEADER.FIELDS"``; ``partial`` (start,
     length); ``fields`` for HEADER.FIELDS(.NOT)."""
@@ -181,6 +197,8 @@ Args = (
     | StatusArgs
     | AppendArgs
     | SearchArgs
+    | SortArgs
+    | ThreadArgs
     | FetchArgs
     | StoreArgs
     | CopyArgs

@@ -30,6 +30,11 @@ _TAG_SPECIALS = _ASTRING_SPECIALS | {ord("+")}
 _LITERAL_RE = re.compile(rb"(~?)\{(\d{1,20})(\+|-)?\}\Z")
 
 
+_SYSTEM_FLAGS = {
+    f.lower(): f for f in ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft", "\\Recent")
+}
+
+
 class ParseError(ValueError):
     """Syntax error in a command; ``str()`` is the reason sent with ``BAD``."""
 
@@ -245,7 +250,9 @@ class Cursor:
         r"""``flag = "\" atom / atom`` (also ``\*`` in PERMANENTFLAGS, not accepted here)."""
         if self.peek() == 0x5C:
             self.pos += 1
-            return "\\" + self.atom()
+            name = "\\" + self.atom()
+            # RFC 9051 §2.3.2: flag names are case-insensitive; system flags get one spelling
+            return _SYSTEM_FLAGS.get(name.lower(), name)
         return self.atom()
 
     def flag_list(self) -> list[str]:

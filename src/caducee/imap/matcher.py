@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from caducee.imap.mime import Part, parse_message
 from caducee.imap.parser import SeqSet
-from caducee.imap.render import UnknownCte, decode_transfer
+from caducee.imap.render import UnknownCte, decode_transfer, parse_addresses
 from caducee.imap.search import SearchKey
 
 __all__ = ["MessageFacts", "decode_header_value", "matches", "needs_content"]
@@ -112,6 +112,19 @@ def _header_text(facts: MessageFacts, name: str) -> str:
     return "\n".join(decode_header_value(v) for v in values)
 
 
+def _address_text(facts: MessageFacts, name: str) -> str:
+    out: list[str] = []
+    for k, v in facts.root.headers:
+        if k != name.lower():
+            continue
+        for disp, _route, local, host in parse_addresses(v):
+            if disp:
+                out.append(decode_header_value(disp))
+            if local and host:
+                out.append((local + b"@" + host).decode("utf-8", "replace"))
+    return "\n".join(out)
+
+
 def _body_text(facts: MessageFacts, part: Part, out: list[str], depth: int = 0) -> None:
     data = facts.data or b""
     if part.is_multipart:
@@ -205,8 +218,14 @@ def matches(key: SearchKey, f: MessageFacts) -> bool:
         if sent is None:
             return False
         return _compare(op[4:], _day(sent), key.args[0])
-    if op in ("FROM", "TO", "CC", "BCC", "SUBJECT"):
+    if op == "SUBJECT":
         return _contains(_header_text(f, op), str(key.args[0]))
+    if op in ("FROM", "TO", "CC", "BCC"):
+        # the header as written, and its addresses without comments or folding
+        # ("<user (c)@ (c) host>" is user@host)
+        return _contains(_header_text(f, op), str(key.args[0])) or _contains(
+            _address_text(f, op), str(key.args[0])
+        )
     if op == "HEADER":
         name, value = key.args
         if not any(k == str(name).lower() for k, _ in f.root.headers):

@@ -26,8 +26,10 @@ from caducee.imap.commands import (
     SearchArgs,
     SelectArgs,
     SeqSet,
+    SortArgs,
     StatusArgs,
     StoreArgs,
+    ThreadArgs,
 )
 from caducee.imap.lexer import Cursor, Literal, ParseError
 from caducee.imap.search import parse_search_program
@@ -197,8 +199,9 @@ def _fetch_att(cur: Cursor) -> list[FetchAtt]:
             if name == "BODY":
                 return [FetchAtt("BODY", label="BODY")]
             raise ParseError(f"{name} needs a section")
-        binary = name.startswith("BINARY")
-        spec, fields = _section(cur, binary)
+        # RFC 3516 allows only part numbers after BINARY; a section text (HEADER, TEXT,
+        # MIME, HEADER.FIELDS) is accepted too, as mature servers do, and served undecoded
+        spec, fields = _section(cur, False)
         partial: tuple[int, int] | None = None
         if cur.take(b"<"):
             if name == "BINARY.SIZE":
@@ -324,9 +327,19 @@ def _list(cur: Cursor) -> ListArgs:
                 if cur.take(b")"):
                     break
                 cur.sp()
+    # RFC 5258 §3: an unknown option is BAD, and RECURSIVEMATCH needs a base option
+    unknown = (select - _LIST_SELECT) | (ret - _LIST_RETURN)
+    if unknown:
+        raise ParseError(f"unknown LIST option {sorted(unknown)[0]}")
+    if "RECURSIVEMATCH" in select and not select - {"RECURSIVEMATCH", "REMOTE"}:
+        raise ParseError("RECURSIVEMATCH needs another selection option")
     return ListArgs(
         ref, tuple(patterns), frozenset(select), frozenset(ret), status, False, extended
     )
+
+
+_LIST_SELECT = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
+_LIST_RETURN = frozenset({"SUBSCRIBED", "CHILDREN", "STATUS", "SPECIAL-USE"})
 
 
 _STATUS_ITEMS = frozenset(
@@ -417,24 +430,74 @@ def _select(cur: Cursor) -> SelectArgs:
     return SelectArgs(mailbox, condstore, qresync)
 
 
+SORT_KEYS = frozenset(
+    {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
+)
+
+
+def _sort(cur: Cursor) -> SortArgs:
+    """``SORT [RETURN (...)] (criteria) charset search-key...`` (RFC 5256 §3, RFC 5267 §3.2)."""
+    cur.sp()
+    return_opts = _return_opts(cur, ("MIN", "MAX", "ALL", "COUNT"))
+    cur.expect(b"(")
+    criteria: list[tuple[str, bool]] = []
+    reverse = False
+    while True:
+        word = cur.atom().upper()
+        if word == "REVERSE":
+            reverse = True
+        elif word in SORT_KEYS:
+            criteria.append((word, reverse))
+            reverse = False
+        else:
+            raise ParseError(f"unknown sort key {word!r}")
+        if cur.take(b")"):
+            break
+        cur.sp()
+    if reverse:
+        raise ParseError("REVERSE needs a sort key after it")
+    cur.sp()
+    charset = cur.astring().decode("ascii", "replace").upper()
+    cur.sp()
+    key = parse_search_program(cur, charset)
+    return SortArgs(tuple(criteria), SearchArgs(key, charset, return_opts))
+
+
+def _thread(cur: Cursor) -> ThreadArgs:
+    """``THREAD algorithm charset search-key...`` (RFC 5256 §3)."""
+    cur.sp()
+    algorithm = cur.atom().upper()
+    if algorithm not in ("ORDEREDSUBJECT", "REFERENCES"):
+        raise ParseError(f"unknown threading algorithm {algorithm!r}")
+    cur.sp()
+    charset = cur.astring().decode("ascii", "replace").upper()
+    cur.sp()
+    key = parse_search_program(cur, charset)
+    return ThreadArgs(algorithm, SearchArgs(key, charset))
+
+
+def _return_opts(cur: Cursor, allowed: tuple[str, ...]) -> tuple[str, ...] | None:
+    if not cur.take(b"RETURN "):
+        return None
+    cur.expect(b"(")
+    opts: list[str] = []
+    if not cur.take(b")"):
+        while True:
+            opts.append(cur.atom().upper())
+            if cur.take(b")"):
+                break
+            cur.sp()
+    bad = [o for o in opts if o not in allowed]
+    if bad:
+        raise ParseError(f"unknown search return option {bad[0]!r}")
+    cur.sp()
+    return tuple(opts)
+
+
 def _search(cur: Cursor) -> SearchArgs:
     cur.sp()
-    return_opts: tuple[str, ...] | None = None
+    return_opts = _return_opts(cur, ("MIN", "MAX", "ALL", "COUNT", "SAVE"))
     charset: str | None = None
-    if cur.take(b"RETURN "):
-        cur.expect(b"(")
-        opts: list[str] = []
-        if not cur.take(b")"):
-            while True:
-                opts.append(cur.atom().upper())
-                if cur.take(b")"):
-                    break
-                cur.sp()
-        bad = [o for o in opts if o not in ("MIN", "MAX", "ALL", "COUNT", "SAVE")]
-        if bad:
-            raise ParseError(f"unknown search return option {bad[0]!r}")
-        return_opts = tuple(opts)
-        cur.sp()
     if cur.take(b"CHARSET "):
         charset = cur.astring().decode("ascii", "replace").upper()
         cur.sp()
@@ -525,6 +588,10 @@ def _parse_body(cur: Cursor, tag: str) -> Command:
             return Command(tag, sub, True, _copy(cur))
         if sub == "SEARCH":
             return Command(tag, sub, True, _search(cur))
+        if sub == "SORT":
+            return Command(tag, sub, True, _sort(cur))
+        if sub == "THREAD":
+            return Command(tag, sub, True, _thread(cur))
         if sub == "EXPUNGE":
             cur.sp()
             return Command(tag, sub, True, parse_seqset(cur))
@@ -588,6 +655,10 @@ def _parse_body(cur: Cursor, tag: str) -> Command:
         return Command(tag, name, args=_append(cur))
     if name == "SEARCH":
         return Command(tag, name, args=_search(cur))
+    if name == "SORT":
+        return Command(tag, name, args=_sort(cur))
+    if name == "THREAD":
+        return Command(tag, name, args=_thread(cur))
     if name == "FETCH":
         return Command(tag, name, args=_fetch(cur, False))
     if name == "STORE":

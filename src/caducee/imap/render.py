@@ -63,8 +63,9 @@ def _tokens(raw: bytes) -> list[tuple[str, bytes]]:
         c = raw[i]
         if c in b" \t\r\n":
             i += 1
-        elif c == 0x28:  # comment
+        elif c == 0x28:  # comment: kept as ('c', text), a display name when there is none
             depth = 0
+            start = i
             while i < n:
                 if raw[i] == 0x5C:
                     i += 1
@@ -75,6 +76,7 @@ def _tokens(raw: bytes) -> list[tuple[str, bytes]]:
                     if depth == 0:
                         break
                 i += 1
+            out.append(("c", raw[start + 1 : i].strip()))
             i += 1
         elif c == 0x22:
             j = i + 1
@@ -101,19 +103,24 @@ def _tokens(raw: bytes) -> list[tuple[str, bytes]]:
 Address = tuple[bytes | None, bytes | None, bytes | None, bytes | None]
 
 
-def _addr_from(tokens: list[tuple[str, bytes]]) -> Address | None:
+def _addr_from(all_tokens: list[tuple[str, bytes]]) -> Address | None:
+    comments = [v for k, v in all_tokens if k == "c" and v]
+    tokens = [t for t in all_tokens if t[0] != "c"]
     if not tokens:
         return None
+    route = None
     if any(k == "<" for k, _ in tokens):
         lt = next(i for i, (k, _) in enumerate(tokens) if k == "<")
         name_toks = tokens[:lt]
         inner = [t for t in tokens[lt + 1 :] if t[0] != ">"]
-        if inner and inner[0][0] == "@":  # obsolete route: skip to ':'
+        if inner and inner[0][0] == "@":  # obsolete route (RFC 5322 §4.4): the ENVELOPE adl
             colon = next((i for i, (k, _) in enumerate(inner) if k == ":"), -1)
+            route = b"".join(v for _, v in inner[:colon]) if colon > 0 else None
             inner = inner[colon + 1 :]
         name = b" ".join(v for _, v in name_toks) or None
     else:
-        name = None
+        # "user@domain (Real Name)": the comment is the only name there is
+        name = comments[-1] if comments else None
         inner = tokens
     at = max((i for i, (k, _) in enumerate(inner) if k == "@"), default=-1)
     if at >= 0:
@@ -124,7 +131,7 @@ def _addr_from(tokens: list[tuple[str, bytes]]) -> Address | None:
         host = b""
     if not local and name is None:
         return None
-    return (name, None, local, host or None)
+    return (name, route, local, host or None)
 
 
 def parse_addresses(raw: bytes) -> list[Address]:
@@ -140,7 +147,7 @@ def parse_addresses(raw: bytes) -> list[Address]:
         elif kind == ">":
             in_angle = False
         if kind == ":" and not in_group and not in_angle:
-            name = b" ".join(v for _, v in cur)
+            name = b" ".join(v for k, v in cur if k != "c")
             out.append((None, None, name, None))
             in_group = True
             cur = []
@@ -363,7 +370,10 @@ def decode_transfer(body: bytes, encoding: str) -> bytes:
         return body
     if encoding == "BASE64":
         cleaned = bytes(c for c in body if chr(c).isalnum() or c in b"+/")
-        cleaned = cleaned[: len(cleaned) - len(cleaned) % 4]
+        # the "=" padding was dropped with the rest: restore it, so that the last 1 or 2
+        # octets of the content are kept (a lone trailing sextet carries no octet)
+        rem = len(cleaned) % 4
+        cleaned = cleaned[:-1] if rem == 1 else cleaned + b"=" * ((4 - rem) % 4)
         try:
             return base64.b64decode(cleaned)
         except (binascii.Error, ValueError):
@@ -375,8 +385,9 @@ def decode_transfer(body: bytes, encoding: str) -> bytes:
 
 def binary_bytes(data: bytes, root: Part, section: str) -> bytes:
     """``BINARY[section]`` (RFC 3516): the decoded content of a leaf part."""
-    nums = [int(x) for x in section.split(".")] if section else []
-    target = resolve(root, nums) if nums else root
-    if target.is_multipart or (nums == [] and root.is_multipart):
+    if not section:  # BINARY[]: the whole message, as BODY[] (nothing to decode at the top)
+        return data[root.start : root.end]
+    target = resolve(root, [int(x) for x in section.split(".")])
+    if target.is_multipart:
         return data[target.body_start : target.end]
     return decode_transfer(data[target.body_start : target.end], target.encoding)

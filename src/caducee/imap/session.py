@@ -75,7 +75,19 @@ Handler = Callable[["Session", Command], Awaitable[bytes]]
 _ANY = frozenset({"CAPABILITY", "NOOP", "LOGOUT", "ID"})
 _NOT_AUTH = frozenset({"STARTTLS", "AUTHENTICATE", "LOGIN"})
 _SELECTED = frozenset(
-    {"CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE", "CHECK"}
+    {
+        "CLOSE",
+        "UNSELECT",
+        "EXPUNGE",
+        "SEARCH",
+        "SORT",
+        "THREAD",
+        "FETCH",
+        "STORE",
+        "COPY",
+        "MOVE",
+        "CHECK",
+    }
 )
 
 
@@ -154,6 +166,11 @@ class Session:
                 "LIST-STATUS",
                 "ESEARCH",
                 "SEARCHRES",
+                "SORT",
+                "SORT=DISPLAY",
+                "ESORT",
+                "THREAD=ORDEREDSUBJECT",
+                "THREAD=REFERENCES",
                 "CONDSTORE",
                 "QRESYNC",
                 "QUOTA",
@@ -342,14 +359,38 @@ class Session:
         self.dirty = False
         reader = SharedFolderReader(self.ctx.shared, self.ctx.storage.messages, self.dirty_seq)
         current = await reader.get_folder_by_id(view.folder.folder_id)
-        for line in await view.refresh(
+        before = set(view.recent)
+        lines = await view.refresh(
             reader,
             current,
             allow_expunge=allow_expunge,
             rev1=not self.rev2,
             vanished="QRESYNC" in self.enabled,
-        ):
+        )
+        arrived = view.recent - before
+        if arrived and not self.rev2 and not view.readonly:
+            lines = await self.claim_arrived(view, arrived, lines)
+        for line in lines:
             self.out += line
+
+    async def claim_arrived(
+        self, view: SelectedView, arrived: set[int], lines: list[bytes]
+    ) -> list[bytes]:
+        """RFC 3501 §2.3.2: a message is \\Recent only in the first session told of it. The
+        sessions that see it arrive race for it through the folder's persistent mark; the
+        losers do not count it in their RECENT."""
+        top = max(arrived)
+        try:
+            prev = await self.ctx.storage.messages.claim_recent(view.folder.folder_id, upto=top)
+        except Exception:  # keep the session's own view if the store fails
+            return lines
+        view.recent_mark = max(view.recent_mark, top)
+        lost = {u for u in arrived if u <= prev}
+        if not lost:
+            return lines
+        view.recent -= lost
+        count = b"* %d RECENT\r\n" % len(view.recent)
+        return [count if ln.endswith(b" RECENT\r\n") and ln[2:3].isdigit() else ln for ln in lines]
 
     async def settle_recent(self) -> None:
         """Leaving a folder selected read-write: messages that arrived while it was selected

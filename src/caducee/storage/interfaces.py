@@ -236,7 +236,14 @@ class MessageStore(Protocol):
 
     async def delete_folder(self, mailbox_id: int, name: str) -> None: ...
 
-    async def set_subscribed(self, mailbox_id: int, name: str, subscribed: bool) -> None: ...
+    async def set_subscribed(self, mailbox_id: int, name: str, subscribed: bool) -> None:
+        """SUBSCRIBE/UNSUBSCRIBE a folder; unsubscribing also drops an orphan name."""
+        ...
+
+    async def orphan_subscriptions(self, mailbox_id: int) -> list[str]:
+        """Subscribed names whose folder was deleted (RFC 3501 §6.3.6: a subscription is not
+        removed with its mailbox); re-creating the folder subscribes it again."""
+        ...
 
     async def deliver(
         self,

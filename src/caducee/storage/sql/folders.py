@@ -45,6 +45,10 @@ def create_folder_op(mailbox_id: int, name: str, special_use: str | None) -> Op[
     )
     folder_id = int(rows[0][0])
     yield Q("UPDATE folders SET uidvalidity = folder_id WHERE folder_id = ?", (folder_id,))
+    # a name still subscribed from a deleted folder: the new folder takes the subscription
+    yield Q(
+        "DELETE FROM orphan_subscriptions WHERE mailbox_id = ? AND name = ?", (mailbox_id, name)
+    )
     return folder_id
 
 
@@ -142,11 +146,18 @@ def delete_folder_op(mailbox_id: int, name: str) -> Op[list[str]]:
         raise Conflict("INBOX cannot be deleted")
     yield from lock_mailboxes([mailbox_id])
     rows = yield Q(
-        "SELECT folder_id FROM folders WHERE mailbox_id = ? AND name = ?", (mailbox_id, name)
+        "SELECT folder_id, subscribed FROM folders WHERE mailbox_id = ? AND name = ?",
+        (mailbox_id, name),
     )
     if not rows:
         raise NotFound(f"no folder {name!r}")
     fid = int(rows[0][0])
+    if int(rows[0][1]):  # RFC 3501 §6.3.6: the subscription outlives the folder
+        yield Q(
+            "INSERT INTO orphan_subscriptions (mailbox_id, name) VALUES (?, ?)"
+            " ON CONFLICT DO NOTHING",
+            (mailbox_id, name),
+        )
     gone = yield Q("DELETE FROM messages WHERE folder_id = ? RETURNING size, blob_id", (fid,))
     yield Q("DELETE FROM expunged WHERE folder_id = ?", (fid,))
     yield Q("DELETE FROM folders WHERE folder_id = ?", (fid,))
@@ -161,7 +172,20 @@ def subscribe_op(mailbox_id: int, name: str, subscribed: bool) -> Op[None]:
     rows = yield Q(
         "UPDATE folders SET subscribed = ? WHERE mailbox_id = ? AND name = ? RETURNING folder_id",
         (1 if subscribed else 0, mailbox_id, name),
-        only=True,
     )
+    if not rows and not subscribed:
+        rows = yield Q(
+            "DELETE FROM orphan_subscriptions WHERE mailbox_id = ? AND name = ? RETURNING name",
+            (mailbox_id, name),
+        )
     if not rows:
         raise NotFound(f"no folder {name!r}")
+
+
+def orphan_subscriptions_op(mailbox_id: int) -> Op[list[str]]:
+    rows = yield Q(
+        "SELECT name FROM orphan_subscriptions WHERE mailbox_id = ? ORDER BY name",
+        (mailbox_id,),
+        only=True,
+    )
+    return [str(r[0]) for r in rows]

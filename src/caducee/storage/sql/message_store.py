@@ -104,6 +104,9 @@ class SqlMessageStore:
         norm = ops.norm_folder(name)
         await self._run.write(lambda: folders.subscribe_op(mailbox_id, norm, subscribed))
 
+    async def orphan_subscriptions(self, mailbox_id: int) -> list[str]:
+        return await self._run.read(lambda: folders.orphan_subscriptions_op(mailbox_id))
+
     async def deliver(
         self,
         blob: BlobRef,
@@ -163,7 +166,8 @@ class SqlMessageStore:
     ) -> StoredMessage:
         fl = ops.norm_flags(flags)
         idate = ops.idate_us(internal_date)
-        mid, msg = await self._run.write(lambda: ops.append_op(folder_id, blob, fl, idate))
+        tz = ops.zone_minutes(internal_date)
+        mid, msg = await self._run.write(lambda: ops.append_op(folder_id, blob, fl, idate, tz))
         await self._notify.publish(mid, folder_id)
         return msg
 

@@ -8,7 +8,7 @@ by id, then message rows) so concurrent writers on PostgreSQL never deadlock.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from caducee.core.errors import InvalidInput, NotFound, QuotaExceeded
@@ -38,7 +38,7 @@ __all__ = [
 
 SYSTEM_FLAGS = {f.lower(): f for f in ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")}
 _ATOM_SPECIALS = frozenset('(){%*"]\\')
-_MSG_COLS = "folder_id, uid, modseq, flags, internal_date, size, blob_id, key_id"
+_MSG_COLS = "folder_id, uid, modseq, flags, internal_date, size, blob_id, key_id, internal_tz"
 
 
 def norm_folder(name: str) -> str:
@@ -91,9 +91,9 @@ def _flag_set(text: str) -> frozenset[str]:
 
 
 def _msg(row: Row) -> StoredMessage:
-    folder_id, uid, modseq, flags, idate, size, blob_id, key_id = row
+    folder_id, uid, modseq, flags, idate, size, blob_id, key_id, tz = row
     return StoredMessage(
-        folder_id, uid, modseq, _flag_set(flags), from_us(idate), size,
+        folder_id, uid, modseq, _flag_set(flags), _in_zone(from_us(idate), tz), size,
         BlobRef(blob_id, key_id, size),
     )  # fmt: skip
 
@@ -144,8 +144,26 @@ def _folder_row(folder_id: int) -> Op[tuple[int, int, int]]:
     return int(rows[0][0]), int(rows[0][1]), int(rows[0][2])
 
 
+def _in_zone(when: datetime, tz_minutes: int) -> datetime:
+    """The stored instant shown in the zone APPEND gave (RFC 9051 §2.3.3)."""
+    if not tz_minutes:
+        return when
+    return when.astimezone(timezone(timedelta(minutes=tz_minutes)))
+
+
+def zone_minutes(when: datetime | None) -> int:
+    off = when.utcoffset() if when is not None and when.tzinfo is not None else None
+    return 0 if off is None else int(off.total_seconds()) // 60
+
+
 def _insert(
-    folder_id: int, mailbox_id: int, blob: BlobRef, size: int, flags: frozenset[str], idate: int
+    folder_id: int,
+    mailbox_id: int,
+    blob: BlobRef,
+    size: int,
+    flags: frozenset[str],
+    idate: int,
+    tz: int = 0,
 ) -> Op[StoredMessage]:
     rows = yield Q(
         "UPDATE folders SET uidnext = uidnext + 1, highest_modseq = highest_modseq + 1"
@@ -156,11 +174,12 @@ def _insert(
     text, seen, deleted = _flag_cols(flags)
     yield Q(
         "INSERT INTO messages (folder_id, uid, mailbox_id, modseq, flags, seen, deleted,"
-        " internal_date, size, blob_id, key_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " internal_date, size, blob_id, key_id, internal_tz)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (folder_id, uid, mailbox_id, modseq, text, seen, deleted, idate, size,
-         blob.blob_id, blob.key_id),
+         blob.blob_id, blob.key_id, tz),
     )  # fmt: skip
-    return StoredMessage(folder_id, uid, modseq, flags, from_us(idate), size, blob)
+    return StoredMessage(folder_id, uid, modseq, flags, _in_zone(from_us(idate), tz), size, blob)
 
 
 _PG_DELIVER = (
@@ -274,7 +293,7 @@ def _undo_dedup(mailbox_id: int, dedup_key: str | None) -> Op[None]:
 
 
 def append_op(
-    folder_id: int, blob: BlobRef, flags: frozenset[str], idate: int
+    folder_id: int, blob: BlobRef, flags: frozenset[str], idate: int, tz: int = 0
 ) -> Op[tuple[int, StoredMessage]]:
     size = blob.size
     rows = yield Q("SELECT mailbox_id FROM folders WHERE folder_id = ?", (folder_id,))
@@ -283,7 +302,7 @@ def append_op(
     mid = int(rows[0][0])
     yield from lock_mailboxes([mid])
     yield from _charge(mid, size)
-    msg = yield from _insert(folder_id, mid, blob, size, flags, idate)
+    msg = yield from _insert(folder_id, mid, blob, size, flags, idate, tz)
     return mid, msg
 
 
@@ -394,8 +413,7 @@ def expunge_op(folder_id: int, uids: Sequence[int] | None) -> Op[tuple[int, list
 def copy_op(
     folder_id: int, uids: Sequence[int], dest_id: int, move: bool
 ) -> Op[tuple[int, int, list[tuple[int, int]]]]:
-    if folder_id == dest_id and move:
-        raise InvalidInput("cannot move messages to the same folder")
+    # MOVE into the same folder (RFC 6851 allows it): new UIDs, then the old ones go
     rows = yield Q(
         "SELECT folder_id, mailbox_id FROM folders WHERE folder_id IN (?, ?)", (folder_id, dest_id)
     )
@@ -425,11 +443,13 @@ def copy_op(
         pairs.append((m.uid, first_uid + i))
         params.append(
             (dest_id, first_uid + i, dst_mb, modseq, text, seen, deleted,
-             to_us(m.internal_date), m.size, m.blob.blob_id, m.blob.key_id)
+             to_us(m.internal_date), m.size, m.blob.blob_id, m.blob.key_id,
+             zone_minutes(m.internal_date))
         )  # fmt: skip
     yield Q(
         "INSERT INTO messages (folder_id, uid, mailbox_id, modseq, flags, seen, deleted,"
-        " internal_date, size, blob_id, key_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " internal_date, size, blob_id, key_id, internal_tz)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         params,
         many=True,
     )
