@@ -152,6 +152,27 @@ def test_fetch_modseq_enables_condstore_and_esearch_modseq_follows_min_max(
     )
 
 
+def test_fetch_flags_carries_modseq_once_condstore_is_enabled(
+    client: Transcript, server: ServerThread
+) -> None:
+    # RFC 7162 §3.1: after ENABLE CONDSTORE, FETCH responses with FLAGS carry MODSEQ (Dovecot
+    # does; IMAPClient's live tests expect it); before it, they do not.
+    server.deliver(ALICE, PLAIN)
+    client.cmd("s SELECT INBOX")
+    assert client.cmd("a FETCH 1 (FLAGS)") == (
+        b"* 1 FETCH (FLAGS (\\Recent))\r\na OK FETCH completed\r\n"
+    )
+    assert client.cmd("u UNSELECT").endswith(b"u OK UNSELECT completed\r\n")
+    assert b"* ENABLED CONDSTORE" in client.cmd("e ENABLE CONDSTORE")
+    out = client.cmd("t SELECT INBOX")
+    top = int(out.split(b"[HIGHESTMODSEQ ")[1].split(b"]")[0])
+    assert client.cmd("b FETCH 1 (FLAGS UID)") == (
+        b"* 1 FETCH (FLAGS () UID 1 MODSEQ (%d))\r\nb OK FETCH completed\r\n" % top
+    )
+    # without FLAGS, nothing is added
+    assert client.cmd("c FETCH 1 (UID)") == b"* 1 FETCH (UID 1)\r\nc OK FETCH completed\r\n"
+
+
 def test_envelope_takes_a_trailing_comment_as_name_and_keeps_the_route(
     client: Transcript, server: ServerThread
 ) -> None:

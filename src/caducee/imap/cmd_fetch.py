@@ -174,7 +174,13 @@ async def fetch(s: Session, cmd: Command) -> bytes:
         enable_condstore(s, view)
     pairs = targets(view, args.seqset, cmd.uid)
     atts = list(args.atts)
-    if s.condstore and args.changedsince is not None and not any(a.name == "MODSEQ" for a in atts):
+    # Once CONDSTORE is enabled, FETCH responses carry the mod-sequence (RFC 7162 §3.1): with
+    # CHANGEDSINCE, and whenever they carry FLAGS (as Dovecot does; IMAPClient expects it)
+    if (
+        s.condstore
+        and (args.changedsince is not None or any(a.name == "FLAGS" for a in atts))
+        and not any(a.name == "MODSEQ" for a in atts)
+    ):
         atts.append(FetchAtt("MODSEQ", label="MODSEQ"))
     need_data = any(a.name in _DATA_ATTS for a in atts)
     sets_seen = (
