@@ -130,9 +130,13 @@ class SqlStoreBase(ABC):
         return out
 
     def generation(self) -> int:
-        """A number that changes with every committed import or publication."""
-        rows = self._all("SELECT v FROM meta WHERE k = 'generation'")
-        return int(rows[0][0]) if rows else 0
+        """A number that changes with every committed import or publication (by this process
+        or another). Read with the search version, so a server whose directory another process
+        upgraded searches with the new documents from its next request on."""
+        sql = "SELECT k, v FROM meta WHERE k IN ('generation', 'search_version')"
+        meta: dict[str, int] = dict(self._all(sql))
+        self._search_version = int(meta.get("search_version", 1))
+        return int(meta.get("generation", 0))
 
     def operator_addresses(self) -> set[str]:
         return {r[0] for r in self._all("SELECT address FROM mailbox WHERE source = 'op'")}
@@ -249,6 +253,9 @@ class SqlStoreBase(ABC):
         if q.identifiers:
             conds.append(f"t.idnps IN ({', '.join('?' * len(q.identifiers))})")
             params += list(q.identifiers)
+        if q.id_types:
+            conds.append(f"t.id_type IN ({', '.join('?' * len(q.id_types))})")
+            params += list(q.id_types)
         if q.mailbox:
             holders = self._mailbox_holders("idnps", q.mailbox, q.mailbox_match)
             if not holders:
@@ -360,6 +367,9 @@ class SqlStoreBase(ABC):
                 f" OR t.siren IN ({marks}))"
             )
             params += list(q.identifiers) * 4
+        if q.id_kinds:
+            kinds = [k for k in q.id_kinds if k in ("finess", "finess_ej", "siret", "siren")]
+            conds.append("(" + (" OR ".join(f"t.{k} <> ''" for k in kinds) or "1=0") + ")")
         if q.mailbox:
             holders = self._mailbox_holders("org_key", q.mailbox, q.mailbox_match, org=True)
             if not holders:
