@@ -457,16 +457,17 @@ class SqlStoreBase(ABC):
             f" updated FROM person WHERE idnps IN ({marks})",
             list(ids),
         )
+        updated = {r[0]: r[8] or "" for r in prow}
         acts: dict[str, list[Activity]] = {}
-        for a in self._activities("idnps", ids):
+        for a in self._activities("idnps", ids, updated):
             acts.setdefault(a.idnps, []).append(a)
         boxes: dict[str, list[Mailbox]] = {}
         for m in self._mailboxes_where("idnps", ids):
             if m.type in ("PER", "CAB"):
                 boxes.setdefault(m.idnps, []).append(m)
         by_id = {
-            r[0]: replace(
-                Person(*_strs(r)[:9]),  # type: ignore[arg-type]  # the 9 leading str fields
+            r[0]: Person(
+                *_strs(r),  # type: ignore[arg-type, misc]  # the 9 leading str fields
                 activities=tuple(acts.get(r[0], ())),
                 mailboxes=tuple(boxes.get(r[0], ())),
             )
@@ -474,16 +475,29 @@ class SqlStoreBase(ABC):
         }
         return [by_id[i] for i in ids if i in by_id]
 
-    def _activities(self, col: str, values: Sequence[str]) -> list[Activity]:
+    def _activities(
+        self, col: str, values: Sequence[str], updated: dict[str, str] | None = None
+    ) -> list[Activity]:
+        """Activities whose ``col`` is in ``values``; their ``updated`` is their person's, taken
+        from ``updated`` (IDNPS -> date) when the caller has it, else joined (2 lookups a row)."""
         marks = ", ".join("?" * len(values))
-        rows = self._all(
-            "SELECT a.id, a.idnps, a.profession_code, a.profession_label, a.category_code,"  # noqa: S608
+        cols = (
+            "a.id, a.idnps, a.profession_code, a.profession_label, a.category_code,"
             " a.sf_type_code, a.sf_code, a.sf_label, a.mode_code, a.mode_label, a.org_key,"
-            f" a.authority, p.updated FROM activity a JOIN person p ON p.idnps = a.idnps"
+            " a.authority"
+        )
+        if updated is not None:
+            rows = self._all(
+                f"SELECT {cols} FROM activity a WHERE a.{col} IN ({marks}) ORDER BY a.id",  # noqa: S608
+                list(values),
+            )
+            # the selected columns are the leading str fields of Activity
+            return [Activity(*_strs(r), updated.get(r[1], "")) for r in rows]  # type: ignore[arg-type, call-arg]
+        rows = self._all(
+            f"SELECT {cols}, p.updated FROM activity a JOIN person p ON p.idnps = a.idnps"  # noqa: S608
             f" WHERE a.{col} IN ({marks}) ORDER BY a.id",
             list(values),
         )
-        # the selected columns are the leading str fields of Activity
         return [Activity(*_strs(r)) for r in rows]  # type: ignore[arg-type]
 
     def get_roles(self, ids: Sequence[str]) -> list[Activity]:
