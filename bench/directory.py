@@ -70,12 +70,14 @@ def _queries(store: DirectoryStore, rng: random.Random) -> dict[str, list[Callab
     structure: list[Callable[[], Any]] = []
     for p in rng.sample(sample, min(300, len(sample))):
         fam = p.family.lower()
-        for n in (1, 2, 3, 5):
-            auto.append(lambda t=fam[:n]: store.search_persons(PersonQuery(text=t), 0, 10))
         given = (p.given or "x").lower()
-        auto.append(
-            lambda t=f"{given[:3]} {fam[:3]}": store.search_persons(PersonQuery(text=t), 0, 10)
-        )
+        for typed in (fam[:1], fam[:2], fam[:3], fam[:5], f"{given[:3]} {fam[:3]}"):
+            auto.append(
+                _lab(
+                    f"autocomplete {typed!r}",
+                    lambda t=typed: store.search_persons(PersonQuery(text=t), 0, 10),
+                )
+            )
         a = p.activities[0] if p.activities else None
         if a is not None:
             org = store.get_orgs([a.org_key])
@@ -109,10 +111,15 @@ def _queries(store: DirectoryStore, rng: random.Random) -> dict[str, list[Callab
             )
     for o in orgs[:200]:
         name = " ".join(o.name.split()[:2]).lower()
-        structure.append(lambda t=name: store.search_orgs(OrgQuery(text=t), 0, 50))
+        structure.append(
+            _lab(f"structure {name!r}", lambda t=name: store.search_orgs(OrgQuery(text=t), 0, 50))
+        )
         if o.finess:
             structure.append(
-                lambda f=o.finess: store.search_orgs(OrgQuery(identifiers=(f,)), 0, 50)
+                _lab(
+                    f"structure FINESS {o.finess}",
+                    lambda f=o.finess: store.search_orgs(OrgQuery(identifiers=(f,)), 0, 50),
+                )
             )
     return {
         "autocomplete": auto,
