@@ -30,6 +30,8 @@ from caducee.directory.text import compact, deletes, edit_distance_le1, fold, to
 __all__ = ["SqlStoreBase", "Term"]
 
 MAX_WORDS = 8  # a longer query is cut: each word costs index lookups
+PREFIX_INDEXED = 8  # the longest prefix with its own FTS5 index (SQLite, prefix='1 ... 8')
+EXPAND_MAX = 30  # a longer word starting at most this many known names matches them exactly
 DRIVE_MAX = 1000  # an exact token with at most this many documents drives a search
 # A mailbox pattern matching more holders is cut to these (in mailbox order): 500 cost 10 ms at
 # p99 nationally (reading the candidate addresses), 200 about 5 ms. Type more of the address.
@@ -180,24 +182,40 @@ class SqlStoreBase(ABC):
         distance 1); with ``widen``, every word also accepts its corrections (a retry when
         the words are all real names but none together: ``lefebvre`` for ``lefevre``)."""
         words = [t[:40] for t in tokens(text)][:MAX_WORDS]
-        groups: list[list[Term]] = [[(tok, True)] for tok in words]
-        if not fuzzy:
-            return groups
         out: list[list[Term]] = []
-        for group in groups:
-            tok = group[0][0]
-            if len(tok) < 4:
+        for tok in words:
+            group: list[Term] = [(tok, True)]
+            exists: bool | None = None
+            if len(tok) > PREFIX_INDEXED and not tok.startswith("zz"):
+                # no prefix index that long: FTS5 would merge the lists of every term it
+                # starts (5 ms for deschamps* nationally); the known names it starts are
+                # the same matches (every name token of a document is in name_term)
+                terms = self._terms_starting(tok)
+                exists = bool(terms)
+                if 0 < len(terms) <= EXPAND_MAX:
+                    group = [(t, False) for t in terms]
+            if not fuzzy or len(tok) < 4:
                 out.append(group)
                 continue
-            exists = self._prefix_exists(tok)
+            if exists is None:
+                exists = self._prefix_exists(tok)
             if exists and not widen:
                 out.append(group)
                 continue
-            cands = [(c, False) for c in self._corrections(tok) if c != tok]
+            have = {t for t, _ in group}
+            cands = [(c, False) for c in self._corrections(tok) if c != tok and c not in have]
             if not exists and not cands:
                 return None
             out.append((group if exists else []) + cands)
         return out
+
+    def _terms_starting(self, tok: str) -> list[str]:
+        """The known name terms starting with ``tok`` (at most ``EXPAND_MAX + 1``)."""
+        rows = self._all(
+            "SELECT term FROM name_term WHERE term >= ? AND term < ? LIMIT ?",
+            [tok, tok + "\U0010ffff", EXPAND_MAX + 1],
+        )
+        return [r[0] for r in rows]
 
     def _prefix_exists(self, tok: str) -> bool:
         rows = self._all(
@@ -287,36 +305,41 @@ class SqlStoreBase(ABC):
     ) -> tuple[list[list[Term]], list[list[Term]]]:
         """(groups matched by the index, groups checked on the document text).
 
-        A prefix word longer than the engine's prefix index (``martin*``, ``francois*``) makes
-        the index merge the lists of every name it starts (12 ms for ``francois*`` nationally),
-        even with a rare token beside it. When an exact token (``zzx21d65``: the pharmacists
-        of one department) has at most :data:`DRIVE_MAX` documents, it alone is matched in the
-        index and the other groups are checked on those documents' text, where the document
-        is the same folded, space-separated tokens that the index holds: the same ids."""
-        if not any(prefix for g in groups for _, prefix in g):
+        FTS5 (``detail=none``) intersects by reading whole posting lists: a large one
+        (``zzp60``, 496,090 documents nationally; a prefix word, ``martin*``) costs
+        milliseconds even beside a rare token. When a group has at most :data:`DRIVE_MAX`
+        documents (counted with ``LIMIT``, kept per generation) and another has more, the
+        smallest alone is matched in the index and the others are checked on those
+        documents' text, where the document is the same folded, space-separated tokens that
+        the index holds: the same ids. Prefix words longer than the prefix indexes were
+        expanded to the names they start (:meth:`_name_groups`) and count like the others."""
+        if len(groups) < 2:
             return groups, []
-        best: tuple[int, int] | None = None
-        for i, g in enumerate(groups):
-            if len(g) != 1 or g[0][1]:
-                continue
-            n = self._capped_count(g[0][0])
-            if n <= DRIVE_MAX and (best is None or n < best[0]):
-                best = (n, i)
-        if best is None:
+        # a prefix longer than the prefix indexes is not counted (counting it costs the merge
+        # of its lists, as much as the search): it counts as large
+        counts = [
+            DRIVE_MAX + 1
+            if any(prefix and len(tok) > PREFIX_INDEXED for tok, prefix in g)
+            else self._capped_count(g)
+            for g in groups
+        ]
+        best = min(range(len(groups)), key=lambda i: counts[i])
+        if counts[best] > DRIVE_MAX or all(n <= DRIVE_MAX for n in counts):
             return groups, []
-        return [groups[best[1]]], [g for i, g in enumerate(groups) if i != best[1]]
+        return [groups[best]], [g for i, g in enumerate(groups) if i != best]
 
-    def _capped_count(self, tok: str) -> int:
-        """Documents holding the exact token ``tok``, counted up to ``DRIVE_MAX + 1``; kept
-        until the generation changes (a few thousand categorical tokens, 0.1 ms each to count
-        nationally). A stale count only changes which group drives, never the ids found."""
+    def _capped_count(self, group: list[Term]) -> int:
+        """Documents matching ``group`` (an OR of tokens), counted up to ``DRIVE_MAX + 1``;
+        kept until the generation changes (0.05 to 0.4 ms each nationally). A stale count only
+        changes which group drives, never the ids found."""
+        c, p = self._fts_clause("person", [group])
+        key = str(p[0])
         counts = self._counts
         if counts is None:
             counts = self._counts = {}
-        n = counts.get(tok)
+        n = counts.get(key)
         if n is None:
-            c, p = self._fts_clause("person", [[(tok, False)]])
-            source, _ = self._fts_from("person")
+            source = self._count_from("person")
             n = int(
                 self._all(
                     f"SELECT count(*) FROM (SELECT 1 FROM {source} WHERE {c} LIMIT ?) x",  # noqa: S608
@@ -324,8 +347,12 @@ class SqlStoreBase(ABC):
                 )[0][0]
             )
             if len(counts) < 100_000:
-                counts[tok] = n
+                counts[key] = n
         return n
+
+    def _count_from(self, table: str) -> str:
+        """FROM clause for counting the matches of a full-text condition."""
+        return self._fts_from(table)[0]
 
     def suggest(self, text: str, limit: int) -> list[tuple[str, str, str]]:
         """Autocomplete: ``(resource type, id, label)`` of persons then structures whose names

@@ -144,6 +144,10 @@ class SqliteDirectoryStore(SqlStoreBase):
         # Driven by the FTS5 table in rowid order, so LIMIT stops the scan early.
         return f"{table}_fts JOIN {table} t ON t.pk = {table}_fts.rowid", f"{table}_fts.rowid"
 
+    def _count_from(self, table: str) -> str:
+        # the full-text table alone: counting needs no row of the base table
+        return f"{table}_fts"
+
     def _contains_clause(self, pattern: str) -> tuple[str, list[object]]:
         safe = pattern.replace("%", "").replace("_", "")
         return (
