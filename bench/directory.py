@@ -301,12 +301,10 @@ def _throughput(
                 ("the same 1,000 searches again (answers cached)", repeated, seconds),
             ]  # fmt: skip
             for label, urls, secs in runs:
-                lines.append(f"  FHIR API, {label}, {secs:g} s, wrk, {what}:")
-                lines.append(
-                    "    " + _wrk(base, urls, secs, clients, work / "urls.lua", server.pid)
-                )
-                print(lines[-2] + "\n" + lines[-1], flush=True)
-            return lines
+                print(f"  FHIR API, {label}, {secs:g} s, wrk, {what}:", flush=True)
+                result = _wrk(base, urls, secs, clients, work / "urls.lua", server.pid)
+                print("    " + result, flush=True)
+            return []  # printed as they come
         done, lat = asyncio.run(_load(base, repeated, seconds, clients))
         lines.append(
             f"  FHIR API (httpx clients, no wrk), {what}: {done / seconds:7.0f} req/s,"
