@@ -68,6 +68,9 @@ class SqlStoreBase(ABC):
     _search_version: int | None = None
     _counts: dict[str, int] | None = None  # see _capped_count
     _counts_generation = -1
+    # whether a prefix word (up to PREFIX_INDEXED characters) is one list that is cheap to
+    # count (SQLite's FTS5 prefix indexes); a GIN index merges the entries of every prefix
+    _count_prefixes = False
 
     # -- engine hooks -------------------------------------------------------------------
     @abstractmethod
@@ -315,11 +318,14 @@ class SqlStoreBase(ABC):
         expanded to the names they start (:meth:`_name_groups`) and count like the others."""
         if len(groups) < 2:
             return groups, []
-        # a prefix longer than the prefix indexes is not counted (counting it costs the merge
-        # of its lists, as much as the search): it counts as large
+        # a prefix without its own index is not counted (counting it costs the merge of its
+        # lists, as much as the search): it counts as large
         counts = [
             DRIVE_MAX + 1
-            if any(prefix and len(tok) > PREFIX_INDEXED for tok, prefix in g)
+            if any(
+                prefix and (len(tok) > PREFIX_INDEXED or not self._count_prefixes)
+                for tok, prefix in g
+            )
             else self._capped_count(g)
             for g in groups
         ]

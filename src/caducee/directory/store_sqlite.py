@@ -104,6 +104,7 @@ class SqliteDirectoryStore(SqlStoreBase):
     """The directory in one SQLite file (``:memory:`` is refused: threads need a file)."""
 
     engine = "sqlite"
+    _count_prefixes = True  # prefix indexes of 1 to 8 characters
 
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
