@@ -251,3 +251,21 @@ def test_mailbox_type_filter(base: str) -> None:
     assert _ids(_get(base, "Organization", name="chu", **{"mailbox-mss-type": "PER"})) == []
     bad = httpx.get(f"{base}/Practitioner", params={"mailbox-mss-type": "XYZ"}, timeout=30)
     assert bad.status_code == 400
+
+
+def test_fast_get_path_parses_as_starlette(base: str) -> None:
+    """GET searches skip Starlette (``FastPath``); POST ``_search`` goes through it: the same
+    parameters (UTF-8 percent-encoding, ``+`` for spaces, repeated keys) give the same answer."""
+    query = "name=h%C3%A9l%C3%A8ne+lefevre&_count=5&_include=x&_include=y"
+    got = httpx.get(f"{base}/Practitioner?{query}", timeout=30)
+    posted = httpx.post(
+        f"{base}/Practitioner/_search",
+        content=query,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        timeout=30,
+    )
+    assert got.status_code == posted.status_code == 200
+    assert got.headers["content-type"] == posted.headers["content-type"]
+    assert HELENE in _ids(got.json())
+    assert got.json() == posted.json()
+    assert httpx.get(f"{base}/Practitioner/{HELENE}/x", timeout=30).status_code == 404

@@ -103,8 +103,15 @@ def test_same_ids_with_and_without_the_token(loaded: Any, monkeypatch: pytest.Mo
     assert with_token == without
     combo = next(t for t in loaded._all("SELECT doc FROM person")[0][0].split() if "zzx" in t)
     name = [("ma", True)]
+    # the smaller group drives when the other has more than DRIVE_MAX documents
+    small, large = loaded._capped_count([(combo, False)]), loaded._capped_count(name)
+    assert 0 < small < large <= sqlbase.DRIVE_MAX
+    monkeypatch.setattr(sqlbase, "DRIVE_MAX", small)
+    loaded._counts = None
     assert loaded._driving_groups([name, [(combo, False)]]) == ([[(combo, False)]], [name])
+    assert _answers(loaded, SEARCH_VERSION, queries) == with_token
     monkeypatch.setattr(sqlbase, "DRIVE_MAX", 0)  # everything matched by the index
+    loaded._counts = None
     assert loaded._driving_groups([name, [(combo, False)]]) == ([name, [(combo, False)]], [])
     assert _answers(loaded, SEARCH_VERSION, queries) == with_token
     assert _answers(loaded, 1, queries) == with_token

@@ -3,7 +3,13 @@
 Read and search on Practitioner, PractitionerRole and Organization (GET and POST ``_search``),
 ``_include`` / ``_revinclude``, searchset bundles of 50 with ``next`` links, ``/metadata``, and
 OperationOutcome on every error. Operators publish mailboxes with FHIR PATCH (notes §5.3), see
-:mod:`caducee.directory.publication`. Storage calls run in the thread pool.
+:mod:`caducee.directory.publication`.
+
+GET searches and reads, the hot path, are answered by :class:`FastPath` in front of Starlette
+(no routing, middleware or Request/Response objects: the query string is parsed as Starlette
+parses it and the bytes are sent as they are). On SQLite the storage calls run on the event
+loop thread (short local reads: a hop to the thread pool cost more than most searches); a
+database server is asked from the thread pool.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -26,9 +32,10 @@ from caducee.directory.params import parse_org, parse_person, parse_role
 from caducee.directory.render import Rendered, ResourceCache, ResultCache, dumps
 from caducee.directory.store import DirectoryStore
 
-__all__ = ["FHIR_JSON", "Principal", "build_app"]
+__all__ = ["FHIR_JSON", "FastPath", "Principal", "build_app"]
 
 FHIR_JSON = "application/fhir+json"
+KINDS = ("Practitioner", "Organization", "PractitionerRole")
 MAX_COUNT = 200
 DEFAULT_COUNT = 50
 
@@ -85,9 +92,14 @@ class DirectoryApi:
         self._cheap_generation = getattr(store, "engine", "") == "sqlite"
 
     async def generation(self) -> int:
+        gen: int = await self.run(self.store.generation)
+        return gen
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on the loop thread for SQLite, else in the thread pool."""
         if self._cheap_generation:
-            return self.store.generation()
-        return await run_in_threadpool(self.store.generation)
+            return fn(*args)
+        return await run_in_threadpool(fn, *args)
 
     def base(self, request: Request) -> str:
         return self.base_url or str(request.base_url).rstrip("/")
@@ -100,21 +112,25 @@ class DirectoryApi:
         return MultiDict(request.query_params.multi_items())
 
     async def search(self, request: Request) -> Response:
-        kind = request.path_params["kind"]
         try:
             principal = await self.auth(request)
             params = await self.params(request)
-            base = self.base(request)
-            authed = principal is not None
-            key = (kind, tuple(params.multi_items()), authed, base)
-            gen = await self.generation()
-            body = self.results.get(key, gen)
-            if body is None:
-                body = await run_in_threadpool(self._search, kind, params, authed, base, gen)
-                self.results.put(key, gen, body)
+            body = await self.answer(
+                request.path_params["kind"], params, principal is not None, self.base(request)
+            )
         except CaduceeError as exc:
             return error_response(exc)
         return Response(body, media_type=FHIR_JSON)
+
+    async def answer(self, kind: str, params: MultiDict, authed: bool, base: str) -> bytes:
+        """The searchset bundle: from the answer cache, or searched and put there."""
+        key = (kind, tuple(params.multi_items()), authed, base)
+        gen = await self.generation()
+        body = self.results.get(key, gen)
+        if body is None:
+            body = await self.run(self._search, kind, params, authed, base, gen)
+            self.results.put(key, gen, body)
+        return body
 
     def _search(
         self, kind: str, params: MultiDict, authed: bool, base: str, gen: int | None = None
@@ -211,7 +227,7 @@ class DirectoryApi:
         rid = request.path_params["id"]
         try:
             principal = await self.auth(request)
-            body = await run_in_threadpool(self._read, kind, rid, principal is not None)
+            body = await self.run(self._read, kind, rid, principal is not None)
         except CaduceeError as exc:
             return error_response(exc)
         return Response(body, media_type=FHIR_JSON)
@@ -233,7 +249,7 @@ class DirectoryApi:
             limit = min(max(int(request.query_params.get("limit", "10")), 1), 50)
         except ValueError:
             return outcome(400, "invalid", "limit must be an integer")
-        found = await run_in_threadpool(self.store.suggest, text, limit) if text else []
+        found = await self.run(self.store.suggest, text, limit) if text else []
         items = [{"resourceType": k, "id": i, "label": label} for k, i, label in found]
         return Response(dumps({"results": items}), media_type="application/json")
 
@@ -243,15 +259,54 @@ class DirectoryApi:
         return fhir_response(capability_statement(self.base(request)))
 
 
+ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+
+
+class FastPath:
+    """ASGI front of the app: ``GET /<type>?...`` and ``GET /<type>/<id>`` answered directly,
+    everything else passed to ``app`` (Starlette)."""
+
+    def __init__(self, api: DirectoryApi, app: ASGIApp) -> None:
+        self.api = api
+        self.app = app
+        self.state = getattr(app, "state", None)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET":
+            await self.app(scope, receive, send)
+            return
+        kind, _, rid = scope["path"][1:].partition("/")
+        if kind not in KINDS or "/" in rid:
+            await self.app(scope, receive, send)
+            return
+        api = self.api
+        request = Request(scope)
+        try:
+            authed = await api.auth(request) is not None
+            if rid:
+                body = await api.run(api._read, kind, rid, authed)
+            else:
+                query = scope["query_string"].decode("latin-1")
+                params = MultiDict(parse_qsl(query, keep_blank_values=True))
+                body = await api.answer(kind, params, authed, api.base(request))
+        except CaduceeError as exc:
+            await error_response(exc)(scope, receive, send)
+            return
+        headers = [(b"content-type", FHIR_JSON.encode()), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
 def build_app(
     store: DirectoryStore,
     *,
     auth: Authenticator = anonymous,
     base_url: str = "",
     publisher: Any = None,
-) -> Starlette:
-    """The ASGI app. ``publisher`` (a :class:`caducee.directory.publication.PatchHandler`)
-    adds the PATCH routes for operators."""
+) -> FastPath:
+    """The ASGI app (:class:`FastPath` in front of Starlette). ``publisher`` (a
+    :class:`caducee.directory.publication.PatchHandler`) adds the PATCH routes for
+    operators."""
     api = DirectoryApi(store, auth, base_url)
     kinds = "{kind:str}"
     routes = [
@@ -266,4 +321,4 @@ def build_app(
         routes.insert(1, Route(f"/{kinds}", publisher.patch, methods=["PATCH"]))
     app = Starlette(routes=routes)
     app.state.api = api
-    return app
+    return FastPath(api, app)

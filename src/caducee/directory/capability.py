@@ -21,8 +21,9 @@ _SEARCH = {
     ],
     "Organization": [
         ("_id", "token"), ("_lastUpdated", "date"), ("active", "token"), ("identifier", "token"),
-        ("name", "string"), ("address-city", "string"), ("address-postalcode", "string"),
-        ("type", "token"), ("mailbox-mss", "string"), ("mailbox-mss-type", "token"),
+        ("identifier-type", "token"), ("name", "string"), ("address-city", "string"),
+        ("address-postalcode", "string"), ("type", "token"), ("mailbox-mss", "string"),
+        ("mailbox-mss-type", "token"),
     ],
 }  # fmt: skip
 _INCLUDE = {

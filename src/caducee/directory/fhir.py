@@ -195,6 +195,8 @@ def organization(o: Organization, *, authenticated: bool = False) -> JSON:
         idents.append(_ident(SYS_FINESS, o.finess_ej, "FINEJ"))
     if o.siret:
         idents.append(_ident(SYS_SIRENE, o.siret, "SIRET"))
+    if o.siren:
+        idents.append(_ident(SYS_SIRENE, o.siren, "SIREN"))
     res: JSON = {
         "resourceType": "Organization",
         "id": o.key,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from caducee.core.errors import InvalidInput
-from caducee.directory.codes import SYS_FINESS, SYS_IDNPS, SYS_IDNST, SYS_RPPS
+from caducee.directory.codes import SYS_FINESS, SYS_ID_TYPE, SYS_IDNPS, SYS_IDNST, SYS_RPPS
 from caducee.directory.model import MAILBOX_TYPES
 from caducee.directory.store import MailboxMatch, OrgQuery, PersonQuery, RoleQuery
 
@@ -80,12 +80,45 @@ def _person_ids(params: Params) -> tuple[str, ...]:
     return tuple(out)
 
 
+# ``identifier-type`` codes (fr-core-cs-v2-0203, as in the identifiers the resources carry):
+# the person identifier types (``id_type``) and the organization identifier columns they need.
+# IDNPS / IDNST: every resource has one (no filter). FINESS: either FINESS (site or legal).
+PERSON_ID_TYPES = {"IDNPS": (), "RPPS": ("8",), "ADELI": ("0",)}
+ORG_ID_TYPES = {
+    "IDNST": (),
+    "FINEG": ("finess",),
+    "FINEJ": ("finess_ej",),
+    "FINESS": ("finess", "finess_ej"),
+    "SIRET": ("siret",),
+    "SIREN": ("siren",),
+}
+
+
+def _id_types(params: Params, known: dict[str, tuple[str, ...]]) -> tuple[str, ...] | None:
+    """The union of what the ``identifier-type`` codes (comma = or) need: ``()`` when one of
+    them holds for every resource (or none is given), ``None`` when none can match (an unknown
+    code or code system)."""
+    values = _values(params, "identifier-type")
+    if not values:
+        return ()
+    out: list[str] = []
+    for v in values:
+        system, _, code = v.rpartition("|")
+        need = known.get(code.upper()) if system in ("", SYS_ID_TYPE) else None
+        if need == ():
+            return ()
+        if need is not None:
+            out += need
+    return tuple(dict.fromkeys(out)) or None
+
+
 def _ref_ids(params: Params, name: str) -> tuple[str, ...]:
     return tuple(v.rsplit("/", 1)[-1] for v in _values(params, name))
 
 
 def parse_person(params: Params) -> PersonQuery | None:
-    if _inactive(params):
+    id_types = _id_types(params, PERSON_ID_TYPES)
+    if _inactive(params) or id_types is None:
         return None
     box, match = _mailbox(params)
     text = " ".join(str(v) for v in params.getlist("name"))
@@ -99,6 +132,7 @@ def parse_person(params: Params) -> PersonQuery | None:
         family=family,
         given=given,
         identifiers=_person_ids(params),
+        id_types=id_types,
         professions=professions,
         specialties=specialties,
         postal_code=str(params.get("address-postalcode", "")),
@@ -113,7 +147,8 @@ def parse_person(params: Params) -> PersonQuery | None:
 
 
 def parse_org(params: Params) -> OrgQuery | None:
-    if _inactive(params):
+    id_kinds = _id_types(params, ORG_ID_TYPES)
+    if _inactive(params) or id_kinds is None:
         return None
     box, match = _mailbox(params)
     ids: list[str] = []
@@ -126,6 +161,7 @@ def parse_org(params: Params) -> OrgQuery | None:
         text=" ".join(str(v) for v in params.getlist("name")),
         name_contains=str(params.get("name:contains", "")),
         identifiers=tuple(ids),
+        id_kinds=id_kinds,
         postal_code=str(params.get("address-postalcode", "")),
         city=str(params.get("address-city", "")),
         sectors=_codes(params, "type"),

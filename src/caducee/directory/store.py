@@ -34,6 +34,7 @@ class PersonQuery:
     family: str = ""
     given: str = ""
     identifiers: tuple[str, ...] = ()  # IDNPS values
+    id_types: tuple[str, ...] = ()  # "8" RPPS, "0" ADELI (any of); empty: every person
     professions: tuple[str, ...] = ()  # TRE_G15 codes (any of)
     specialties: tuple[str, ...] = ()  # savoir-faire codes (any of)
     postal_code: str = ""  # prefix: "75" is a department
@@ -51,6 +52,8 @@ class OrgQuery:
     text: str = ""
     name_contains: str = ""
     identifiers: tuple[str, ...] = ()  # IDNST, FINESS or SIRET values
+    # holders of an identifier of these kinds (any of): finess, finess_ej, siret, siren
+    id_kinds: tuple[str, ...] = ()
     postal_code: str = ""
     city: str = ""
     sectors: tuple[str, ...] = ()
