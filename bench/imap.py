@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -194,7 +195,12 @@ class Client:
                 return bytes(out)
 
 
-async def _mix_client(port: int, ca: str, i: int, deadline: float, lat: list[float]) -> None:
+_OPS = ("SELECT", "FETCH-ONE", "FETCH-ALL", "STORE", "SEARCH", "APPEND", "EXPUNGE")
+
+
+async def _mix_client(
+    port: int, ca: str, i: int, deadline: float, lat: list[tuple[float, int]]
+) -> None:
     c = await Client.connect(port, ca, f"user{i}@{DOMAIN}")
     rnd = random.Random(i)
     await c.cmd(b"SELECT INBOX")
@@ -209,28 +215,36 @@ async def _mix_client(port: int, ca: str, i: int, deadline: float, lat: list[flo
     ]
     k = 0
     while time.perf_counter() < deadline:
-        op = ops[k % len(ops)]
+        kind = k % len(ops)
         k += 1
         t0 = time.perf_counter()
-        await op()
-        lat.append(time.perf_counter() - t0)
+        await ops[kind]()
+        lat.append((time.perf_counter() - t0, kind))
     await c.cmd(b"LOGOUT")
     c.w.close()
 
 
-async def run_mix(port: int, ca: str, clients: int, seconds: float) -> dict[str, float]:
-    lat: list[float] = []
+def _pct(values: list[float], q: float) -> float:
+    return 1000 * values[max(0, int(len(values) * q) - 1)] if values else 0.0
+
+
+async def run_mix(port: int, ca: str, clients: int, seconds: float) -> dict[str, Any]:
+    samples: list[tuple[float, int]] = []
     deadline = time.perf_counter() + seconds
     t0 = time.perf_counter()
-    await asyncio.gather(*(_mix_client(port, ca, i, deadline, lat) for i in range(clients)))
+    await asyncio.gather(*(_mix_client(port, ca, i, deadline, samples) for i in range(clients)))
     elapsed = time.perf_counter() - t0
-    lat.sort()
-    return {
+    lat = sorted(t for t, _ in samples)
+    result: dict[str, Any] = {
         "ops": len(lat),
         "ops_per_s": len(lat) / elapsed,
         "p50_ms": 1000 * statistics.median(lat),
-        "p99_ms": 1000 * lat[int(len(lat) * 0.99) - 1],
+        "p99_ms": _pct(lat, 0.99),
     }
+    for kind, name in enumerate(_OPS):  # where the tail comes from
+        own = sorted(t for t, k in samples if k == kind)
+        result[f"{name}_p50_p99_ms"] = f"{_pct(own, 0.5):.1f} / {_pct(own, 0.99):.1f}"
+    return result
 
 
 async def run_idle(port: int, ca: str, sessions: int, accounts: int, pid: int) -> dict[str, float]:
@@ -301,7 +315,7 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
-def run_once(args: argparse.Namespace, peer: str) -> dict[str, float]:
+def run_once(args: argparse.Namespace, peer: str) -> dict[str, Any]:
     """One server (fresh data), one measurement."""
     accounts = args.clients if args.mode == "mix" else args.accounts
     proc: mp.Process | subprocess.Popen[bytes]

@@ -95,6 +95,7 @@ class Session:
         self.mechanisms = for_connection(ctx.mechanisms, None)
         self.account: Account | None = None
         self.views: list[BalView] = []
+        self._views_epoch = -1  # the ACL epoch ``views`` was read at
         self.selected: SelectedView | None = None
         self.selected_bal: BalView | None = None
         self.out = bytearray()
@@ -326,9 +327,16 @@ class Session:
 
     # -- mailbox views ----------------------------------------------------------------------
     async def load_views(self) -> list[BalView]:
-        """The BALs the account may see, re-read so a revoked right takes effect at once."""
-        bals = await self.ctx.storage.accounts.mailboxes_of(self.login)
+        """The BALs the account may see. Re-read whenever the store's ACL epoch moved, so a
+        revoked right takes effect at the next command; otherwise the known list stands (the
+        epoch is one small read, the list a join)."""
+        accounts = self.ctx.storage.accounts
+        epoch = await accounts.acl_epoch()  # before the list: a change after it re-reads
+        if epoch == self._views_epoch:
+            return self.views
+        bals = await accounts.mailboxes_of(self.login)
         self.views = own_and_shared(self.login, bals)
+        self._views_epoch = epoch
         return self.views
 
     async def sync(self, *, allow_expunge: bool) -> None:

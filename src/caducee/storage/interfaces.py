@@ -158,6 +158,12 @@ class AccountStore(Protocol):
         """The BALs ``login`` holds or is delegated on, with its rights on each."""
         ...
 
+    async def acl_epoch(self) -> int:
+        """A number that changes (in the same transaction) with every change that may alter
+        any ``mailboxes_of`` answer: accounts, BALs and delegations created, deleted or
+        granted. Cheap, so a session can re-read its BALs only when it moved."""
+        ...
+
     async def rights(self, login: str, mailbox_id: int) -> str:
         """The login's rights on the BAL, "" when none."""
         ...

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from caducee.core.errors import CaduceeError, Conflict, NotFound, StorageError
-from caducee.storage.sql.base import Dialect, Op, OpFactory
+from caducee.storage.sql.base import Dialect, Op, OpFactory, Q
 
 __all__ = ["SqliteRunner", "run_op"]
 
@@ -43,10 +43,10 @@ INLINE_STEPS = 50_000  # SQLite VM steps an inline read may take (a few hundred 
 _TICK = 1_000  # progress handler period, in VM steps
 
 
-def run_op(conn: sqlite3.Connection, op: Op[T]) -> T:
-    """Drives one operation's statements on ``conn``."""
+def run_op(conn: sqlite3.Connection, op: Op[T], first: Q | None = None) -> T:
+    """Drives one operation's statements on ``conn`` (``first``: already taken from ``op``)."""
     try:
-        stmt = next(op)
+        stmt = next(op) if first is None else first
         while True:
             if stmt.many:
                 conn.executemany(stmt.sql, stmt.params)
@@ -304,9 +304,15 @@ class SqliteRunner:
         inline = self._inline()
         conn = inline.conn
         inline.left = self.inline_steps // _TICK
-        conn.execute("BEGIN")
+        op = factory()
         try:
-            return run_op(conn, factory())
+            first = next(op)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]  # generator return value is T
+        try:
+            if not first.only:  # one statement is its own snapshot: no BEGIN/COMMIT
+                conn.execute("BEGIN")
+            return run_op(conn, op, first)
         except sqlite3.OperationalError as exc:
             if inline.left < 0 or exc.sqlite_errorname in ("SQLITE_BUSY", "SQLITE_INTERRUPT"):
                 raise _OverBudget from exc
