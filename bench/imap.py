@@ -41,6 +41,11 @@ MSG = (
 def _serve(workdir: str, accounts: int, messages: int, port_q: mp.Queue) -> None:  # type: ignore[type-arg]
     if os.environ.get("BENCH_SWITCH"):
         sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
+    if os.environ.get("BENCH_LOOP") == "uvloop":  # the server on uvloop (the clients never)
+        import uvloop
+
+        uvloop.run(_serve_async(Path(workdir), accounts, messages, port_q))
+        return
     asyncio.run(_serve_async(Path(workdir), accounts, messages, port_q))
 
 
