@@ -106,6 +106,13 @@ class Session:
         self._dirty = True
         self.dirty_seq = 0  # SharedReads mark of the last change this session was told of
         self._spool_meta: tuple[int, bool] = (0, False)
+        # read timeout (``_read``): one lazily re-armed timer per session
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
+        self._timeout = 0.0
+        self._reading = False
+        self._expired = False
 
     # -- properties -------------------------------------------------------------------------
     @property
@@ -186,6 +193,7 @@ class Session:
 
     # -- main loop ------------------------------------------------------------------------
     async def run(self) -> None:
+        self._task = asyncio.current_task()
         try:
             if self.implicit_tls:
                 await self.conn.start_tls(self.ctx.tls_context())
@@ -197,27 +205,52 @@ class Session:
         except ConnectionClosed:
             pass
         finally:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             await self.settle_recent()
             self.watch(None)
             await self._abort_spool()
             self.conn.close()
 
     async def _read(self) -> bytes:
-        timeout = (
-            self.ctx.settings.preauth_timeout
-            if self.state == NOT_AUTH
-            else self.ctx.settings.idle_timeout
-        )
+        """The next bytes from the client; BYE when none came within the timeout. One timer
+        per session, re-armed lazily when it fires (a timer per read costs the event loop a
+        heap push and a cancellation per command)."""
+        st = self.ctx.settings
+        self._timeout = st.preauth_timeout if self.state == NOT_AUTH else st.idle_timeout
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + self._timeout
+        if self._timer is None:
+            self._timer = loop.call_at(self._deadline, self._expire)
+        self._reading = True
         try:
-            async with asyncio.timeout(timeout):
-                data = await self.conn.read()
-        except TimeoutError:
+            data = await self.conn.read()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not self._expired or task is None or task.uncancel():
+                raise  # cancelled for another reason (server stopping)
             self.out += b"* BYE Autologout; idle for too long\r\n"
             await self.flush()
             raise ConnectionClosed from None
+        finally:
+            self._reading = False
         if not data:
             raise ConnectionClosed
         return data
+
+    def _expire(self) -> None:
+        """The session timer: ends a read that waited past its deadline, else re-arms."""
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._reading and now >= self._deadline and self._task is not None:
+            self._expired = True
+            self._task.cancel()
+            return
+        if not self.conn.closed:  # in a command (or IDLE, timed on its own): look again later
+            when = self._deadline if self._reading else now + self._timeout
+            self._timer = loop.call_at(when, self._expire)
 
     async def _loop(self) -> None:
         while self.state != LOGOUT:
@@ -309,8 +342,6 @@ class Session:
             await self.sync(allow_expunge=False)
 
     async def _dispatch(self, cmd: Command) -> bytes:
-        from caducee.imap import cmd_mailbox, cmd_message
-
         name = cmd.name
         if name in _NOT_AUTH and self.state != NOT_AUTH:
             raise bad(f"{name} not allowed once authenticated")
@@ -318,9 +349,7 @@ class Session:
             raise bad(f"{name} needs authentication first")
         if (name in _SELECTED or cmd.uid) and self.state != SELECTED:
             raise bad(f"{name} needs a selected mailbox")
-        handler: Handler | None = _HANDLERS.get(name)
-        if handler is None:
-            handler = cmd_mailbox.HANDLERS.get(name) or cmd_message.HANDLERS.get(name)
+        handler = (_ALL_HANDLERS or _all_handlers()).get(name)
         if handler is None:
             raise bad(f"{name} not implemented")
         return await handler(self, cmd)
@@ -586,6 +615,19 @@ async def _watch(s: Session, sub: ChangeSubscription, folder: int) -> None:
                 s.conn.interrupt()
     finally:
         await sub.aclose()
+
+
+_ALL_HANDLERS: dict[str, Handler] = {}
+
+
+def _all_handlers() -> dict[str, Handler]:
+    """Every command's handler, merged once (the command modules import this one)."""
+    from caducee.imap import cmd_mailbox, cmd_message
+
+    _ALL_HANDLERS.update(cmd_message.HANDLERS)
+    _ALL_HANDLERS.update(cmd_mailbox.HANDLERS)
+    _ALL_HANDLERS.update(_HANDLERS)
+    return _ALL_HANDLERS
 
 
 _HANDLERS: dict[str, Handler] = {
