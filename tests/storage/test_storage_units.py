@@ -242,3 +242,22 @@ async def test_sqlite_inline_reads_off(tmp_path: Path) -> None:
         assert (runner.inline_reads, runner.hopped_reads) == (0, 1)
     finally:
         await runner.close()
+
+
+async def test_notifier_watch_calls_back_until_closed() -> None:
+    """A watch (an IMAP session's) is called within the publisher's fan-out, for its BAL only,
+    and not after close(); subscriptions of the same BAL still get the change."""
+    hub = LocalNotifier()
+    seen: list[int] = []
+    w = hub.watch(7, seen.append)
+    sub = hub.subscribe(7)
+    await hub.publish(7, 3)
+    await hub.publish(8, 4)
+    assert seen == [3]  # at once: no task in between
+    assert await asyncio.wait_for(sub.__anext__(), 1) == 3
+    w.close()
+    await hub.publish(7, 5)
+    assert seen == [3]
+    assert hub.subscriber_count() == 1
+    await sub.aclose()
+    assert hub.subscriber_count() == 0

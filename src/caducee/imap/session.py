@@ -42,7 +42,7 @@ from caducee.imap.parser import AuthArgs, Command, LoginArgs, parse_command
 from caducee.imap.search import BadCharset
 from caducee.imap.view import SelectedView, SharedFolderReader
 from caducee.smtp.sasl import SaslCancelled, for_connection
-from caducee.storage.interfaces import BlobWriter, ChangeSubscription
+from caducee.storage.interfaces import BlobWriter, ChangeWatch
 
 if TYPE_CHECKING:
     from caducee.imap.server import ServerContext
@@ -102,7 +102,8 @@ class Session:
         self.enabled: set[str] = set()
         self.auth_failures = 0
         self._spool: BlobWriter | None = None
-        self._watcher: asyncio.Task[None] | None = None
+        self._watcher: ChangeWatch | None = None
+        self._watched = 0  # the folder id whose changes mark the session dirty
         self._dirty = True
         self.dirty_seq = 0  # SharedReads mark of the last change this session was told of
         self._spool_meta: tuple[int, bool] = (0, False)
@@ -405,12 +406,18 @@ class Session:
         PostgreSQL): marks the session dirty and wakes an IDLE wait. Subscribes at once, so
         nothing that happens after this call is missed."""
         if self._watcher is not None:
-            self._watcher.cancel()
+            self._watcher.close()
             self._watcher = None
         self.dirty = True
         if folder_id is not None:
-            sub = self.ctx.storage.notifier.subscribe(mailbox_id)
-            self._watcher = asyncio.create_task(_watch(self, sub, folder_id))
+            self._watched = folder_id
+            self._watcher = self.ctx.storage.notifier.watch(mailbox_id, self._changed)
+
+    def _changed(self, folder_id: int) -> None:
+        """Notifier callback, run within the publisher's fan-out: must be quick."""
+        if folder_id == self._watched or folder_id == 0:
+            self.dirty = True
+            self.conn.interrupt()
 
     async def audit(self, kind: str, outcome: str, target: str = "", **details: str) -> None:
         with contextlib.suppress(Exception):
@@ -605,16 +612,6 @@ async def _idle(s: Session, cmd: Command) -> bytes:
         raise bad("Expected DONE")
     await s.sync(allow_expunge=True)
     return b"OK IDLE terminated"
-
-
-async def _watch(s: Session, sub: ChangeSubscription, folder: int) -> None:
-    try:
-        async for folder_id in sub:
-            if folder_id in (folder, 0):
-                s.dirty = True
-                s.conn.interrupt()
-    finally:
-        await sub.aclose()
 
 
 _ALL_HANDLERS: dict[str, Handler] = {}

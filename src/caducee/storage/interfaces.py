@@ -8,7 +8,7 @@ subclasses (``NotFound``, ``Conflict``) or ``QuotaExceeded``.
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -34,6 +34,7 @@ __all__ = [
     "BlobWriter",
     "ChangeNotifier",
     "ChangeSubscription",
+    "ChangeWatch",
     "Delivery",
     "Enqueue",
     "FlagMode",
@@ -343,6 +344,10 @@ class ChangeSubscription(Protocol):
     async def aclose(self) -> None: ...
 
 
+class ChangeWatch(Protocol):
+    def close(self) -> None: ...
+
+
 class ChangeNotifier(Protocol):
     """Wakes IMAP IDLE and webmail when a folder changes; across nodes on PostgreSQL."""
 
@@ -350,6 +355,11 @@ class ChangeNotifier(Protocol):
 
     def subscribe(self, mailbox_id: int) -> ChangeSubscription:
         """Yields folder ids of the BAL as they change, until the iterator is closed."""
+        ...
+
+    def watch(self, mailbox_id: int, callback: Callable[[int], None]) -> ChangeWatch:
+        """Calls ``callback(folder_id)`` on the event loop for every change of the BAL, from
+        the moment of the call until ``close()``; the callback must be quick and not raise."""
         ...
 
 
