@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -40,6 +41,11 @@ MSG = (
 def _serve(workdir: str, accounts: int, messages: int, port_q: mp.Queue) -> None:  # type: ignore[type-arg]
     if os.environ.get("BENCH_SWITCH"):
         sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
+    if os.environ.get("BENCH_LOOP") == "uvloop":  # the server on uvloop (the clients never)
+        import uvloop
+
+        uvloop.run(_serve_async(Path(workdir), accounts, messages, port_q))
+        return
     asyncio.run(_serve_async(Path(workdir), accounts, messages, port_q))
 
 
@@ -194,7 +200,12 @@ class Client:
                 return bytes(out)
 
 
-async def _mix_client(port: int, ca: str, i: int, deadline: float, lat: list[float]) -> None:
+_OPS = ("SELECT", "FETCH-ONE", "FETCH-ALL", "STORE", "SEARCH", "APPEND", "EXPUNGE")
+
+
+async def _mix_client(
+    port: int, ca: str, i: int, deadline: float, lat: list[tuple[float, int]]
+) -> None:
     c = await Client.connect(port, ca, f"user{i}@{DOMAIN}")
     rnd = random.Random(i)
     await c.cmd(b"SELECT INBOX")
@@ -209,28 +220,36 @@ async def _mix_client(port: int, ca: str, i: int, deadline: float, lat: list[flo
     ]
     k = 0
     while time.perf_counter() < deadline:
-        op = ops[k % len(ops)]
+        kind = k % len(ops)
         k += 1
         t0 = time.perf_counter()
-        await op()
-        lat.append(time.perf_counter() - t0)
+        await ops[kind]()
+        lat.append((time.perf_counter() - t0, kind))
     await c.cmd(b"LOGOUT")
     c.w.close()
 
 
-async def run_mix(port: int, ca: str, clients: int, seconds: float) -> dict[str, float]:
-    lat: list[float] = []
+def _pct(values: list[float], q: float) -> float:
+    return 1000 * values[max(0, int(len(values) * q) - 1)] if values else 0.0
+
+
+async def run_mix(port: int, ca: str, clients: int, seconds: float) -> dict[str, Any]:
+    samples: list[tuple[float, int]] = []
     deadline = time.perf_counter() + seconds
     t0 = time.perf_counter()
-    await asyncio.gather(*(_mix_client(port, ca, i, deadline, lat) for i in range(clients)))
+    await asyncio.gather(*(_mix_client(port, ca, i, deadline, samples) for i in range(clients)))
     elapsed = time.perf_counter() - t0
-    lat.sort()
-    return {
+    lat = sorted(t for t, _ in samples)
+    result: dict[str, Any] = {
         "ops": len(lat),
         "ops_per_s": len(lat) / elapsed,
         "p50_ms": 1000 * statistics.median(lat),
-        "p99_ms": 1000 * lat[int(len(lat) * 0.99) - 1],
+        "p99_ms": _pct(lat, 0.99),
     }
+    for kind, name in enumerate(_OPS):  # where the tail comes from
+        own = sorted(t for t, k in samples if k == kind)
+        result[f"{name}_p50_p99_ms"] = f"{_pct(own, 0.5):.1f} / {_pct(own, 0.99):.1f}"
+    return result
 
 
 async def run_idle(port: int, ca: str, sessions: int, accounts: int, pid: int) -> dict[str, float]:
@@ -282,49 +301,96 @@ async def run_idle(port: int, ca: str, sessions: int, accounts: int, pid: int) -
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
-    sub = parser.add_subparsers(dest="mode", required=True)
-    mix = sub.add_parser("mix", help="operations/s and latency with N clients")
-    mix.add_argument("--clients", type=int, default=20)
-    mix.add_argument("--seconds", type=float, default=10.0)
-    mix.add_argument("--peer", choices=["caducee", "dovecot"], default="caducee")
-    idle = sub.add_parser("idle", help="memory per IDLE session and push latency")
-    idle.add_argument("--sessions", type=int, default=1000)
-    idle.add_argument("--accounts", type=int, default=20)
-    idle.add_argument("--messages", type=int, default=10)
-    args = parser.parse_args()
+def tree_cpu(pid: int) -> float:
+    """User+system CPU seconds of a server and all its descendants, the exited ones included
+    (a process's reaped children are in its ``children_*`` times): Dovecot serves each
+    connection in its own process, ours may run worker processes."""
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+def run_once(args: argparse.Namespace, peer: str) -> dict[str, Any]:
+    """One server (fresh data), one measurement."""
     accounts = args.clients if args.mode == "mix" else args.accounts
     proc: mp.Process | subprocess.Popen[bytes]
-    if getattr(args, "peer", "caducee") == "dovecot":
+    if peer == "dovecot":
         proc, port, ca, pid = start_dovecot(accounts, 10)
     else:
         proc, port, ca, pid = start_server(accounts, getattr(args, "messages", 10))
     try:
+        load = os.getloadavg()[0]
         if args.mode == "mix":
-            server_proc = psutil.Process(pid)
             me = psutil.Process()
-            s0, c0 = server_proc.cpu_times(), me.cpu_times()
+            s0, c0 = tree_cpu(pid), me.cpu_times()
             result = asyncio.run(run_mix(port, ca, args.clients, args.seconds))
-            s1, c1 = server_proc.cpu_times(), me.cpu_times()
-            if args.peer == "caducee":  # Dovecot works in child processes: not comparable
-                result["server_cpu_s"] = (s1.user + s1.system) - (s0.user + s0.system)
-            result["client_cpu_s"] = (c1.user + c1.system) - (c0.user + c0.system)
+            s1, c1 = tree_cpu(pid), me.cpu_times()
+            ops = max(1, int(result["ops"]))
+            client = (c1.user + c1.system) - (c0.user + c0.system)
+            result["server_cpu_s"] = s1 - s0
+            result["server_cpu_ms_per_op"] = 1000 * (s1 - s0) / ops
+            result["client_cpu_s"] = client
+            result["client_cpu_ms_per_op"] = 1000 * client / ops
         else:
             result = asyncio.run(run_idle(port, ca, args.sessions, accounts, pid))
+        result["load_1min"] = max(load, os.getloadavg()[0])
     finally:
         if isinstance(proc, subprocess.Popen):
             proc.terminate()
             proc.wait(10)
         else:
             proc.kill()
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    sub = parser.add_subparsers(dest="mode", required=True)
+    mix = sub.add_parser("mix", help="operations/s and latency with N clients")
+    mix.add_argument("--clients", type=int, default=20)
+    mix.add_argument("--seconds", type=float, default=10.0)
+    mix.add_argument(
+        "--peer",
+        choices=["caducee", "dovecot", "both"],
+        default="caducee",
+        help="both: Caducee then Dovecot, back to back, --rounds times",
+    )
+    mix.add_argument("--rounds", type=int, default=1)
+    idle = sub.add_parser("idle", help="memory per IDLE session and push latency")
+    idle.add_argument("--sessions", type=int, default=1000)
+    idle.add_argument("--accounts", type=int, default=20)
+    idle.add_argument("--messages", type=int, default=10)
+    args = parser.parse_args()
+    peer = getattr(args, "peer", "caducee")
+    peers = ["caducee", "dovecot"] if peer == "both" else [peer]
+    runs = [(p, run_once(args, p)) for _ in range(getattr(args, "rounds", 1)) for p in peers]
     print(f"command: {' '.join(sys.argv)}")
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
         f"Python {platform.python_version()}"
     )
-    for key, value in result.items():
-        print(f"{key}: {value:.1f}" if isinstance(value, float) else f"{key}: {value}")
+    if len(runs) == 1:
+        for key, value in runs[0][1].items():
+            print(f"{key}: {value:.2f}" if isinstance(value, float) else f"{key}: {value}")
+        return 0
+    print("| peer | ops/s | p50 ms | p99 ms | server CPU ms/op | client CPU ms/op | load |")
+    print("|---|---|---|---|---|---|---|")
+    for name, r in runs:
+        print(
+            f"| {name} | {r['ops_per_s']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} "
+            f"| {r['server_cpu_ms_per_op']:.2f} | {r['client_cpu_ms_per_op']:.2f} "
+            f"| {r['load_1min']:.1f} |"
+        )
     return 0
 
 

@@ -201,3 +201,34 @@ async def test_purge_old_dedup_keys(storage: Storage, mailbox: Mailbox) -> None:
     assert await storage.messages.purge_dedup(datetime.now(UTC) + timedelta(seconds=1)) == 1
     # Forgotten: the same key delivers again.
     assert len(await storage.messages.deliver(ref, [mailbox.mailbox_id], dedup_key="old")) == 1
+
+
+async def test_acl_epoch_moves_with_every_change_of_visible_bals(
+    storage: Storage, mailbox: Mailbox
+) -> None:
+    """IMAP sessions keep their BAL list while the epoch stands: every change that can alter
+    a ``mailboxes_of`` answer must move it, and nothing else need."""
+    acc = storage.accounts
+    seen = [await acc.acl_epoch()]
+
+    async def moved() -> bool:
+        seen.append(await acc.acl_epoch())
+        return seen[-1] != seen[-2]
+
+    org = await acc.create_mailbox("cab@ch-exemple.mssante.test", MailboxType.CAB, "123456789")
+    assert await moved()
+    await acc.create_account("dave", "pw")
+    assert await moved()
+    await acc.grant("dave", org.address, "lr")
+    assert await moved()
+    await acc.grant("dave", org.address, "lrs")
+    assert await moved()
+    assert not await moved()  # reads do not move it
+    await acc.revoke("dave", org.address)
+    assert await moved()
+    await acc.create_account("cab@ch-exemple.mssante.test", "pw")  # owns it by its login
+    assert await moved()
+    await acc.delete_account("cab@ch-exemple.mssante.test")
+    assert await moved()
+    await acc.delete_mailbox(org.address)
+    assert await moved()

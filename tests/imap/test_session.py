@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import base64
 import socket
+import time
+from pathlib import Path
 
+import pytest
 from imap_harness import ALICE, PASSWORD, Pki, ServerThread, Transcript
+
+from caducee.imap import ImapSettings
 
 
 def test_plain_port_greets_with_starttls_and_logindisabled(server: ServerThread) -> None:
@@ -145,3 +150,28 @@ def test_abrupt_disconnects_do_not_hurt_the_server(server: ServerThread, pki: Pk
     t.readline()
     assert t.login().startswith(b"L OK")
     t.close()
+
+
+def test_silent_client_is_logged_out_and_active_one_is_not(tmp_path: Path, pki: Pki) -> None:
+    """The read timeout (one lazily re-armed timer per session): a client that sends nothing
+    gets BYE; one whose commands keep coming within the timeout keeps its connection."""
+    settings = ImapSettings(auth_failure_delay=0.0, preauth_timeout=0.4, idle_timeout=0.4)
+    srv = ServerThread(tmp_path, pki, settings=settings).start()
+    try:
+        silent = Transcript.connect(srv.tls_port, pki)
+        busy = Transcript.connect(srv.tls_port, pki)
+        silent.readline()
+        busy.readline()
+        assert b"OK" in busy.login()
+        started = time.monotonic()
+        while time.monotonic() - started < 1.2:  # three timeouts' worth of activity
+            assert busy.cmd("n NOOP").endswith(b"n OK NOOP completed\r\n")
+            time.sleep(0.1)  # the client's pace, not a synchronisation
+        assert silent.readline() == b"* BYE Autologout; idle for too long\r\n"
+        with pytest.raises(ConnectionError):
+            silent.readline()
+        assert busy.readline() == b"* BYE Autologout; idle for too long\r\n"  # now silent
+        silent.close()
+        busy.close()
+    finally:
+        srv.stop()

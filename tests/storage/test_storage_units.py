@@ -192,3 +192,72 @@ async def test_sqlite_writer_survives_cancelled_callers(tmp_path: Path) -> None:
     finally:
         release.set()
         await runner.close()
+
+
+async def test_sqlite_small_reads_run_inline_big_ones_on_a_reader(tmp_path: Path) -> None:
+    """A small read runs on the caller's thread; one over the step budget is interrupted and
+    run again, to the same result, on a reader thread (the event loop is never held long)."""
+    import threading
+
+    from caducee.storage.sql.base import Op, Q
+    from caducee.storage.sqlite.runner import SqliteRunner
+
+    runner = SqliteRunner(tmp_path / "db.sqlite", inline_steps=20_000)
+    threads: list[str] = []
+
+    def count(limit: int) -> Op[int]:
+        threads.append(threading.current_thread().name)
+        rows = yield Q(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)"
+            " SELECT COUNT(*) FROM n",
+            (limit,),
+        )
+        return int(rows[0][0])
+
+    try:
+        assert await runner.read(lambda: count(10)) == 10
+        assert threads == [threading.current_thread().name]
+        assert (runner.inline_reads, runner.hopped_reads) == (1, 0)
+        assert await runner.read(lambda: count(200_000)) == 200_000
+        assert threads[1] == threading.current_thread().name  # tried here, interrupted
+        assert threads[2].startswith("sqlite-reader")  # and done again on a reader
+        assert (runner.inline_reads, runner.hopped_reads) == (1, 1)
+        assert await runner.read(lambda: count(5)) == 5  # the connection is usable again
+        assert runner.inline_reads == 2
+    finally:
+        await runner.close()
+
+
+async def test_sqlite_inline_reads_off(tmp_path: Path) -> None:
+    from caducee.storage.sql.base import Op, Q
+    from caducee.storage.sqlite.runner import SqliteRunner
+
+    def one() -> Op[int]:
+        rows = yield Q("SELECT 1")
+        return int(rows[0][0])
+
+    runner = SqliteRunner(tmp_path / "db.sqlite", inline_steps=0)
+    try:
+        assert await runner.read(one) == 1
+        assert (runner.inline_reads, runner.hopped_reads) == (0, 1)
+    finally:
+        await runner.close()
+
+
+async def test_notifier_watch_calls_back_until_closed() -> None:
+    """A watch (an IMAP session's) is called within the publisher's fan-out, for its BAL only,
+    and not after close(); subscriptions of the same BAL still get the change."""
+    hub = LocalNotifier()
+    seen: list[int] = []
+    w = hub.watch(7, seen.append)
+    sub = hub.subscribe(7)
+    await hub.publish(7, 3)
+    await hub.publish(8, 4)
+    assert seen == [3]  # at once: no task in between
+    assert await asyncio.wait_for(sub.__anext__(), 1) == 3
+    w.close()
+    await hub.publish(7, 5)
+    assert seen == [3]
+    assert hub.subscriber_count() == 1
+    await sub.aclose()
+    assert hub.subscriber_count() == 0

@@ -39,7 +39,8 @@ async def append_all(
                 data = m.literal.data or b""
                 if len(data) > s.ctx.settings.max_literal:
                     raise _reply("NO", "TOOBIG", "Message too large")
-                ref = await storage.blobs.put(data)
+                # committed with the message row that follows (same batch or an earlier one)
+                ref = await storage.blobs.put(data, durable=False)
                 unused.append(ref)
             flags = [f for f in m.flags if f.lower() != "\\recent"]
             if "t" not in rights:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from typing import cast
 
 __all__ = ["Connection", "ConnectionClosed"]
 
@@ -58,9 +59,10 @@ class Connection(asyncio.Protocol):
 
     # -- asyncio.Protocol ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if not isinstance(transport, asyncio.Transport):
+        # uvloop's transports implement asyncio.Transport without deriving from it
+        if not isinstance(transport, asyncio.Transport) and not hasattr(transport, "write"):
             raise TypeError("stream transport expected")
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         callback = self.on_connect

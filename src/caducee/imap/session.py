@@ -42,7 +42,7 @@ from caducee.imap.parser import AuthArgs, Command, LoginArgs, parse_command
 from caducee.imap.search import BadCharset
 from caducee.imap.view import SelectedView, SharedFolderReader
 from caducee.smtp.sasl import SaslCancelled, for_connection
-from caducee.storage.interfaces import BlobWriter, ChangeSubscription
+from caducee.storage.interfaces import BlobWriter, ChangeWatch
 
 if TYPE_CHECKING:
     from caducee.imap.server import ServerContext
@@ -107,16 +107,25 @@ class Session:
         self.mechanisms = for_connection(ctx.mechanisms, None)
         self.account: Account | None = None
         self.views: list[BalView] = []
+        self._views_epoch = -1  # the ACL epoch ``views`` was read at
         self.selected: SelectedView | None = None
         self.selected_bal: BalView | None = None
         self.out = bytearray()
         self.enabled: set[str] = set()
         self.auth_failures = 0
         self._spool: BlobWriter | None = None
-        self._watcher: asyncio.Task[None] | None = None
+        self._watcher: ChangeWatch | None = None
+        self._watched = 0  # the folder id whose changes mark the session dirty
         self._dirty = True
         self.dirty_seq = 0  # SharedReads mark of the last change this session was told of
         self._spool_meta: tuple[int, bool] = (0, False)
+        # read timeout (``_read``): one lazily re-armed timer per session
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
+        self._timeout = 0.0
+        self._reading = False
+        self._expired = False
 
     # -- properties -------------------------------------------------------------------------
     @property
@@ -202,6 +211,7 @@ class Session:
 
     # -- main loop ------------------------------------------------------------------------
     async def run(self) -> None:
+        self._task = asyncio.current_task()
         try:
             if self.implicit_tls:
                 await self.conn.start_tls(self.ctx.tls_context())
@@ -213,27 +223,52 @@ class Session:
         except ConnectionClosed:
             pass
         finally:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             await self.settle_recent()
             self.watch(None)
             await self._abort_spool()
             self.conn.close()
 
     async def _read(self) -> bytes:
-        timeout = (
-            self.ctx.settings.preauth_timeout
-            if self.state == NOT_AUTH
-            else self.ctx.settings.idle_timeout
-        )
+        """The next bytes from the client; BYE when none came within the timeout. One timer
+        per session, re-armed lazily when it fires (a timer per read costs the event loop a
+        heap push and a cancellation per command)."""
+        st = self.ctx.settings
+        self._timeout = st.preauth_timeout if self.state == NOT_AUTH else st.idle_timeout
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + self._timeout
+        if self._timer is None:
+            self._timer = loop.call_at(self._deadline, self._expire)
+        self._reading = True
         try:
-            async with asyncio.timeout(timeout):
-                data = await self.conn.read()
-        except TimeoutError:
+            data = await self.conn.read()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not self._expired or task is None or task.uncancel():
+                raise  # cancelled for another reason (server stopping)
             self.out += b"* BYE Autologout; idle for too long\r\n"
             await self.flush()
             raise ConnectionClosed from None
+        finally:
+            self._reading = False
         if not data:
             raise ConnectionClosed
         return data
+
+    def _expire(self) -> None:
+        """The session timer: ends a read that waited past its deadline, else re-arms."""
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._reading and now >= self._deadline and self._task is not None:
+            self._expired = True
+            self._task.cancel()
+            return
+        if not self.conn.closed:  # in a command (or IDLE, timed on its own): look again later
+            when = self._deadline if self._reading else now + self._timeout
+            self._timer = loop.call_at(when, self._expire)
 
     async def _loop(self) -> None:
         while self.state != LOGOUT:
@@ -325,8 +360,6 @@ class Session:
             await self.sync(allow_expunge=False)
 
     async def _dispatch(self, cmd: Command) -> bytes:
-        from caducee.imap import cmd_mailbox, cmd_message
-
         name = cmd.name
         if name in _NOT_AUTH and self.state != NOT_AUTH:
             raise bad(f"{name} not allowed once authenticated")
@@ -334,18 +367,23 @@ class Session:
             raise bad(f"{name} needs authentication first")
         if (name in _SELECTED or cmd.uid) and self.state != SELECTED:
             raise bad(f"{name} needs a selected mailbox")
-        handler: Handler | None = _HANDLERS.get(name)
-        if handler is None:
-            handler = cmd_mailbox.HANDLERS.get(name) or cmd_message.HANDLERS.get(name)
+        handler = (_ALL_HANDLERS or _all_handlers()).get(name)
         if handler is None:
             raise bad(f"{name} not implemented")
         return await handler(self, cmd)
 
     # -- mailbox views ----------------------------------------------------------------------
     async def load_views(self) -> list[BalView]:
-        """The BALs the account may see, re-read so a revoked right takes effect at once."""
-        bals = await self.ctx.storage.accounts.mailboxes_of(self.login)
+        """The BALs the account may see. Re-read whenever the store's ACL epoch moved, so a
+        revoked right takes effect at the next command; otherwise the known list stands (the
+        epoch is one small read, the list a join)."""
+        accounts = self.ctx.storage.accounts
+        epoch = await accounts.acl_epoch()  # before the list: a change after it re-reads
+        if epoch == self._views_epoch:
+            return self.views
+        bals = await accounts.mailboxes_of(self.login)
         self.views = own_and_shared(self.login, bals)
+        self._views_epoch = epoch
         return self.views
 
     async def sync(self, *, allow_expunge: bool) -> None:
@@ -409,12 +447,18 @@ class Session:
         PostgreSQL): marks the session dirty and wakes an IDLE wait. Subscribes at once, so
         nothing that happens after this call is missed."""
         if self._watcher is not None:
-            self._watcher.cancel()
+            self._watcher.close()
             self._watcher = None
         self.dirty = True
         if folder_id is not None:
-            sub = self.ctx.storage.notifier.subscribe(mailbox_id)
-            self._watcher = asyncio.create_task(_watch(self, sub, folder_id))
+            self._watched = folder_id
+            self._watcher = self.ctx.storage.notifier.watch(mailbox_id, self._changed)
+
+    def _changed(self, folder_id: int) -> None:
+        """Notifier callback, run within the publisher's fan-out: must be quick."""
+        if folder_id == self._watched or folder_id == 0:
+            self.dirty = True
+            self.conn.interrupt()
 
     async def audit(self, kind: str, outcome: str, target: str = "", **details: str) -> None:
         with contextlib.suppress(Exception):
@@ -611,14 +655,17 @@ async def _idle(s: Session, cmd: Command) -> bytes:
     return b"OK IDLE terminated"
 
 
-async def _watch(s: Session, sub: ChangeSubscription, folder: int) -> None:
-    try:
-        async for folder_id in sub:
-            if folder_id in (folder, 0):
-                s.dirty = True
-                s.conn.interrupt()
-    finally:
-        await sub.aclose()
+_ALL_HANDLERS: dict[str, Handler] = {}
+
+
+def _all_handlers() -> dict[str, Handler]:
+    """Every command's handler, merged once (the command modules import this one)."""
+    from caducee.imap import cmd_mailbox, cmd_message
+
+    _ALL_HANDLERS.update(cmd_message.HANDLERS)
+    _ALL_HANDLERS.update(cmd_mailbox.HANDLERS)
+    _ALL_HANDLERS.update(_HANDLERS)
+    return _ALL_HANDLERS
 
 
 _HANDLERS: dict[str, Handler] = {

@@ -8,7 +8,7 @@ subclasses (``NotFound``, ``Conflict``) or ``QuotaExceeded``.
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -34,6 +34,7 @@ __all__ = [
     "BlobWriter",
     "ChangeNotifier",
     "ChangeSubscription",
+    "ChangeWatch",
     "Delivery",
     "Enqueue",
     "FlagMode",
@@ -156,6 +157,12 @@ class AccountStore(Protocol):
 
     async def mailboxes_of(self, login: str) -> list[tuple[Mailbox, str]]:
         """The BALs ``login`` holds or is delegated on, with its rights on each."""
+        ...
+
+    async def acl_epoch(self) -> int:
+        """A number that changes (in the same transaction) with every change that may alter
+        any ``mailboxes_of`` answer: accounts, BALs and delegations created, deleted or
+        granted. Cheap, so a session can re-read its BALs only when it moved."""
         ...
 
     async def rights(self, login: str, mailbox_id: int) -> str:
@@ -344,6 +351,10 @@ class ChangeSubscription(Protocol):
     async def aclose(self) -> None: ...
 
 
+class ChangeWatch(Protocol):
+    def close(self) -> None: ...
+
+
 class ChangeNotifier(Protocol):
     """Wakes IMAP IDLE and webmail when a folder changes; across nodes on PostgreSQL."""
 
@@ -351,6 +362,11 @@ class ChangeNotifier(Protocol):
 
     def subscribe(self, mailbox_id: int) -> ChangeSubscription:
         """Yields folder ids of the BAL as they change, until the iterator is closed."""
+        ...
+
+    def watch(self, mailbox_id: int, callback: Callable[[int], None]) -> ChangeWatch:
+        """Calls ``callback(folder_id)`` on the event loop for every change of the BAL, from
+        the moment of the call until ``close()``; the callback must be quick and not raise."""
         ...
 
 

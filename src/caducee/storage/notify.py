@@ -9,9 +9,9 @@ changed" (create, rename, delete).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
-__all__ = ["LocalNotifier", "Subscription"]
+__all__ = ["LocalNotifier", "Subscription", "Watch"]
 
 
 class Subscription(AsyncIterator[int]):
@@ -58,15 +58,44 @@ class Subscription(AsyncIterator[int]):
             self._event.set()
 
 
+class Watch:
+    """A callback registration (``LocalNotifier.watch``): no task, no queue; ``close()``."""
+
+    __slots__ = ("_callback", "_hub", "_mailbox_id")
+
+    def __init__(self, hub: LocalNotifier, mailbox_id: int, callback: Callable[[int], None]):
+        self._hub = hub
+        self._mailbox_id = mailbox_id
+        self._callback = callback
+        hub._subs.setdefault(mailbox_id, set()).add(self)
+
+    def _push(self, folder_id: int) -> None:
+        self._callback(folder_id)
+
+    def close(self) -> None:
+        subs = self._hub._subs.get(self._mailbox_id)
+        if subs is not None:
+            subs.discard(self)
+            if not subs:
+                del self._hub._subs[self._mailbox_id]
+
+
 class LocalNotifier:
     """Fan-out within one process (the SQLite engine; the PostgreSQL one adds LISTEN/NOTIFY)."""
 
     def __init__(self) -> None:
-        self._subs: dict[int, set[Subscription]] = {}
+        self._subs: dict[int, set[Subscription | Watch]] = {}
 
     def fan_out(self, mailbox_id: int, folder_id: int) -> None:
         for sub in list(self._subs.get(mailbox_id, ())):
             sub._push(folder_id)
+
+    def watch(self, mailbox_id: int, callback: Callable[[int], None]) -> Watch:
+        """Calls ``callback(folder_id)`` on the event loop, synchronously within the
+        publisher's fan-out, for every change of the BAL until ``close()``: what an IMAP
+        session needs to mark itself dirty, for the cost of a set entry (no task per
+        session, no wake-up of one when the change is its own)."""
+        return Watch(self, mailbox_id, callback)
 
     async def publish(self, mailbox_id: int, folder_id: int) -> None:
         self.fan_out(mailbox_id, folder_id)

@@ -27,6 +27,16 @@ _ACCOUNT_COLS = "account_id, login, display_name, idnps, disabled"
 _MAILBOX_COLS = "mailbox_id, address, type, holder_id, display_name, quota_bytes, used_bytes"
 
 
+def _bump_epoch() -> Op[None]:
+    """Raises the ACL epoch, in the transaction of a change to accounts, BALs or rights."""
+    yield Q("UPDATE acl_epoch SET epoch = epoch + 1 WHERE id = 1")
+
+
+def _acl_epoch() -> Op[int]:
+    rows = yield Q("SELECT epoch FROM acl_epoch WHERE id = 1", only=True)
+    return int(rows[0][0]) if rows else 0
+
+
 def _account(row: Row) -> Account:
     return Account(int(row[0]), row[1], row[2], row[3], bool(row[4]))
 
@@ -56,6 +66,7 @@ def _create_account(
         f" VALUES (?, ?, ?, ?, ?, ?) RETURNING {_ACCOUNT_COLS}",
         (login, key, display_name, idnps, pw_hash, now_us()),
     )
+    yield from _bump_epoch()
     return _account(rows[0])
 
 
@@ -107,10 +118,11 @@ def _set_disabled(login: str, disabled: bool) -> Op[None]:
 
 def _delete_account(login: str) -> Op[None]:
     rows = yield Q(
-        "DELETE FROM accounts WHERE login_key = ? RETURNING account_id", (login.lower(),), only=True
+        "DELETE FROM accounts WHERE login_key = ? RETURNING account_id", (login.lower(),)
     )
     if not rows:
         raise NotFound(f"no account {login!r}")
+    yield from _bump_epoch()
 
 
 def _create_mailbox(
@@ -153,6 +165,7 @@ def _create_mailbox(
             "INSERT INTO delegations (account_id, mailbox_id, rights) VALUES (?, ?, ?)",
             (owner_id, mbox.mailbox_id, ALL_RIGHTS),
         )
+    yield from _bump_epoch()
     return mbox
 
 
@@ -181,6 +194,7 @@ def _delete_mailbox(address: Address) -> Op[list[str]]:
     blobs = yield Q("SELECT DISTINCT blob_id FROM messages WHERE mailbox_id = ?", (mailbox_id,))
     yield Q("DELETE FROM messages WHERE mailbox_id = ?", (mailbox_id,))
     yield Q("DELETE FROM mailboxes WHERE mailbox_id = ?", (mailbox_id,))
+    yield from _bump_epoch()
     return (yield from gc_blobs([r[0] for r in blobs]))
 
 
@@ -202,6 +216,7 @@ def _grant(login: str, address: Address, rights: str | None) -> Op[None]:
             "INSERT INTO delegations (account_id, mailbox_id, rights) VALUES (?, ?, ?)",
             (account_id, mailbox_id, rights),
         )
+    yield from _bump_epoch()
 
 
 def _mailboxes_of(login: str) -> Op[list[tuple[Mailbox, str]]]:
@@ -356,6 +371,9 @@ class SqlAccountStore:
 
     async def mailboxes_of(self, login: str) -> list[tuple[Mailbox, str]]:
         return await self._run.read(lambda: _mailboxes_of(login))
+
+    async def acl_epoch(self) -> int:
+        return await self._run.read(_acl_epoch)
 
     async def rights(self, login: str, mailbox_id: int) -> str:
         return await self._run.read(lambda: _rights(login, mailbox_id))

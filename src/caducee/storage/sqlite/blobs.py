@@ -236,8 +236,12 @@ class SqliteBlobStore(BlobStoreBase):
         await self.remove_files(freed)
 
     async def remove_files(self, blob_ids: list[str]) -> None:
-        """Unlinks the files of blobs whose rows were deleted (inline ones have none)."""
-        if blob_ids:
+        """Unlinks the files of blobs whose rows were deleted (inline ones have none). A few
+        are unlinked at once (a missing file costs one failed system call: an EXPUNGE of small
+        messages need not hop to a thread for that); many go to a thread."""
+        if len(blob_ids) <= 8:
+            self._unlink(blob_ids)
+        else:
             await asyncio.to_thread(self._unlink, blob_ids)
 
     async def gc_orphans(self, older_than: datetime) -> int:

@@ -6,6 +6,14 @@ all writes go through one thread that takes every request waiting in its queue, 
 its own SAVEPOINT (a failing request rolls back alone), and COMMITs them together: concurrent
 ``deliver``/``enqueue``/``record`` calls share one fsync (group commit). Readers use their own
 connections (WAL readers never block the writer) in a small thread pool.
+
+Small reads skip the thread hop: a read first runs on a connection of the calling thread (the
+event loop's), under a budget of SQLite virtual-machine steps (a progress handler). Almost all
+IMAP reads (a folder's counters, a BAL list, one blob's row, the few messages changed since a
+MODSEQ) finish well within it, and a thread hop costs more than the query: a future, a wake-up
+of the loop through its self-pipe, and GIL hand-overs between the loop and the reader thread.
+A read that exceeds the budget is interrupted (nothing was changed: it is a read) and run
+again on a reader thread, so a big folder never stalls the loop for more than the budget.
 """
 
 from __future__ import annotations
@@ -24,19 +32,21 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from caducee.core.errors import CaduceeError, Conflict, NotFound, StorageError
-from caducee.storage.sql.base import Dialect, Op, OpFactory
+from caducee.storage.sql.base import Dialect, Op, OpFactory, Q
 
 __all__ = ["SqliteRunner", "run_op"]
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 MAX_BATCH = 512
+INLINE_STEPS = 50_000  # SQLite VM steps an inline read may take (a few hundred microseconds)
+_TICK = 1_000  # progress handler period, in VM steps
 
 
-def run_op(conn: sqlite3.Connection, op: Op[T]) -> T:
-    """Drives one operation's statements on ``conn``."""
+def run_op(conn: sqlite3.Connection, op: Op[T], first: Q | None = None) -> T:
+    """Drives one operation's statements on ``conn`` (``first``: already taken from ``op``)."""
     try:
-        stmt = next(op)
+        stmt = next(op) if first is None else first
         while True:
             if stmt.many:
                 conn.executemany(stmt.sql, stmt.params)
@@ -60,11 +70,15 @@ def _map(exc: BaseException) -> BaseException:
     return exc
 
 
-def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+def _connect(path: Path, *, readonly: bool, busy_ms: int = 30000) -> sqlite3.Connection:
     conn = sqlite3.connect(
-        path, isolation_level=None, check_same_thread=False, timeout=30.0, cached_statements=256
+        path,
+        isolation_level=None,
+        check_same_thread=False,
+        timeout=busy_ms / 1000,
+        cached_statements=256,
     )
-    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
     conn.execute("PRAGMA foreign_keys = ON")
     if readonly:
         conn.execute("PRAGMA query_only = 1")
@@ -115,12 +129,32 @@ def _wake_callers(jobs: list[_Job]) -> None:
             loop.call_soon_threadsafe(_settle, pairs)
 
 
+class _Inline:
+    """The calling thread's read connection for inline reads, with its step budget."""
+
+    __slots__ = ("conn", "left")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.left = 0
+        conn.set_progress_handler(self._tick, _TICK)
+
+    def _tick(self) -> int:
+        self.left -= 1
+        return 1 if self.left < 0 else 0  # non-zero interrupts the statement
+
+
+class _OverBudget(Exception):
+    """An inline read ran out of steps; it is run again on a reader thread."""
+
+
 class SqliteRunner:
-    """``Runner`` for SQLite. ``write`` returns once the batch holding it is committed."""
+    """``Runner`` for SQLite. ``write`` returns once the batch holding it is committed.
+    ``inline_steps``: the step budget of a read on the caller's thread (0: always hop)."""
 
     dialect: Dialect = "sqlite"
 
-    def __init__(self, path: Path, *, readers: int = 4) -> None:
+    def __init__(self, path: Path, *, readers: int = 4, inline_steps: int = INLINE_STEPS) -> None:
         self.path = path
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
@@ -131,6 +165,9 @@ class SqliteRunner:
         self._closed = False
         self.batches = 0  # number of group commits (for tests and the benchmark)
         self.batched_jobs = 0
+        self.inline_steps = inline_steps
+        self.inline_reads = 0  # reads done on the caller's thread / sent on to a reader
+        self.hopped_reads = 0
         if not path.exists():  # only the operator may read the database (addresses, audit)
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         conn = _connect(path, readonly=False)  # create the file and switch to WAL now
@@ -253,6 +290,42 @@ class SqliteRunner:
                 self._reader_conns.append(conn)
         return conn
 
+    def _inline(self) -> _Inline:
+        inline: _Inline | None = getattr(self._local, "inline", None)
+        if inline is None:
+            # never wait for a lock on the caller's thread: a busy database sends the read on
+            conn = _connect(self.path, readonly=True, busy_ms=0)
+            inline = self._local.inline = _Inline(conn)
+            with self._lock:
+                self._reader_conns.append(conn)
+        return inline
+
+    def _read_inline(self, factory: OpFactory[T]) -> T:
+        inline = self._inline()
+        conn = inline.conn
+        inline.left = self.inline_steps // _TICK
+        op = factory()
+        try:
+            first = next(op)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]  # generator return value is T
+        try:
+            if not first.only:  # one statement is its own snapshot: no BEGIN/COMMIT
+                conn.execute("BEGIN")
+            return run_op(conn, op, first)
+        except sqlite3.OperationalError as exc:
+            if inline.left < 0 or exc.sqlite_errorname in ("SQLITE_BUSY", "SQLITE_INTERRUPT"):
+                raise _OverBudget from exc
+            raise _map(exc) from exc
+        except CaduceeError:
+            raise
+        except sqlite3.Error as exc:
+            raise _map(exc) from exc
+        finally:
+            inline.left = 1 << 30  # COMMIT must not be interrupted
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+
     def _read_sync(self, factory: OpFactory[T]) -> T:
         conn = self._reader()
         conn.execute("BEGIN")
@@ -269,6 +342,14 @@ class SqliteRunner:
     async def read(self, factory: OpFactory[T]) -> T:
         if self._closed:
             raise StorageError("storage is closed")
+        if self.inline_steps > 0:
+            try:
+                result = self._read_inline(factory)
+                self.inline_reads += 1
+                return result
+            except _OverBudget:
+                pass
+        self.hopped_reads += 1
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, self._read_sync, factory)
 
