@@ -1,5 +1,6 @@
-"""PostgreSQL prefix lexemes (``doc_pfx``): the same ids as the prefix queries on ``doc_tsv``,
-and a directory created before the column gets it with its next import."""
+"""PostgreSQL at scale: prefix lexemes (``doc_pfx``) give the same ids as the prefix queries on
+``doc_tsv``, a directory created before the column gets it with its next import, and mailbox
+substring holders are cut without a sort."""
 
 from __future__ import annotations
 
@@ -90,3 +91,30 @@ def test_directory_created_before_the_column_gets_it_on_next_import(
         assert _answers(old, True, queries) == expected
     finally:
         old.close()
+
+
+def test_mailbox_holders_cut_in_table_order(
+    pg: Any, population: SynthResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from caducee.directory import store_postgres
+
+    import_extract(pg, population.mss_path)
+
+    def holders(pattern: str) -> set[str]:
+        return {
+            r[0]
+            for r in pg._all(
+                "SELECT idnps FROM mailbox WHERE address LIKE ? AND liste_rouge = 0"
+                " AND idnps <> ''",
+                [f"%{pattern}%"],
+            )
+        }
+
+    few = next(p for p in ("pharmacien", "sage-femme", "infirmier", "medecin") if holders(p))
+    assert 0 < len(holders(few)) <= store_postgres.MAX_HOLDERS
+    assert set(pg._mailbox_holders("idnps", few, "contains")) == holders(few)
+    many = holders("mssante")
+    assert len(many) > 20
+    monkeypatch.setattr(store_postgres, "MAX_HOLDERS", 5)  # 20 mailboxes read, 5 holders kept
+    cut = pg._mailbox_holders("idnps", "mssante", "contains")
+    assert len(cut) == len(set(cut)) == 5 and set(cut) <= many
