@@ -61,8 +61,11 @@ def test_same_ids_with_and_without_prefix_lexemes(pg: Any) -> None:
     groups = [[("fontaine", True)], [("francoise", True)], [("zzx10d75", False)],
               [("leb", True), ("lef", False)]]  # fmt: skip
     sql, params = pg._fts_clause("person", groups)
-    assert "doc_pfx" in sql and params[0] == "'fontaine' & 'francois'"
-    assert params[1] == "francoise:* & zzx10d75 & (leb:* | lef)"
+    assert "doc_pfx" in sql and params[0] == "'fontaine' & 'francois' & 'zzx10d75'"
+    assert params[1] == "francoise:* & (leb:* | lef)"
+    _, params = pg._fts_clause("person", [[("zzcp75014", False), ("zzcp750", True)],
+                                          [("zzp10", False), ("zzp60", False)]])  # fmt: skip
+    assert params == ["('zzp10' | 'zzp60')", "(zzcp75014 | zzcp750:*)"]
     queries = _queries(pg)
     with_pfx = _answers(pg, True, queries)
     assert with_pfx == _answers(pg, False, queries)
