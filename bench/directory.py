@@ -212,7 +212,8 @@ def _wrk(base: str, urls: list[str], seconds: float, clients: int, lua: Path) ->
 def _urls(store: DirectoryStore, rng: random.Random, n: int) -> list[str]:
     """Realistic Practitioner searches from a random sample of persons: name prefix, family and
     profession, given and family, profession and department, mailbox substring."""
-    people = store.get_persons(store.search_persons(PersonQuery(), 0, n * 4))
+    ids = store.search_persons(PersonQuery(), 0, n * 4)
+    people = [p for i in range(0, len(ids), 10_000) for p in store.get_persons(ids[i : i + 10_000])]
     rng.shuffle(people)
     seen: dict[str, None] = {}
     for p in people:
