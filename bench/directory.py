@@ -242,7 +242,8 @@ def _wrk(
 def _urls(store: DirectoryStore, rng: random.Random, n: int) -> list[str]:
     """Realistic Practitioner searches from a random sample of persons: name prefix, family and
     profession, given and family, profession and department, mailbox substring."""
-    people = store.get_persons(store.search_persons(PersonQuery(), 0, n * 4))
+    ids = store.search_persons(PersonQuery(), 0, n * 4)
+    people = [p for i in range(0, len(ids), 10_000) for p in store.get_persons(ids[i : i + 10_000])]
     rng.shuffle(people)
     seen: dict[str, None] = {}
     for p in people:
@@ -320,7 +321,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--persons", type=int, default=1_200_000)
     ap.add_argument("--work", type=Path, default=Path("/tmp/caducee-dirbench"))
-    ap.add_argument("--dsn", help="benchmark PostgreSQL instead of SQLite")
+    ap.add_argument("--dsn", "--pg", dest="dsn", metavar="DSN",
+                    help="benchmark PostgreSQL (a DSN) instead of SQLite")  # fmt: skip
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=15)
     ap.add_argument("--clients", type=int, default=8)
@@ -329,6 +331,7 @@ def main() -> int:
     ap.add_argument("--port", type=int, default=18080)
     ap.add_argument("--skip-generate", action="store_true")
     ap.add_argument("--skip-import", action="store_true")
+    ap.add_argument("--skip-refresh", action="store_true", help="no re-import after the import")
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--skip-api", action="store_true")
     ap.add_argument("--slowest", type=int, default=0, help="list the N slowest queries (CPU)")
@@ -359,6 +362,8 @@ def main() -> int:
             f" process only), peak RSS {peak:.0f} MB"
         )
         print("  " + report.replace("\n", "\n  "))
+        print(f"load average {os.getloadavg()[0]:.1f} after the import")
+    if not args.skip_import and not args.skip_refresh:
         elapsed, cpu, peak, report = _child_import([ps, mss], db, args.dsn)
         print(
             f"re-import, no change (daily diff): {elapsed:.1f} s wall, {cpu:.1f} s CPU,"

@@ -12,7 +12,7 @@ or ``(line_number, error)`` so an importer can report a bad line with its number
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final
@@ -30,6 +30,7 @@ __all__ = [
     "format_line",
     "iter_lines",
     "open_extract",
+    "read_records",
 ]
 
 PS_COLUMNS: Final[tuple[str, ...]] = (
@@ -165,17 +166,6 @@ def detect_kind(header: str) -> str:
     )
 
 
-def split_line(line: str, ncols: int) -> list[str] | str:
-    """Split one data line; return the fields or a reason string when malformed."""
-    fields = line.split("|")
-    n = len(fields)
-    if n == ncols + 1 and fields[-1] == "":
-        fields.pop()
-    elif n != ncols:
-        return f"{n - (1 if fields[-1] == '' else 0)} columns, expected {ncols}"
-    return fields
-
-
 def format_line(fields: list[str] | tuple[str, ...], kind: str) -> str:
     """One line of the given extract (no newline), as the ANS writes it."""
     ncols = _NCOLS[kind]
@@ -208,8 +198,22 @@ def iter_lines(stream: IO[bytes]) -> Iterator[tuple[str, int, list[str] | BadLin
     The first line must be one of the two known headers. Blank lines are skipped; a line that
     is not UTF-8 or has the wrong column count becomes a :class:`BadLine`.
     """
-    buffered = stream
-    first = buffered.readline()
+    kind, records = read_records(stream)
+    for number, fields, _ in records:
+        yield kind, number, fields
+
+
+def read_records(
+    stream: IO[bytes], on_bytes: Callable[[int], None] | None = None
+) -> tuple[str, Iterator[tuple[int, list[str] | BadLine, bytes]]]:
+    """The kind of an extract and its data lines as ``(line_number, fields | BadLine, raw)``.
+
+    ``raw`` is the UTF-8 of ``"|".join(fields)`` (the line without its trailing ``|``), what
+    :func:`caducee.directory.rows.line_hash` hashes, taken from the bytes read instead of
+    joined again. The stream is read in blocks of 1 MiB (``on_bytes`` is called with the
+    total read after each), which costs far less per line than iterating over the stream.
+    """
+    first = stream.readline()
     if not first:
         raise InvalidInput("empty extract (no header line)")
     try:
@@ -217,20 +221,43 @@ def iter_lines(stream: IO[bytes]) -> Iterator[tuple[str, int, list[str] | BadLin
     except UnicodeDecodeError as exc:
         raise InvalidInput("line 1: header is not UTF-8") from exc
     kind = detect_kind(header)
-    ncols = _NCOLS[kind]
+    return kind, _records(stream, _NCOLS[kind], len(first), on_bytes)
+
+
+def _records(
+    stream: IO[bytes], ncols: int, done: int, on_bytes: Callable[[int], None] | None
+) -> Iterator[tuple[int, list[str] | BadLine, bytes]]:
     number = 1
-    for raw in buffered:
-        number += 1
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            yield kind, number, BadLine(number, "not valid UTF-8")
-            continue
-        line = line.rstrip("\r\n")
-        if not line:
-            continue
-        fields = split_line(line, ncols)
-        if isinstance(fields, str):
-            yield kind, number, BadLine(number, fields)
+    rest = b""
+    while True:
+        block = stream.read(1 << 20)
+        done += len(block)
+        if on_bytes is not None:
+            on_bytes(done)
+        if block:
+            lines = (rest + block).split(b"\n")
+            rest = lines.pop()
         else:
-            yield kind, number, fields
+            lines, rest = ([rest] if rest else []), b""
+        for raw in lines:
+            number += 1
+            if raw[-1:] == b"\r":
+                raw = raw[:-1]
+            if not raw:
+                continue
+            try:
+                fields = raw.decode("utf-8").split("|")
+            except UnicodeDecodeError:
+                yield number, BadLine(number, "not valid UTF-8"), raw
+                continue
+            n = len(fields)
+            if n == ncols + 1 and not fields[-1]:
+                fields.pop()
+                raw = raw[:-1]
+            elif n != ncols:
+                n -= 1 if fields[-1] == "" else 0
+                yield number, BadLine(number, f"{n} columns, expected {ncols}"), raw
+                continue
+            yield number, fields, raw
+        if not block:
+            return

@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from caducee.core.errors import InvalidInput
-from caducee.directory.extracts import BadLine, ExtractKind, detect_kind, iter_lines, open_extract
+from caducee.directory.extracts import BadLine, ExtractKind, detect_kind, open_extract, read_records
 from caducee.directory.model import MAILBOX_TYPES, idnst
 from caducee.directory.progress import Progress
 from caducee.directory.rows import (
@@ -33,6 +33,7 @@ from caducee.directory.rows import (
     mailbox_row,
     org_row,
     person_row,
+    raw_hash,
 )
 from caducee.directory.store import DirectoryStore, ImportSession
 
@@ -67,27 +68,6 @@ class ImportReport:
         )
 
 
-class _Counting:
-    """Counts the bytes read through a binary stream (for the progress bar)."""
-
-    def __init__(self, raw: IO[bytes], progress: Progress | None) -> None:
-        self.raw = raw
-        self.read_bytes = 0
-        self.progress = progress
-
-    def __iter__(self) -> Iterator[bytes]:
-        for line in self.raw:
-            self.read_bytes += len(line)
-            if self.progress is not None and not self.read_bytes & 0xFFF:
-                self.progress.update(self.read_bytes)
-            yield line
-
-    def readline(self) -> bytes:
-        line = self.raw.readline()
-        self.read_bytes += len(line)
-        return line
-
-
 def _size(path: Path) -> int:
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
@@ -95,10 +75,11 @@ def _size(path: Path) -> int:
     return path.stat().st_size
 
 
-def _lines(path: Path, progress: Progress | None) -> Iterator[tuple[str, int, list[str] | BadLine]]:
+def _records(path: Path, bar: Progress | None) -> Iterator[tuple[int, list[str] | BadLine, bytes]]:
+    """``(line number, fields | BadLine, raw)`` of every data line (see ``read_records``)."""
     with open_extract(path) as raw:
-        counting = _Counting(raw, progress)
-        yield from iter_lines(counting)  # type: ignore[arg-type]  # duck-typed stream
+        _, records = read_records(raw, None if bar is None else bar.update)
+        yield from records
 
 
 def _check(kind: str, number: int, f: list[str]) -> BadLine | None:
@@ -113,6 +94,36 @@ def _check(kind: str, number: int, f: list[str]) -> BadLine | None:
     if "@" not in f[1]:
         return BadLine(number, "invalid mailbox address")
     return None
+
+
+def _valid(
+    kind: str, number: int, f: list[str] | BadLine, raw: bytes
+) -> tuple[int, BadLine | None]:
+    """(line hash, None) of a valid line, else (0, why); an MSS address is put in lower case
+    first (the hash is that of the fields as stored)."""
+    if isinstance(f, BadLine):
+        return 0, f
+    bad = _check(kind, number, f)
+    if bad is not None:
+        return 0, bad
+    if kind == ExtractKind.MSS:
+        low = f[1].lower()
+        if low != f[1]:
+            f[1] = low
+            return line_hash(f), None
+    return raw_hash(raw), None
+
+
+def _note_bad(report: ImportReport, bad: BadLine, max_bad: int | None) -> None:
+    """Count a bad line; with ``max_bad``, raise as soon as there are too many."""
+    report.bad_count += 1
+    if len(report.bad) < 100:
+        report.bad.append(bad)
+    if max_bad is not None and report.bad_count > max_bad:
+        raise InvalidInput(
+            f"{report.bad_count} bad lines (more than {max_bad}); first: {report.bad[0]};"
+            " nothing imported"
+        )
 
 
 def _now() -> str:
@@ -140,50 +151,42 @@ def import_extract(
     stamp = now or _now()
     with open_extract(path) as raw:
         kind = detect_kind(raw.readline().decode("utf-8", "replace"))
+    report = ImportReport(kind)
     if kind == ExtractKind.PS and store.counts()["person"] == 0:
-        first = ImportReport(kind)
-        _first_load(store, path, first, progress, max_bad, stamp)
-        first.seconds = time.monotonic() - start
-        if echo is not None:
-            echo(first.summary())
-        return first
-    if kind == ExtractKind.MSS and not store.mailbox_hashes():
-        first = ImportReport(kind)
-        _first_mailboxes(store, path, first, progress, max_bad, stamp)
-        first.seconds = time.monotonic() - start
-        if echo is not None:
-            echo(first.summary())
-        return first
+        _first_load(store, path, report, progress, max_bad, stamp)
+    elif kind == ExtractKind.MSS and not store.mailbox_hashes():
+        _first_mailboxes(store, path, report, progress, max_bad, stamp)
+    else:
+        _refresh(store, path, report, progress, max_bad, max_removal_ratio, force, stamp)
+    report.seconds = time.monotonic() - start
+    if echo is not None:
+        echo(report.summary())
+    return report
+
+
+def _refresh(
+    store: DirectoryStore, path: Path, report: ImportReport, progress: bool, max_bad: int,
+    max_removal_ratio: float, force: bool, stamp: str,
+) -> None:  # fmt: skip
+    """A diff against what is stored: hash pass, then the changes in one transaction."""
+    kind = report.kind
     total = _size(path)
     bar1 = Progress(total, "checking", enabled=progress)
-    report: ImportReport | None = None
     groups: dict[str, int] = {}
     counts: dict[str, int] = {}
     hashes = array("q")  # per valid line, reused by the second pass
-    kind = ""
-    for kind, number, f in _lines(path, bar1):
-        if report is None:
-            report = ImportReport(kind)
+    col = 2 if kind == ExtractKind.PS else 1
+    for number, f, raw in _records(path, bar1):
         report.lines += 1
-        bad = f if isinstance(f, BadLine) else _check(kind, number, f)
+        lh, bad = _valid(kind, number, f, raw)
         if bad is not None:
-            report.bad_count += 1
-            if len(report.bad) < 100:
-                report.bad.append(bad)
+            _note_bad(report, bad, None)
             continue
-        assert not isinstance(f, BadLine)  # noqa: S101  # narrowed above
-        if kind == ExtractKind.MSS:
-            f[1] = f[1].lower()
-        key = f[2] if kind == ExtractKind.PS else f[1]
-        lh = line_hash(f)
+        key = f[col]  # type: ignore[index]  # a valid line is a list of fields
         hashes.append(lh)
         groups[key] = (groups.get(key, 0) + lh) & HASH_MASK
         counts[key] = counts.get(key, 0) + 1
     bar1.close()
-    if report is None:  # header only
-        with open_extract(path) as raw:
-            kind = detect_kind(raw.readline().decode("utf-8", "replace"))
-        report = ImportReport(kind)
     if report.bad_count > max_bad:
         raise InvalidInput(
             f"{report.bad_count} bad lines (more than {max_bad}); first: {report.bad[0]}; "
@@ -201,26 +204,21 @@ def import_extract(
     report.added, report.changed, report.removed = len(added), len(changed), len(removed)
     report.unchanged = len(groups) - len(added) - len(changed)
     targets = added | changed
-    bulk = False  # a first load of persons went through _first_load
     bar2 = Progress(total, "importing", enabled=progress)
-    with store.importing(bulk=bulk) as session:
+    with store.importing() as session:
         if kind == ExtractKind.PS:
             if store.search_version() < SEARCH_VERSION:  # imported by an earlier version
                 report.upgraded = session.upgrade_search()
             session.delete_persons(sorted(changed | set(removed)))
             if targets:  # nothing new: no second pass over the file
-                _write_persons(session, path, bar2, targets, counts, hashes, stamp, bulk)
+                _write_persons(session, path, bar2, targets, counts, hashes, stamp)
         else:
             session.delete_mailboxes(sorted(changed | set(removed)), source="extract")
             if targets:
-                _write_mailboxes(session, store, path, bar2, targets, groups, stamp)
+                _write_mailboxes(session, store, path, bar2, targets, hashes, stamp)
         if old:
             report.orgs_pruned = session.prune_orgs()
     bar2.close()
-    report.seconds = time.monotonic() - start
-    if echo is not None:
-        echo(report.summary())
-    return report
 
 
 class _PersonWriter:
@@ -235,15 +233,18 @@ class _PersonWriter:
         self.written = 0
 
     def add(self, entry: list[tuple[list[str], int]]) -> None:
-        group = [line for line, _ in entry]
-        self.persons.append(person_row(group, sum(h for _, h in entry) & HASH_MASK, self.stamp))
+        h = 0
+        for _, lh in entry:
+            h += lh
+        self.persons.append(person_row([line for line, _ in entry], h & HASH_MASK, self.stamp))
         ids: set[str] = set()
+        acts, seen = self.acts, self.seen_orgs
         for line, lh in entry:
-            self.acts.append(activity_row(line, activity_id(line, ids, lh)))
             okey = idnst(line[21], line[19], line[23])
-            if not okey or okey in self.seen_orgs:
+            acts.append(activity_row(line, activity_id(line, ids, lh), okey))
+            if not okey or okey in seen:
                 continue
-            self.seen_orgs.add(okey)
+            seen.add(okey)
             o = org_row(line, self.stamp)
             if o is not None:
                 self.orgs[okey] = o
@@ -271,13 +272,12 @@ def _write_persons(
     counts: dict[str, int],
     line_hashes: array[int],
     stamp: str,
-    bulk: bool,
 ) -> None:
     pending: dict[str, list[tuple[list[str], int]]] = {}
-    writer = _PersonWriter(session, stamp, bulk)
+    writer = _PersonWriter(session, stamp, False)
     valid = -1
-    for kind, number, f in _lines(path, bar):
-        if isinstance(f, BadLine) or _check(kind, number, f) is not None:
+    for number, f, _ in _records(path, bar):
+        if isinstance(f, BadLine) or _check(ExtractKind.PS, number, f) is not None:
             continue
         valid += 1
         key = f[2]
@@ -307,46 +307,40 @@ def _first_load(
     late: set[str] = set()
     with store.importing(bulk=True) as session:
         writer = _PersonWriter(session, stamp, bulk=True)
-        key: str | None = None
+        key = ""  # never a valid identifier
         entry: list[tuple[list[str], int]] = []
+        lines = 0
 
         def close_group() -> None:
-            if key is None or not entry:
-                return
             if key in written:
                 late.add(key)
             else:
                 written.add(key)
                 writer.add(entry)
 
-        for kind, number, f in _lines(path, bar):
-            report.lines += 1
-            bad = f if isinstance(f, BadLine) else _check(kind, number, f)
-            if bad is not None:
-                report.bad_count += 1
-                if len(report.bad) < 100:
-                    report.bad.append(bad)
-                if report.bad_count > max_bad:
-                    raise InvalidInput(
-                        f"{report.bad_count} bad lines (more than {max_bad}); first:"
-                        f" {report.bad[0]}; nothing imported"
-                    )
+        for number, f, raw in _records(path, bar):
+            lines += 1
+            # the common case inline: a well-formed line with its identifiers and name
+            if isinstance(f, BadLine) or not (f[1] and f[2] and f[7]):
+                bad = f if isinstance(f, BadLine) else _check(ExtractKind.PS, number, f)
+                _note_bad(report, bad or BadLine(number, "?"), max_bad)
                 continue
-            assert not isinstance(f, BadLine)  # noqa: S101  # narrowed above
             if f[2] != key:
-                close_group()
+                if entry:
+                    close_group()
                 key, entry = f[2], []
-            entry.append((f, line_hash(f)))
-        close_group()
+            entry.append((f, raw_hash(raw)))
+        if entry:
+            close_group()
+        report.lines = lines
         writer.flush()
         if late:
             session.delete_persons(sorted(late))
             groups: dict[str, list[tuple[list[str], int]]] = {k: [] for k in late}
-            for kind, number, f in _lines(path, None):
-                if isinstance(f, BadLine) or _check(kind, number, f) is not None:
-                    continue
-                if f[2] in groups:
-                    groups[f[2]].append((f, line_hash(f)))
+            for number, f, raw in _records(path, None):
+                lh, bad = _valid(ExtractKind.PS, number, f, raw)
+                if bad is None and f[2] in groups:  # type: ignore[index]
+                    groups[f[2]].append((f, lh))  # type: ignore[index,arg-type]
             for k in sorted(groups):
                 writer.add(groups[k])
             writer.flush()
@@ -360,19 +354,42 @@ def _write_mailboxes(
     path: Path,
     bar: Progress,
     targets: set[str],
-    groups: dict[str, int],
+    line_hashes: array[int],
     stamp: str,
 ) -> None:
+    _mailbox_lines(session, store, path, bar, None, targets, line_hashes, stamp)
+
+
+def _mailbox_lines(
+    session: ImportSession, store: DirectoryStore, path: Path, bar: Progress,
+    report: ImportReport | None, targets: set[str] | None, line_hashes: array[int] | None,
+    stamp: str, max_bad: int | None = None,
+) -> set[str]:  # fmt: skip
+    """Write the mailboxes of the file (those in ``targets`` when given); return the addresses
+    seen. With ``report``, bad lines are counted there (and raise above ``max_bad``)."""
     skip = store.operator_addresses()
+    seen: set[str] = set()
     rows: list[tuple[Any, ...]] = []
     orgs: dict[str, tuple[object, ...]] = {}
-    for kind, number, f in _lines(path, bar):
-        if isinstance(f, BadLine) or _check(kind, number, f) is not None:
+    valid = -1
+    for number, f, raw in _records(path, bar):
+        if report is not None:
+            report.lines += 1
+        lh, bad = _valid(ExtractKind.MSS, number, f, raw)
+        if bad is not None:
+            if report is not None:
+                _note_bad(report, bad, max_bad)
             continue
-        f[1] = f[1].lower()
-        if f[1] not in targets or f[1] in skip:
+        assert not isinstance(f, BadLine)  # noqa: S101  # narrowed by _valid
+        valid += 1
+        addr = f[1]
+        if targets is None:
+            seen.add(addr)
+        elif addr not in targets:
             continue
-        rows.append(mailbox_row(f, line_hash(f), stamp))
+        if addr in skip:
+            continue
+        rows.append(mailbox_row(f, lh if line_hashes is None else line_hashes[valid], stamp))
         o = mailbox_org_row(f, stamp)
         if o is not None:
             orgs.setdefault(str(o[0]), o)
@@ -382,7 +399,7 @@ def _write_mailboxes(
     session.insert_mailboxes(rows)
     if orgs:
         session.upsert_orgs(list(orgs.values()), only_new=True)
-    _ = groups
+    return seen
 
 
 def _first_mailboxes(
@@ -393,38 +410,7 @@ def _first_mailboxes(
     to compare, every address is an addition. Too many bad lines raise inside the
     transaction, so nothing is written."""
     bar = Progress(_size(path), "importing", enabled=progress)
-    skip = store.operator_addresses()
-    added: set[str] = set()
-    rows: list[tuple[Any, ...]] = []
-    orgs: dict[str, tuple[object, ...]] = {}
     with store.importing() as session:
-        for kind, number, f in _lines(path, bar):
-            report.lines += 1
-            bad = f if isinstance(f, BadLine) else _check(kind, number, f)
-            if bad is not None:
-                report.bad_count += 1
-                if len(report.bad) < 100:
-                    report.bad.append(bad)
-                if report.bad_count > max_bad:
-                    raise InvalidInput(
-                        f"{report.bad_count} bad lines (more than {max_bad}); first:"
-                        f" {report.bad[0]}; nothing imported"
-                    )
-                continue
-            assert not isinstance(f, BadLine)  # noqa: S101  # narrowed above
-            f[1] = f[1].lower()
-            added.add(f[1])
-            if f[1] in skip:
-                continue
-            rows.append(mailbox_row(f, line_hash(f), stamp))
-            o = mailbox_org_row(f, stamp)
-            if o is not None:
-                orgs.setdefault(str(o[0]), o)
-            if len(rows) >= _BATCH:
-                session.insert_mailboxes(rows)
-                rows.clear()
-        session.insert_mailboxes(rows)
-        if orgs:
-            session.upsert_orgs(list(orgs.values()), only_new=True)
+        added = _mailbox_lines(session, store, path, bar, report, None, None, stamp, max_bad)
     bar.close()
     report.added = len(added)

@@ -8,8 +8,8 @@ name words (plain) and categorical tokens with a ``zz`` prefix (``zzp10`` profes
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
+from hashlib import blake2b as _blake2b
 from typing import Any
 
 from caducee.directory.model import Mailbox, idnst
@@ -26,6 +26,7 @@ __all__ = [
     "org_row",
     "person_doc",
     "person_row",
+    "raw_hash",
     "upgrade_doc",
 ]
 
@@ -54,8 +55,12 @@ def upgrade_doc(doc: str) -> str:
 
 def line_hash(fields: Sequence[str]) -> int:
     """A stable 63-bit hash of one line (sums of these are order-independent group hashes)."""
-    digest = hashlib.blake2b("|".join(fields).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") & HASH_MASK
+    return raw_hash("|".join(fields).encode())
+
+
+def raw_hash(data: bytes) -> int:
+    """:func:`line_hash` of the fields whose ``"|".join`` is ``data`` (UTF-8)."""
+    return int.from_bytes(_blake2b(data, digest_size=8).digest(), "big") & HASH_MASK
 
 
 def dept_of(postal: str) -> str:
@@ -68,10 +73,11 @@ def dept_of(postal: str) -> str:
     return postal[:2]
 
 
-_PLACES: dict[tuple[str, str, str], list[str]] = {}
+_PLACES: dict[tuple[str, str, str], tuple[list[str], str]] = {}
 
 
-def place_tokens(postal: str, dept: str, city: str) -> list[str]:
+def _place(postal: str, dept: str, city: str) -> tuple[list[str], str]:
+    """(place tokens, folded department) of an address, cached (few distinct places)."""
     key = (postal, dept, city)
     cached = _PLACES.get(key)
     if cached is not None:
@@ -86,29 +92,46 @@ def place_tokens(postal: str, dept: str, city: str) -> list[str]:
     if c:
         out.append("zzc" + c)
     if len(_PLACES) < 200_000:
-        _PLACES[key] = out
-    return out
+        _PLACES[key] = (out, d)
+    return out, d
+
+
+def place_tokens(postal: str, dept: str, city: str) -> list[str]:
+    return _place(postal, dept, city)[0]
 
 
 def person_doc(lines: Sequence[Sequence[str]]) -> tuple[str, str]:
-    """(search doc, folded family name) of a person from all their PS lines."""
+    """(search doc, folded family name) of a person from all their PS lines.
+
+    The document is the name tokens, then the categorical tokens of every line in order
+    (without repeats), then :func:`combo_tokens` of those, computed here in the same pass."""
     first = lines[0]
     toks = name_tokens(first[7], first[8])
-    names = fold(first[7])
-    extra: dict[str, None] = {}
+    extra: list[str] = []
+    profs: list[str] = []
+    depts: list[str] = []
     for f in lines:
-        if f[9]:
-            extra["zzp" + f[9]] = None
+        p = f[9]
+        if p:
+            extra.append("zzp" + p)
+            profs.append(p)
         if f[15]:
-            extra["zzs" + f[15].lower()] = None
-        extra.update(dict.fromkeys(place_tokens(f[35], f[44], f[37])))
+            extra.append("zzs" + f[15].lower())
+        places, d = _place(f[35], f[44], f[37])
+        extra += places
+        if d:
+            depts.append(d)
         if f[21]:
-            extra["zzf" + f[21]] = None
+            extra.append("zzf" + f[21])
         if f[22]:
-            extra["zzf" + f[22]] = None
+            extra.append("zzf" + f[22])
         if f[17]:
-            extra["zzm" + f[17].lower()] = None
-    return " ".join(toks + list(extra) + combo_tokens(extra)), names
+            extra.append("zzm" + f[17].lower())
+    if len(lines) > 1:
+        profs = list(dict.fromkeys(profs))
+        depts = list(dict.fromkeys(depts))
+    combos = [f"zzx{p}d{d}".lower() for p in profs for d in depts]
+    return " ".join(toks + list(dict.fromkeys(extra)) + combos), fold(first[7])
 
 
 def person_row(lines: Sequence[Sequence[str]], hash_: int, updated: str) -> tuple[object, ...]:
@@ -129,8 +152,10 @@ def activity_id(f: Sequence[str], seen: set[str], hash_: int | None = None) -> s
     return aid
 
 
-def activity_row(f: Sequence[str], aid: str) -> tuple[object, ...]:
-    key = idnst(f[21], f[19], f[23])
+def activity_row(f: Sequence[str], aid: str, key: str | None = None) -> tuple[object, ...]:
+    """The activity row of a PS line; ``key`` is its structure's IDNST when already known."""
+    if key is None:
+        key = idnst(f[21], f[19], f[23])
     return (aid, f[2], f[9], f[10], f[11], f[12], f[13], f[14], f[15], f[16], f[17], f[18], key,
             f[47], f[50], f[51])  # fmt: skip
 

@@ -300,6 +300,12 @@ class SqlStoreBase(ABC):
             conds.append("t.updated >= ?")
             params.append(q.updated_since)
         where = " AND ".join(conds) or "1=1"
+        return self._person_page(source, where, order, params, limit, offset)
+
+    def _person_page(
+        self, source: str, where: str, order: str, params: list[object], limit: int, offset: int
+    ) -> list[str]:
+        """The ids of one page of a person search (an engine may plan it its own way)."""
         sql = f"SELECT t.idnps FROM {source} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?"  # noqa: S608
         return [r[0] for r in self._all(sql, [*params, limit, offset])]
 
