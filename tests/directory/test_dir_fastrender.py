@@ -5,9 +5,15 @@ mailboxes of every shape (liste rouge, responsible, description, service, digiti
 
 from __future__ import annotations
 
-import orjson
-from fhir.resources.practitioner import Practitioner
+import json
+from urllib.parse import urlencode
 
+import orjson
+import pytest
+from fhir.resources.practitioner import Practitioner
+from starlette.datastructures import MultiDict
+
+from caducee.directory.api import DirectoryApi, anonymous
 from caducee.directory.model import Mailbox
 from caducee.directory.render import render_records, render_rows
 from caducee.directory.store import DirectoryStore, OrgQuery, PersonQuery
@@ -72,3 +78,44 @@ def test_rows_render_like_records(store: DirectoryStore) -> None:
     org_public = render_rows("Organization", store.org_rows([org]), False)[org][0]  # type: ignore[attr-defined]
     assert b"d.org@" in org_public and b"e.app@" not in org_public
     assert "Secrétariat".encode() not in org_public
+
+
+@pytest.mark.parametrize(
+    ("items", "offset", "more"),
+    [
+        ([], 0, False),
+        ([("name", "lefè vre"), ("_count", "2")], 2, True),
+        ([("_offset", "4")], 4, False),
+    ],
+)
+def test_bundle_is_the_compact_json_of_the_searchset(
+    empty_store: DirectoryStore, items: list[tuple[str, str]], offset: int, more: bool
+) -> None:
+    """The bundle, built from byte fragments, is exactly the compact JSON of the searchset
+    (links with the query encoded as ``urlencode`` does, fullUrl escaped as JSON)."""
+    api = DirectoryApi(empty_store, anonymous, 'http://h"x/fhir')
+    matches = [("Practitioner", "810000000017", (b'{"a":1}', ())),
+               ("Practitioner", 'we"ird/é', (b'{"b":2}', ()))]  # fmt: skip
+    included = [("Organization", "1750000001", (b'{"c":3}', ()))]
+    body = api._bundle("Practitioner", api.base_url, MultiDict(items), matches, included,
+                       offset, 2, more)  # fmt: skip
+    base = 'http://h"x/fhir/Practitioner?'
+    plain = [(k, v) for k, v in items if k != "_offset"]
+    links = [{"relation": "self", "url": base + urlencode([*plain, ("_offset", offset)])}]
+    if more:
+        links.append(
+            {"relation": "next", "url": base + urlencode([*plain, ("_offset", offset + 2)])}
+        )
+    if offset:
+        links.append(
+            {"relation": "previous", "url": base + urlencode([*plain, ("_offset", offset - 2)])}
+        )
+    expected: dict[str, object] = {"resourceType": "Bundle", "type": "searchset", "link": links}
+    if not more:
+        expected["total"] = offset + 2
+    expected["entry"] = [
+        {"fullUrl": f'http://h"x/fhir/{k}/{i}', "resource": json.loads(b), "search": {"mode": mode}}
+        for mode, group in (("match", matches), ("include", included))
+        for k, i, (b, _r) in group
+    ]
+    assert body == json.dumps(expected, ensure_ascii=False, separators=(",", ":")).encode()
