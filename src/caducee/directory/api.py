@@ -78,6 +78,17 @@ def error_response(exc: CaduceeError) -> Response:
     return outcome(500, "exception", "internal error")
 
 
+def _full_url(prefix: dict[str, bytes], base: str, kind: str, rid: str) -> bytes:
+    """``dumps(f"{base}/{kind}/{rid}")``; ``prefix`` keeps the encoded ``"{base}/{kind}/`` of
+    each type, to which a plain ASCII id is added as it is (JSON escapes nothing in it)."""
+    if rid.isalnum() and rid.isascii():
+        head = prefix.get(kind)
+        if head is None:
+            head = prefix[kind] = dumps(f"{base}/{kind}/")[:-1]
+        return head + rid.encode() + b'"'
+    return dumps(f"{base}/{kind}/{rid}")
+
+
 class DirectoryApi:
     """Request handlers; ``store`` does the work, ``auth`` says who calls."""
 
@@ -198,21 +209,20 @@ class DirectoryApi:
                 matches: list[tuple[str, str, Rendered]],
                 included: list[tuple[str, str, Rendered]], offset: int, count: int,
                 more: bool) -> bytes:  # fmt: skip
-        plain = [(k, v) for k, v in params.multi_items() if k != "_offset"]
-        links = [
-            {"relation": "self", "url": f"{base}/{kind}?{urlencode([*plain, ('_offset', offset)])}"}
-        ]
+        plain = urlencode([(k, v) for k, v in params.multi_items() if k != "_offset"])
+        # urlencode([*plain, ("_offset", n)]), the query without _offset encoded once
+        head = f"{base}/{kind}?{plain}&_offset=" if plain else f"{base}/{kind}?_offset="
+        links = [{"relation": "self", "url": f"{head}{offset}"}]
         if more:
-            nxt = urlencode([*plain, ("_offset", offset + count)])
-            links.append({"relation": "next", "url": f"{base}/{kind}?{nxt}"})
+            links.append({"relation": "next", "url": f"{head}{offset + count}"})
         if offset > 0:
-            prev = urlencode([*plain, ("_offset", max(offset - count, 0))])
-            links.append({"relation": "previous", "url": f"{base}/{kind}?{prev}"})
+            links.append({"relation": "previous", "url": f"{head}{max(offset - count, 0)}"})
         parts = [b'{"resourceType":"Bundle","type":"searchset","link":', dumps(links)]
         if not more:
             parts += [b',"total":', str(offset + len(matches)).encode()]
+        prefix: dict[str, bytes] = {}
         entries = [
-            b'{"fullUrl":' + dumps(f"{base}/{k}/{i}") + b',"resource":' + body
+            b'{"fullUrl":' + _full_url(prefix, base, k, i) + b',"resource":' + body
             + b',"search":{"mode":"' + mode + b'"}}'
             for mode, group in ((b"match", matches), (b"include", included))
             for k, i, (body, _refs) in group

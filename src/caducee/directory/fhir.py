@@ -255,3 +255,222 @@ def operation_outcome(code: str, diagnostics: str, severity: str = "error") -> J
         "resourceType": "OperationOutcome",
         "issue": [{"severity": severity, "code": code, "diagnostics": diagnostics}],
     }
+
+
+# -- rendering straight from rows ------------------------------------------------------------
+# The API renders 50 resources per never-seen search: the functions below build the same JSON
+# as the ones above from the tuples the store reads (column orders in
+# :mod:`caducee.directory.sqlbase`: ``PERSON_READ``, ``ROLE_READ``, ``ORG_READ``, ``BOX_READ``),
+# without the intermediate records, and share the constant parts (profiles, identifier types,
+# codings of the code tables) between resources. ``tests/directory/test_dir_fastrender.py``
+# checks they equal the functions above.
+
+_ID_TYPES = {
+    code: {"coding": [{"system": SYS_ID_TYPE, "code": code}]}
+    for code in ("IDNPS", "RPPS", "ADELI", "IDNST", "FINEG", "FINEJ", "SIRET", "SIREN")
+}
+_PROFILES = {kind: [url] for kind, url in PROFILE.items()}
+_EMAIL_TYPE = {"url": URL_EMAIL_TYPE, "valueCoding": {"system": TRE_R256, "code": "MSSANTE"}}
+_NOT_RED = {"url": "listeRouge", "valueBoolean": False}
+_DIGITIZED = {"url": "digitization", "valueBoolean": True}
+_NOT_DIGITIZED = {"url": "digitization", "valueBoolean": False}
+_CODINGS: dict[tuple[str, ...], JSON] = {}  # code-table fragments, shared by every resource
+_CODINGS_MAX = 50_000
+
+
+def _fragment(key: tuple[str, ...], build: Any) -> JSON:
+    hit = _CODINGS.get(key)
+    if hit is None:
+        if len(_CODINGS) >= _CODINGS_MAX:
+            _CODINGS.clear()
+        hit = _CODINGS[key] = build()
+    return hit
+
+
+def _coded(system: str, code: str, display: str) -> JSON:
+    """``{"coding": [...]}`` of one code (``display`` left out when empty), shared."""
+    return _fragment(
+        (system, code, display),
+        lambda: {"coding": [{"system": system, "code": code, "display": display}
+                            if display else {"system": system, "code": code}]},
+    )  # fmt: skip
+
+
+def _box_type(mtype: str) -> JSON:
+    return _fragment(
+        ("box", mtype),
+        lambda: {"url": "type", "valueCodeableConcept": {"coding": [{"system": TRE_R257,
+                                                                     "code": mtype}]}},
+    )  # fmt: skip
+
+
+def _rid(system: str, value: str, type_code: str) -> JSON:
+    return {"use": "official", "type": _ID_TYPES[type_code], "system": system, "value": value}
+
+
+def _row_meta(kind: str, updated: str | None) -> JSON:
+    if updated:
+        return {"profile": _PROFILES[kind], "lastUpdated": updated}
+    return {"profile": _PROFILES[kind]}
+
+
+def box_from_row(r: tuple[Any, ...], authenticated: bool) -> JSON:
+    """A mailbox row (holder, org key, ``BOX_READ``; never on liste rouge) as a ContactPoint."""
+    _holder, _org, address, mtype, service, description, responsible, rank, demat = r
+    meta = [_box_type(mtype)]
+    if description:
+        meta.append({"url": "description", "valueString": description})
+    if service:
+        meta.append({"url": "service", "valueString": service})
+    if responsible and authenticated:
+        meta.append({"url": "responsible", "valueString": responsible})
+    meta.append(_NOT_RED)
+    if demat:
+        meta.append(_DIGITIZED if demat == "O" else _NOT_DIGITIZED)
+    cp: JSON = {
+        "extension": [_EMAIL_TYPE, {"url": URL_MAILBOX_METADATA, "extension": meta}],
+        "system": "email",
+        "value": address,
+    }
+    if rank:
+        cp["rank"] = rank
+    return cp
+
+
+def _qualification(system: str, code: str, display: str, category: str = "") -> JSON:
+    def build() -> JSON:
+        coding = [{"system": system, "code": code, "display": display}
+                  if display else {"system": system, "code": code}]  # fmt: skip
+        if category:
+            coding.append({"system": TRE_R09, "code": category})
+        return {"code": {"coding": coding}}
+
+    return _fragment(("q", system, code, display or "", category or ""), build)
+
+
+def practitioner_from_rows(p: tuple[Any, ...], acts: list[tuple[Any, ...]],
+                           boxes: list[JSON]) -> JSON:  # fmt: skip
+    """A Practitioner from its ``PERSON_READ`` row, its ``PERSON_ACT_READ`` rows (in id order)
+    and its rendered mailboxes."""
+    idnps, id_type, id_pp, civ, family, given, updated = p
+    idents = [_rid(SYS_IDNPS, idnps, "IDNPS")]
+    if id_type == "8":
+        idents.append(_rid(SYS_RPPS, id_pp or "", "RPPS"))
+    elif id_type == "0":
+        idents.append(_rid(SYS_ADELI, id_pp or "", "ADELI"))
+    name: JSON = {"use": "usual", "family": family or ""}
+    if given:
+        name["given"] = [given]
+    if civ:
+        name["prefix"] = [civ]
+    res: JSON = {
+        "resourceType": "Practitioner",
+        "id": idnps,
+        "meta": _row_meta("Practitioner", updated),
+        "identifier": idents,
+        "active": True,
+        "name": [name],
+    }
+    if boxes:
+        res["telecom"] = boxes
+    if acts:
+        quals: list[JSON] = []
+        seen: set[tuple[str, str]] = set()
+        for prof, prof_label, category, sf, sf_label in acts:
+            if prof and ("p", prof) not in seen:
+                seen.add(("p", prof))
+                quals.append(_qualification(TRE_G15, prof, prof_label, category))
+            if sf and ("s", sf) not in seen:
+                seen.add(("s", sf))
+                quals.append(_qualification(TRE_R38, sf, sf_label))
+        if quals:
+            res["qualification"] = quals
+    return res
+
+
+def role_from_row(a: tuple[Any, ...], boxes: list[JSON]) -> JSON:
+    """A PractitionerRole from its ``ROLE_READ`` row and its rendered mailboxes."""
+    rid, idnps, prof, prof_label, sf, sf_label, mode, mode_label, org_key, updated = a
+    res: JSON = {
+        "resourceType": "PractitionerRole",
+        "id": rid,
+        "meta": _row_meta("PractitionerRole", updated),
+        "active": True,
+        "practitioner": {"reference": f"Practitioner/{idnps}"},
+    }
+    if org_key:
+        res["organization"] = {"reference": f"Organization/{org_key}"}
+    if mode or prof:
+        codes = []
+        if mode:
+            codes.append(_coded(TRE_R23, mode, mode_label))
+        if prof:
+            codes.append(_coded(TRE_G15, prof, prof_label))
+        res["code"] = codes
+    if sf:
+        res["specialty"] = [_coded(TRE_R38, sf, sf_label)]
+    if boxes:
+        res["telecom"] = boxes
+    return res
+
+
+def organization_from_row(o: tuple[Any, ...], boxes: list[JSON], authenticated: bool) -> JSON:
+    """An Organization from its ``ORG_READ`` row and its rendered mailboxes."""
+    (key, name, siret, siren, finess, finess_ej, enseigne, line, num_voie, type_voie, voie,
+     postal, commune, city, dept, country, phone, phone2, fax, email, sector, sector_label,
+     updated) = o  # fmt: skip
+    idents = [_rid(SYS_IDNST, key, "IDNST")]
+    if finess:
+        idents.append(_rid(SYS_FINESS, finess, "FINEG"))
+    if finess_ej:
+        idents.append(_rid(SYS_FINESS, finess_ej, "FINEJ"))
+    if siret:
+        idents.append(_rid(SYS_SIRENE, siret, "SIRET"))
+    if siren:
+        idents.append(_rid(SYS_SIRENE, siren, "SIREN"))
+    res: JSON = {
+        "resourceType": "Organization",
+        "id": key,
+        "meta": _row_meta("Organization", updated),
+        "identifier": idents,
+        "active": True,
+        "name": name or enseigne or key,
+    }
+    if enseigne:
+        res["alias"] = [enseigne]
+    if sector:
+        res["type"] = [_coded(TRE_R02, sector, sector_label)]
+    telecom: list[JSON] = []
+    if authenticated:
+        if phone:
+            telecom.append({"system": "phone", "value": phone, "rank": 1})
+        if phone2:
+            telecom.append({"system": "phone", "value": phone2, "rank": 2})
+        if fax:
+            telecom.append({"system": "fax", "value": fax})
+        if email:
+            telecom.append({"system": "email", "value": email})
+    if boxes:
+        telecom += boxes
+    if telecom:
+        res["telecom"] = telecom
+    street = " ".join(x for x in (num_voie, type_voie, voie) if x)
+    if street or city or postal:
+        addr: JSON = {"use": "work"}
+        lines = [x for x in (line, street) if x]
+        if lines:
+            addr["line"] = lines
+        if city:
+            addr["city"] = city
+        if postal:
+            addr["postalCode"] = postal
+        if dept:
+            addr["district"] = dept
+        if country:
+            addr["country"] = country
+        if commune:
+            addr["extension"] = [
+                {"url": URL_INSEE, "valueCoding": {"system": TRE_R13, "code": commune}}
+            ]
+        res["address"] = [addr]
+    return res

@@ -19,8 +19,9 @@ import orjson
 from caducee.directory import fhir
 from caducee.directory.store import DirectoryStore
 
-__all__ = ["Rendered", "ResourceCache", "ResultCache", "dumps"]
+__all__ = ["Rendered", "ResourceCache", "ResultCache", "dumps", "render_records", "render_rows"]
 
+Row = tuple[Any, ...]
 Rendered = tuple[bytes, tuple[str, ...]]  # JSON, references ("Practitioner/x", ...)
 
 
@@ -107,18 +108,68 @@ class ResourceCache:
         return [(i, found[i]) for i in ids if i in found]
 
     def _render(self, kind: str, ids: list[str], authed: bool) -> dict[str, Rendered]:
-        s = self.store
-        out: dict[str, Rendered] = {}
-        if kind == "Practitioner":
-            for p in s.get_persons(ids):
-                out[p.idnps] = (dumps(fhir.practitioner(p, authenticated=authed)), ())
-        elif kind == "Organization":
-            for o in s.get_orgs(ids):
-                out[o.key] = (dumps(fhir.organization(o, authenticated=authed)), ())
-        elif kind == "PractitionerRole":
-            for a in s.get_roles(ids):
-                refs = (f"Practitioner/{a.idnps}",) + (
-                    (f"Organization/{a.org_key}",) if a.org_key else ()
-                )
-                out[a.id] = (dumps(fhir.practitioner_role(a, authenticated=authed)), refs)
-        return out
+        rows = getattr(self.store, kind_rows[kind], None)
+        if rows is None:  # a store without row access: through the records
+            return render_records(self.store, kind, ids, authed)
+        return render_rows(kind, rows(ids), authed)
+
+
+kind_rows = {"Practitioner": "person_rows", "Organization": "org_rows",
+             "PractitionerRole": "role_rows"}  # fmt: skip
+
+
+def render_rows(kind: str, fetched: Any, authed: bool) -> dict[str, Rendered]:
+    """Resources of ``kind`` from the rows of the store's ``*_rows`` method (see ``sqlbase``)."""
+    out: dict[str, Rendered] = {}
+    box = fhir.box_from_row
+    if kind == "Practitioner":
+        people, act_rows, box_rows = fetched
+        acts: dict[str, list[Row]] = {}
+        for a in act_rows:
+            acts.setdefault(a[0], []).append(a[1:])
+        boxes: dict[Any, list[Any]] = {}
+        for m in box_rows:
+            boxes.setdefault(m[0], []).append(box(m, authed))
+        for p in people:
+            res = fhir.practitioner_from_rows(p, acts.get(p[0], []), boxes.get(p[0], []))
+            out[p[0]] = (dumps(res), ())
+    elif kind == "Organization":
+        orgs, box_rows = fetched
+        boxes = {}
+        for m in box_rows:
+            boxes.setdefault(m[0], []).append(box(m, authed))
+        for o in orgs:
+            out[o[0]] = (dumps(fhir.organization_from_row(o, boxes.get(o[0], []), authed)), ())
+    elif kind == "PractitionerRole":
+        roles, box_rows = fetched
+        boxes = {}
+        for m in box_rows:
+            if m[1]:
+                boxes.setdefault((m[0], m[1]), []).append(box(m, authed))
+        for a in roles:
+            rid, idnps, org_key = a[0], a[1], a[8]
+            refs = (f"Practitioner/{idnps}",) + ((f"Organization/{org_key}",) if org_key else ())
+            res = fhir.role_from_row(a, boxes.get((idnps, org_key), []) if org_key else [])
+            out[rid] = (dumps(res), refs)
+    return out
+
+
+def render_records(store: DirectoryStore, kind: str, ids: list[str],
+                   authed: bool) -> dict[str, Rendered]:  # fmt: skip
+    """Resources of ``kind`` through the store's records and the record mappings of ``fhir``
+    (the reference the row renderer is tested against)."""
+    s = store
+    out: dict[str, Rendered] = {}
+    if kind == "Practitioner":
+        for p in s.get_persons(ids):
+            out[p.idnps] = (dumps(fhir.practitioner(p, authenticated=authed)), ())
+    elif kind == "Organization":
+        for o in s.get_orgs(ids):
+            out[o.key] = (dumps(fhir.organization(o, authenticated=authed)), ())
+    elif kind == "PractitionerRole":
+        for a in s.get_roles(ids):
+            refs = (f"Practitioner/{a.idnps}",) + (
+                (f"Organization/{a.org_key}",) if a.org_key else ()
+            )
+            out[a.id] = (dumps(fhir.practitioner_role(a, authenticated=authed)), refs)
+    return out

@@ -44,6 +44,20 @@ _MAILBOX_READ = (
     " family, given, profession_code, source, updated"
 )
 
+# Columns read to render resources (see the ``*_from_row`` functions of ``fhir``).
+BOX_READ = "address, type, service, description, responsible, rank, demat"
+PERSON_READ = "idnps, id_type, id_pp, civ_ex_code, family, given, updated"
+PERSON_ACT_READ = "profession_code, profession_label, category_code, sf_code, sf_label"
+ROLE_READ = (
+    "a.id, a.idnps, a.profession_code, a.profession_label, a.sf_code, a.sf_label, a.mode_code,"
+    " a.mode_label, a.org_key, p.updated"
+)
+ORG_READ = (
+    "key, name, siret, siren, finess, finess_ej, enseigne, compl_dest, num_voie, type_voie_code,"
+    " voie, postal_code, commune_code, city, dept_code, country, phone, phone2, fax, email,"
+    " sector_code, sector_label, updated"
+)
+
 
 def _mailbox(r: Row) -> Mailbox:
     return Mailbox(r[0], r[1], r[2] or "", r[3] or "", r[4] or "", r[5] or "", r[6] or "",
@@ -595,6 +609,61 @@ class SqlStoreBase(ABC):
             for r in rows
         }
         return [by_key[k] for k in keys if k in by_key]
+
+    # -- fetch for rendering (rows in the orders of fhir.*_from_row) ----------------------
+    def _box_rows(self, col: str, values: Sequence[str], types: str) -> list[Row]:
+        """Mailboxes not on liste rouge whose ``col`` is in ``values`` and type in ``types``
+        (an SQL list of literals): ``col``, ``org_key``, then ``BOX_READ``; preferred first."""
+        if not values:
+            return []
+        marks = ", ".join("?" * len(values))
+        return self._all(
+            f"SELECT {col}, org_key, {BOX_READ} FROM mailbox WHERE {col} IN ({marks})"  # noqa: S608
+            f" AND liste_rouge = 0 AND type IN ({types}) ORDER BY coalesce(rank, 1000), address",
+            list(values),
+        )
+
+    def person_rows(self, ids: Sequence[str]) -> tuple[list[Row], list[Row], list[Row]]:
+        """What a Practitioner needs: person rows (``PERSON_READ``), activity rows (IDNPS then
+        ``PERSON_ACT_READ``, in id order), mailbox rows (``BOX_READ``)."""
+        if not ids:
+            return [], [], []
+        marks = ", ".join("?" * len(ids))
+        people = self._all(
+            f"SELECT {PERSON_READ} FROM person WHERE idnps IN ({marks})",  # noqa: S608
+            list(ids),
+        )
+        acts = self._all(
+            f"SELECT idnps, {PERSON_ACT_READ} FROM activity WHERE idnps IN ({marks})"  # noqa: S608
+            " ORDER BY id",
+            list(ids),
+        )
+        return people, acts, self._box_rows("idnps", ids, "'PER', 'CAB'")
+
+    def role_rows(self, ids: Sequence[str]) -> tuple[list[Row], list[Row]]:
+        """What a PractitionerRole needs: activity rows (``ROLE_READ``), and the PER mailbox
+        rows of their persons (``BOX_READ``; the caller matches them on ``org_key``)."""
+        if not ids:
+            return [], []
+        marks = ", ".join("?" * len(ids))
+        acts = self._all(
+            f"SELECT {ROLE_READ} FROM activity a JOIN person p ON p.idnps = a.idnps"  # noqa: S608
+            f" WHERE a.id IN ({marks})",
+            list(ids),
+        )
+        persons = sorted({a[1] for a in acts})
+        return acts, self._box_rows("idnps", persons, "'PER'")
+
+    def org_rows(self, keys: Sequence[str]) -> tuple[list[Row], list[Row]]:
+        """What an Organization needs: org rows (``ORG_READ``) and mailbox rows."""
+        if not keys:
+            return [], []
+        marks = ", ".join("?" * len(keys))
+        rows = self._all(
+            f"SELECT {ORG_READ} FROM org WHERE key IN ({marks})",  # noqa: S608
+            list(keys),
+        )
+        return rows, self._box_rows("org_key", keys, "'ORG', 'APP'")
 
     # -- mailboxes (publication) ----------------------------------------------------------
     def find_mailbox(self, address: str) -> list[Mailbox]:
