@@ -298,23 +298,45 @@ class SqlStoreBase(ABC):
         if q.id_types:
             conds.append(f"t.id_type IN ({', '.join('?' * len(q.id_types))})")
             params += list(q.id_types)
-        if q.mailbox:
-            holders = self._mailbox_holders("idnps", q.mailbox, q.mailbox_match)
-            if not holders:
-                return []
-            conds.append(f"t.idnps IN ({', '.join('?' * len(holders))})")
-            params += holders
-        if q.mailbox_type:
-            conds.append(
-                "EXISTS (SELECT 1 FROM mailbox m WHERE m.idnps = t.idnps AND m.type = ?"
-                " AND m.type IN ('PER', 'CAB') AND m.liste_rouge = 0)"
-            )
-            params.append(q.mailbox_type)
-        if q.updated_since:
-            conds.append("t.updated >= ?")
-            params.append(q.updated_since)
+        if not self._mailbox_and_date_conds(
+            q.mailbox, q.mailbox_match, q.mailbox_type, q.updated_since, conds, params, org=False
+        ):
+            return []
         where = " AND ".join(conds) or "1=1"
         return self._person_page(source, where, order, params, limit, offset)
+
+    def _mailbox_and_date_conds(
+        self,
+        mailbox: str,
+        match: MailboxMatch,
+        mailbox_type: str,
+        updated_since: str,
+        conds: list[str],
+        params: list[object],
+        *,
+        org: bool,
+    ) -> bool:
+        """Adds the mailbox address, mailbox type and ``_lastUpdated`` filters of a person
+        (``org=False``: PER/CAB boxes by IDNPS) or structure (ORG/APP boxes by key) search;
+        False when the address matches no holder (the answer is empty)."""
+        link, key = ("org_key", "t.key") if org else ("idnps", "t.idnps")
+        if mailbox:
+            holders = self._mailbox_holders(link, mailbox, match, org=org)
+            if not holders:
+                return False
+            conds.append(f"{key} IN ({', '.join('?' * len(holders))})")
+            params += holders
+        if mailbox_type:
+            kinds = "('ORG', 'APP')" if org else "('PER', 'CAB')"
+            conds.append(  # link, key and kinds are the constants above, never input
+                f"EXISTS (SELECT 1 FROM mailbox m WHERE m.{link} = {key} AND m.type = ?"  # noqa: S608
+                f" AND m.type IN {kinds} AND m.liste_rouge = 0)"
+            )
+            params.append(mailbox_type)
+        if updated_since:
+            conds.append("t.updated >= ?")
+            params.append(updated_since)
+        return True
 
     def _person_page(
         self, source: str, where: str, order: str, params: list[object], limit: int, offset: int
@@ -444,21 +466,10 @@ class SqlStoreBase(ABC):
         if q.id_kinds:
             kinds = [k for k in q.id_kinds if k in ("finess", "finess_ej", "siret", "siren")]
             conds.append("(" + (" OR ".join(f"t.{k} <> ''" for k in kinds) or "1=0") + ")")
-        if q.mailbox:
-            holders = self._mailbox_holders("org_key", q.mailbox, q.mailbox_match, org=True)
-            if not holders:
-                return []
-            conds.append(f"t.key IN ({', '.join('?' * len(holders))})")
-            params += holders
-        if q.mailbox_type:
-            conds.append(
-                "EXISTS (SELECT 1 FROM mailbox m WHERE m.org_key = t.key AND m.type = ?"
-                " AND m.type IN ('ORG', 'APP') AND m.liste_rouge = 0)"
-            )
-            params.append(q.mailbox_type)
-        if q.updated_since:
-            conds.append("t.updated >= ?")
-            params.append(q.updated_since)
+        if not self._mailbox_and_date_conds(
+            q.mailbox, q.mailbox_match, q.mailbox_type, q.updated_since, conds, params, org=True
+        ):
+            return []
         where = " AND ".join(conds) or "1=1"
         sql = f"SELECT t.key FROM {source} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?"  # noqa: S608
         return [r[0] for r in self._all(sql, [*params, limit, offset])]
